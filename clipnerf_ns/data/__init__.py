@@ -1,0 +1,1 @@
+"""Category datasets: procedural objects, mesh renders, and the collection format."""

@@ -1,0 +1,158 @@
+"""Render many objects into a collection on disk, in parallel, with a progress bar.
+
+Shared by `clipnerf synth` (procedural objects) and `clipnerf render-meshes` (mesh files): each
+object is a picklable job that builds a `ColoredMesh` plus its attributes and captions in a
+worker process; the worker renders and writes the object's folder; the parent writes
+collection.json and renames the finished folder into place.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from PIL import Image
+
+from clipnerf_ns.data.collection import atomic_output_dir, read_transforms, write_collection_json, write_object_views
+from clipnerf_ns.data.render import ColoredMesh, Intrinsics, hemisphere_poses, render, ring_poses
+from clipnerf_ns.errors import UserError
+
+# All objects live in the unit box; cameras look at its centre.
+UNIT_SCENE_BOX = np.array([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Which views each object gets: random training views plus a fixed evaluation ring."""
+
+    views: int = 24
+    """Training views per object, drawn at random on the upper hemisphere (elevation 5 to 65 deg)."""
+    eval_views: int = 8
+    """Held-out evaluation views per object: a fixed ring, the same for every object."""
+    resolution: int = 128
+    """Image width and height in pixels."""
+    fov_deg: float = 40.0
+    """Horizontal field of view of every camera, in degrees."""
+    camera_distance: float = 2.2
+    """Distance from the cameras to the centre of the unit box the objects live in."""
+    eval_elevation_deg: float = 25.0
+    """Elevation of the evaluation ring, in degrees."""
+    supersample: int = 3
+    """Antialiasing: silhouette and part-boundary pixels are averaged over this many squared rays."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.views >= 1, f"--views must be at least 1, got {self.views}"),
+            (self.eval_views >= 0, f"--eval-views must be at least 0, got {self.eval_views}"),
+            (8 <= self.resolution <= 4096, f"--resolution must be between 8 and 4096, got {self.resolution}"),
+            (1.0 <= self.fov_deg <= 120.0, f"--fov-deg must be between 1 and 120, got {self.fov_deg}"),
+            (self.camera_distance > 0.9, f"--camera-distance must exceed 0.9 (outside the unit box), got {self.camera_distance}"),
+            (1 <= self.supersample <= 8, f"--supersample must be between 1 and 8, got {self.supersample}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def cameras(self, rng: np.random.Generator) -> tuple[np.ndarray, Intrinsics, dict[str, list[int]]]:
+        """Camera-to-worlds (views + eval_views, 4, 4), intrinsics, and the train/val/test view split."""
+        train = hemisphere_poses(self.views, self.camera_distance, rng)
+        ring = ring_poses(self.eval_views, self.camera_distance, self.eval_elevation_deg)
+        c2ws = np.concatenate([train, ring]) if self.eval_views else train
+        held_out = list(range(self.views, self.views + self.eval_views))
+        splits = {"train": list(range(self.views)), "val": held_out, "test": held_out}
+        return c2ws, Intrinsics.from_fov(self.resolution, self.resolution, self.fov_deg), splits
+
+
+@dataclass(frozen=True)
+class ObjectJob:
+    """One object to render. `make(seed)` returns (mesh, attributes, captions); it must be picklable."""
+
+    object_id: str
+    make: Callable[[int], tuple[ColoredMesh, dict, list[str]]]
+    seed: int
+    split: str = "train"
+
+
+def _render_job(args: tuple[ObjectJob, ViewPlan, Path]) -> dict:
+    job, plan, root = args
+    mesh, attributes, captions = job.make(job.seed)
+    c2ws, intrinsics, splits = plan.cameras(np.random.default_rng([job.seed, 1]))
+    images = render(mesh, c2ws, intrinsics, plan.supersample).rgba
+    write_object_views(root / job.object_id, images, c2ws, intrinsics, splits)
+    return {"id": job.object_id, "path": job.object_id, "split": job.split, "attributes": attributes, "captions": captions}
+
+
+def heldout_splits(num_objects: int, fraction: float) -> list[str]:
+    """Object splits: the last round-down(fraction * n) objects are held out ('test')."""
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"--heldout-fraction must be in [0, 1), got {fraction}")
+    held = int(fraction * num_objects)
+    return ["train"] * (num_objects - held) + ["test"] * held
+
+
+def build_collection(
+    out: Path,
+    category: str,
+    jobs: list[ObjectJob],
+    plan: ViewPlan,
+    workers: int | None = None,
+    overwrite: bool = False,
+    generator: dict | None = None,
+) -> Path:
+    """Render every job into a new collection at `out` (written atomically). Returns `out`."""
+    plan.validate()
+    if not jobs:
+        raise UserError("nothing to render: no objects")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    with atomic_output_dir(out, overwrite) as tmp:
+        tasks = [(job, plan, tmp) for job in jobs]
+        entries = {}
+        with _progress() as progress:
+            bar = progress.add_task(f"rendering {category}", total=len(jobs))
+            if workers == 1:
+                results = map(_render_job, tasks)
+            else:
+                pool = multiprocessing.get_context("fork").Pool(workers)
+                results = pool.imap_unordered(_render_job, tasks)
+            try:
+                for entry in results:
+                    entries[entry["id"]] = entry
+                    progress.advance(bar)
+            finally:
+                if workers > 1:
+                    pool.terminate()
+        ordered = [entries[job.object_id] for job in jobs]
+        write_collection_json(tmp, category, ordered, UNIT_SCENE_BOX, generator)
+        write_preview(tmp, [job.object_id for job in jobs])
+    return out
+
+
+def write_preview(root: Path, object_ids: list[str], max_objects: int = 16, columns: int = 8) -> Path:
+    """preview.png: one evaluation view (else the first view) of the first objects, on white."""
+    tiles = []
+    for object_id in object_ids[:max_objects]:
+        views = read_transforms(root / object_id, object_id)
+        index = (views.view_splits["test"] or [0])[0]
+        with Image.open(views.image_paths[index]) as image:
+            tile = Image.new("RGB", image.size, "white")
+            tile.paste(image, mask=image.getchannel("A"))
+        tiles.append(tile)
+    w, h = tiles[0].size
+    cols = min(columns, len(tiles))
+    sheet = Image.new("RGB", (cols * w, -(-len(tiles) // cols) * h), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % cols) * w, (i // cols) * h))
+    sheet.save(root / "preview.png")
+    return root / "preview.png"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    )

@@ -1,0 +1,352 @@
+"""Multi-object posed image collections: the on-disk format, its writer, and readers for it,
+for the SRN ShapeNet layout and for a single Blender scene.
+
+Collection layout (written by `clipnerf synth` and `clipnerf render-meshes`)::
+
+    DIR/collection.json          category, scene box, objects (id, folder, split, attributes, captions)
+    DIR/<object>/transforms.json nerfstudio-style: fl_x fl_y cx cy w h, frames (file_path,
+                                 transform_matrix = 4x4 OpenGL camera-to-world), and the
+                                 train_filenames / val_filenames / test_filenames view splits
+    DIR/<object>/images/*.png    RGBA
+
+Every reader returns the same `Collection`: a list of `ObjectViews`, each with camera-to-world
+matrices in nerfstudio's (OpenGL) convention, per-view intrinsics and named view splits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from clipnerf_ns.data.render import Intrinsics
+from clipnerf_ns.errors import UserError
+
+FORMAT_NAME = "clipnerf-collection"
+FORMAT_VERSION = 1
+VIEW_SPLITS = ("train", "val", "test")
+OBJECT_SPLITS = ("train", "test")
+
+
+@dataclass
+class ObjectViews:
+    """The posed views of one object."""
+
+    object_id: str
+    image_paths: list[Path]
+    c2ws: np.ndarray  # (N, 4, 4) OpenGL camera-to-world
+    intrinsics: list[Intrinsics]  # one per view
+    view_splits: dict[str, list[int]]  # "train" / "val" / "test" -> indices into the views
+    split: str = "train"  # object split: "train" (in the code table) or "test" (held out)
+    attributes: dict = field(default_factory=dict)
+    captions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Collection:
+    category: str
+    objects: list[ObjectViews]
+    scene_box: np.ndarray  # (2, 3) min and max corner
+    layout: str  # "collection", "srn" or "blender"
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `out`; rename it to `out` only if the block succeeds.
+
+    A failed or interrupted run leaves no half-written `out` behind.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def write_object_views(
+    folder: Path, images: np.ndarray, c2ws: np.ndarray, intrinsics: Intrinsics, view_splits: dict[str, list[int]]
+) -> None:
+    """Write one object's RGBA images (N, H, W, 4) uint8 and its transforms.json into `folder`."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    names = [f"images/{i:03d}.png" for i in range(len(images))]
+    for name, image in zip(names, images):
+        Image.fromarray(image, mode="RGBA").save(folder / name, compress_level=1)
+    transforms = {
+        "camera_model": "OPENCV",
+        "w": intrinsics.width,
+        "h": intrinsics.height,
+        "fl_x": intrinsics.fx,
+        "fl_y": intrinsics.fy,
+        "cx": intrinsics.cx,
+        "cy": intrinsics.cy,
+        "camera_angle_x": float(2 * np.arctan(0.5 * intrinsics.width / intrinsics.fx)),
+        "frames": [
+            {"file_path": name, "transform_matrix": np.round(c2w, 8).tolist()} for name, c2w in zip(names, c2ws)
+        ],
+    }
+    for split in VIEW_SPLITS:
+        transforms[f"{split}_filenames"] = [names[i] for i in view_splits.get(split, [])]
+    (folder / "transforms.json").write_text(json.dumps(transforms, indent=1))
+
+
+def write_collection_json(
+    root: Path, category: str, entries: list[dict], scene_box: np.ndarray, generator: dict | None = None
+) -> None:
+    """Write collection.json; `entries` are dicts with id, path, split, attributes, captions."""
+    doc = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "category": category,
+        "scene_box": np.asarray(scene_box, dtype=float).tolist(),
+        "generator": generator or {},
+        "objects": entries,
+    }
+    (root / "collection.json").write_text(json.dumps(doc, indent=1))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_json(path: Path) -> dict:
+    """Parse a JSON file into a dict, with a one-line error naming the file."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: malformed JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a JSON object at the top level")
+    return doc
+
+
+def check_rigid(c2w: np.ndarray, where: str) -> np.ndarray:
+    """Return `c2w` as a (4, 4) float array, or fail if it is not a rigid camera-to-world transform."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    if c2w.shape == (3, 4):
+        c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
+    if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+        raise UserError(f"{where}: pose must be a finite 4x4 (or 3x4) matrix, got shape {c2w.shape}")
+    rot = c2w[:3, :3]
+    if not np.allclose(c2w[3], [0, 0, 0, 1], atol=1e-5):
+        raise UserError(f"{where}: pose's last row is {c2w[3].tolist()}, not [0, 0, 0, 1]")
+    if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-3) or np.linalg.det(rot) < 0:
+        raise UserError(f"{where}: pose is not a rigid transform (its 3x3 part is not a rotation)")
+    return c2w
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise UserError(f"{path}: image file not found") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable image ({err})") from None
+
+
+def check_image_sizes(views: ObjectViews) -> None:
+    """Every image must exist, decode, and match its camera's width and height."""
+    for path, intr in zip(views.image_paths, views.intrinsics):
+        size = _image_size(path)
+        if size != (intr.width, intr.height):
+            raise UserError(
+                f"{path}: image is {size[0]}x{size[1]} but its camera says {intr.width}x{intr.height}"
+            )
+
+
+def _number(doc: dict, key: str, path: Path) -> float:
+    value = doc.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+        raise UserError(f"{path}: '{key}' must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _frames(doc: dict, path: Path) -> list[dict]:
+    frames = doc.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise UserError(f"{path}: 'frames' must be a non-empty list")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+            raise UserError(f"{path}: frame {i} needs 'file_path' and 'transform_matrix'")
+    return frames
+
+
+def read_transforms(folder: Path, object_id: str) -> ObjectViews:
+    """Read one object folder written by `write_object_views` (nerfstudio-style transforms.json)."""
+    path = folder / "transforms.json"
+    doc = read_json(path)
+    frames = _frames(doc, path)
+    w, h = int(_number(doc, "w", path)), int(_number(doc, "h", path))
+    intr = Intrinsics(w, h, _number(doc, "fl_x", path), _number(doc, "fl_y", path),
+                      _number(doc, "cx", path), _number(doc, "cy", path))
+    names = [str(f["file_path"]) for f in frames]
+    c2ws = np.stack([check_rigid(f["transform_matrix"], f"{path} frame {f['file_path']}") for f in frames])
+    index = {name: i for i, name in enumerate(names)}
+    view_splits = {}
+    for split in VIEW_SPLITS:
+        listed = doc.get(f"{split}_filenames", [])
+        unknown = [n for n in listed if n not in index]
+        if unknown:
+            raise UserError(f"{path}: {split}_filenames lists {unknown[0]!r}, which is not a frame")
+        view_splits[split] = [index[n] for n in listed]
+    return ObjectViews(object_id, [folder / n for n in names], c2ws, [intr] * len(names), view_splits)
+
+
+def read_clipnerf_collection(root: Path) -> Collection:
+    path = root / "collection.json"
+    doc = read_json(path)
+    if doc.get("format") != FORMAT_NAME:
+        raise UserError(f"{path}: 'format' is {doc.get('format')!r}, expected {FORMAT_NAME!r}")
+    entries = doc.get("objects")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{path}: 'objects' must be a non-empty list")
+    objects = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise UserError(f"{path}: object {i} needs a string 'id'")
+        split = entry.get("split", "train")
+        if split not in OBJECT_SPLITS:
+            raise UserError(f"{path}: object {entry['id']!r} has split {split!r}, expected one of {OBJECT_SPLITS}")
+        views = read_transforms(root / entry.get("path", entry["id"]), entry["id"])
+        views.split = split
+        views.attributes = entry.get("attributes", {})
+        views.captions = list(entry.get("captions", []))
+        objects.append(views)
+    box = np.asarray(doc.get("scene_box", [[-0.5] * 3, [0.5] * 3]), dtype=np.float64)
+    if box.shape != (2, 3) or not np.all(box[1] > box[0]):
+        raise UserError(f"{path}: 'scene_box' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]")
+    return Collection(str(doc.get("category", "objects")), objects, box, "collection")
+
+
+# OpenCV (x right, y down, z forward) to OpenGL (x right, y up, z back): flip camera y and z.
+_CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def _read_numbers(path: Path) -> list[list[float]]:
+    try:
+        return [[float(x) for x in line.split()] for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except ValueError as err:
+        raise UserError(f"{path}: expected whitespace-separated numbers ({err})") from None
+
+
+def read_srn_object(folder: Path, eval_every: int) -> ObjectViews:
+    """One SRN object: rgb/*.png, pose/*.txt (OpenCV camera-to-world), intrinsics.txt.
+
+    intrinsics.txt: first line `f cx cy 0`, last line `height width`. Every `eval_every`-th view
+    is held out for evaluation.
+    """
+    rows = _read_numbers(folder / "intrinsics.txt")
+    if len(rows) < 2 or len(rows[0]) < 3 or len(rows[-1]) != 2:
+        raise UserError(f"{folder / 'intrinsics.txt'}: expected 'f cx cy 0' first and 'height width' last")
+    focal, cx, cy = rows[0][:3]
+    height, width = (int(v) for v in rows[-1])
+    images = sorted((folder / "rgb").glob("*.png"))
+    if not images:
+        raise UserError(f"{folder / 'rgb'}: no .png images")
+    c2ws = []
+    for image in images:
+        pose_path = folder / "pose" / f"{image.stem}.txt"
+        values = np.asarray(sum(_read_numbers(pose_path), []))
+        if values.size not in (12, 16):
+            raise UserError(f"{pose_path}: expected 16 numbers (a 4x4 pose), got {values.size}")
+        c2ws.append(check_rigid(values.reshape(-1, 4), str(pose_path)) @ _CV_TO_GL)
+    n = len(images)
+    held_out = list(range(0, n, eval_every)) if eval_every > 0 and n > 1 else []
+    splits = {"train": [i for i in range(n) if i not in held_out], "val": held_out, "test": held_out}
+    intr = Intrinsics(width, height, focal, focal, cx, cy)
+    return ObjectViews(folder.name, images, np.stack(c2ws), [intr] * n, splits)
+
+
+def _is_srn_object(folder: Path) -> bool:
+    return (folder / "rgb").is_dir() and (folder / "pose").is_dir()
+
+
+def read_srn_collection(root: Path, eval_every: int, half_size: float) -> Collection:
+    folders = [root] if _is_srn_object(root) else sorted(p for p in root.iterdir() if _is_srn_object(p))
+    objects = [read_srn_object(f, eval_every) for f in folders]
+    box = np.array([[-half_size] * 3, [half_size] * 3])
+    return Collection(root.name, objects, box, "srn")
+
+
+def read_blender_scene(root: Path, half_size: float) -> Collection:
+    """A Blender synthetic scene (transforms_{train,val,test}.json) as a one-object collection."""
+    paths, c2ws, intrinsics, splits = [], [], [], {}
+    for split in VIEW_SPLITS:
+        path = root / f"transforms_{split}.json"
+        if not path.exists():
+            splits[split] = splits.get("val", []) if split == "test" else []
+            continue
+        doc = read_json(path)
+        fov = _number(doc, "camera_angle_x", path)
+        start = len(paths)
+        for frame in _frames(doc, path):
+            file = root / str(frame["file_path"])
+            if not file.suffix:
+                file = file.with_suffix(".png")
+            width, height = _image_size(file)
+            intrinsics.append(Intrinsics.from_fov(width, height, float(np.degrees(fov))))
+            paths.append(file)
+            c2ws.append(check_rigid(frame["transform_matrix"], f"{path} frame {frame['file_path']}"))
+        splits[split] = list(range(start, len(paths)))
+    if not splits["val"]:
+        splits["val"] = splits["test"]
+    views = ObjectViews(root.name, paths, np.stack(c2ws), intrinsics, splits)
+    return Collection("scene", [views], np.array([[-half_size] * 3, [half_size] * 3]), "blender")
+
+
+def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float | None = None) -> Collection:
+    """Read any supported layout under `root`, detected from its files.
+
+    scene_half_size overrides the scene box for SRN (default 1.0) and Blender (default 1.5)
+    layouts, whose files do not record one.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root}: data folder not found")
+    if not root.is_dir():
+        raise UserError(f"{root}: expected a folder (collection, SRN or Blender layout)")
+    if (root / "collection.json").exists():
+        collection = read_clipnerf_collection(root)
+    elif (root / "transforms_train.json").exists():
+        collection = read_blender_scene(root, scene_half_size or 1.5)
+    elif _is_srn_object(root) or any(_is_srn_object(p) for p in root.iterdir() if p.is_dir()):
+        collection = read_srn_collection(root, srn_eval_every, scene_half_size or 1.0)
+    else:
+        raise UserError(
+            f"{root}: not a collection (no collection.json, transforms_train.json, or SRN rgb/ + pose/ folders)"
+        )
+    if scene_half_size is not None:
+        collection.scene_box = np.array([[-scene_half_size] * 3, [scene_half_size] * 3])
+    for views in collection.objects:
+        check_image_sizes(views)
+    return collection

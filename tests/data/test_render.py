@@ -1,0 +1,102 @@
+"""The ray-cast renderer against analytic geometry."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from clipnerf_ns.data.build import ViewPlan
+from clipnerf_ns.data.render import (
+    ColoredMesh,
+    Intrinsics,
+    hemisphere_poses,
+    look_at,
+    pixel_rays,
+    render,
+    ring_poses,
+)
+
+RADIUS, DISTANCE = 0.4, 2.5
+
+
+def sphere(radius=RADIUS, center=(0.0, 0.0, 0.0), color=(0.8, 0.3, 0.2)) -> ColoredMesh:
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=radius)
+    mesh.apply_translation(center)
+    return ColoredMesh.from_parts([(mesh, color)])
+
+
+def analytic_distance(origins, dirs, radius, center=np.zeros(3)):
+    """First ray-sphere intersection distance (inf on a miss)."""
+    oc = origins - center
+    b = np.sum(oc * dirs, axis=-1)
+    disc = b**2 - (np.sum(oc**2, axis=-1) - radius**2)
+    t = -b - np.sqrt(np.maximum(disc, 0.0))
+    return np.where(disc >= 0, t, np.inf)
+
+
+def test_sphere_silhouette_area_matches_pinhole_model():
+    intr = Intrinsics.from_fov(128, 128, 40.0)
+    c2w = look_at([0.0, -DISTANCE, 0.0])
+    out = render(sphere(), c2w[None], intr, supersample=4)
+    area = out.rgba[0, ..., 3].astype(np.float64).sum() / 255.0
+    # A sphere seen from distance d is a disc of angular radius asin(r/d): image radius f r / sqrt(d^2 - r^2).
+    predicted_radius = intr.fx * RADIUS / np.sqrt(DISTANCE**2 - RADIUS**2)
+    assert area == pytest.approx(np.pi * predicted_radius**2, rel=0.01)
+
+
+def test_depth_is_the_analytic_hit_distance():
+    intr = Intrinsics.from_fov(96, 64, 50.0)
+    c2w = hemisphere_poses(1, DISTANCE, np.random.default_rng(3))[0]
+    out = render(sphere(), c2w[None], intr, supersample=1)
+    origins, dirs = pixel_rays(intr, c2w, np.array([[0.5, 0.5]]))
+    expected = analytic_distance(origins, dirs, RADIUS).reshape(64, 96)
+    depth = out.depth[0]
+    hit = np.isfinite(expected) & np.isfinite(depth)
+    assert hit.sum() > 500
+    # The icosphere is inscribed in the true sphere: hits are a hair farther, never nearer.
+    np.testing.assert_allclose(depth[hit], expected[hit], atol=2e-3)
+    assert np.min(depth[hit] - expected[hit]) > -1e-4
+    assert depth.min() == pytest.approx(DISTANCE - RADIUS, abs=2e-3)
+    # Background stays background: no hit where the analytic ray misses by a clear margin.
+    assert np.all(np.isinf(depth[np.isinf(expected)]) | (out.rgba[0, ..., 3][np.isinf(expected)] < 255))
+
+
+def test_antialiasing_gives_fractional_alpha_only_on_the_silhouette():
+    intr = Intrinsics.from_fov(64, 64, 40.0)
+    out = render(sphere(), look_at([DISTANCE, 0, 0])[None], intr, supersample=3)
+    alpha = out.rgba[0, ..., 3].astype(int)
+    partial = (alpha > 0) & (alpha < 255)
+    assert partial.sum() > 20
+    # Partially covered pixels sit at the predicted silhouette radius from the image centre.
+    rows, cols = np.nonzero(partial)
+    r = np.hypot(rows + 0.5 - intr.cy, cols + 0.5 - intr.cx)
+    predicted = intr.fx * RADIUS / np.sqrt(DISTANCE**2 - RADIUS**2)
+    assert np.all(np.abs(r - predicted) < 1.5)
+    # Straight alpha: the colour of edge pixels is the object's, not darkened towards black.
+    assert out.rgba[0, ..., 0][partial].mean() > 0.5 * out.rgba[0, ..., 0][alpha == 255].mean()
+
+
+def test_look_at_points_minus_z_at_the_target():
+    c2w = look_at([1.0, 2.0, 0.5], target=[0.1, -0.2, 0.0])
+    rot = c2w[:3, :3]
+    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+    to_target = np.array([0.1, -0.2, 0.0]) - np.array([1.0, 2.0, 0.5])
+    np.testing.assert_allclose(-rot[:, 2], to_target / np.linalg.norm(to_target), atol=1e-12)
+    assert rot[2, 1] > 0  # camera up has a positive world-z component (z-up world)
+
+
+@pytest.mark.parametrize("poses", [
+    hemisphere_poses(64, DISTANCE, np.random.default_rng(0)),
+    ring_poses(8, DISTANCE, 25.0),
+    ViewPlan(views=10, eval_views=4, camera_distance=DISTANCE).cameras(np.random.default_rng(1))[0],
+])
+def test_every_camera_looks_at_the_object_from_the_upper_hemisphere(poses):
+    intr = Intrinsics.from_fov(128, 128, 40.0)
+    for c2w in poses:
+        w2c = np.linalg.inv(c2w)
+        x, y, z = w2c[:3, 3]  # the origin in camera coordinates
+        assert z < 0  # in front of the camera (OpenGL looks down -z)
+        u, v = intr.fx * x / -z + intr.cx, -intr.fy * y / -z + intr.cy
+        assert (u, v) == pytest.approx((64.0, 64.0), abs=1e-6)
+        assert np.linalg.norm(c2w[:3, 3]) == pytest.approx(DISTANCE)
+        assert c2w[2, 3] > 0

@@ -1,0 +1,123 @@
+"""The `clipnerf` command line and nerfstudio's, run as a user runs them (real subprocesses)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+SHARED_MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
+TINY = ["--views", "4", "--eval-views", "2", "--resolution", "32", "--workers", "2"]
+
+
+def run(*args, check=True):
+    result = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_user_error(result, *fragments):
+    """Non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clipnerf: error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_synth_is_deterministic_and_readable(tmp_path):
+    for name in ("a", "b"):
+        run("clipnerf", "synth", "cars", "--num-objects", "3", "--seed", "7", "--out", str(tmp_path / name), *TINY)
+    doc_a = json.loads((tmp_path / "a" / "collection.json").read_text())
+    doc_b = json.loads((tmp_path / "b" / "collection.json").read_text())
+    assert doc_a["objects"] == doc_b["objects"]
+    assert [o["id"] for o in doc_a["objects"]] == ["car_0000", "car_0001", "car_0002"]
+    for obj in doc_a["objects"]:
+        for image in sorted((tmp_path / "a" / obj["path"] / "images").glob("*.png")):
+            assert image.read_bytes() == (tmp_path / "b" / obj["path"] / "images" / image.name).read_bytes()
+    assert (tmp_path / "a" / "preview.png").exists()
+    assert doc_a["generator"]["options"]["plan"]["resolution"] == 32
+    # A different seed gives different objects.
+    run("clipnerf", "synth", "cars", "--num-objects", "3", "--seed", "8", "--out", str(tmp_path / "c"), *TINY)
+    doc_c = json.loads((tmp_path / "c" / "collection.json").read_text())
+    assert doc_c["objects"][0]["attributes"] != doc_a["objects"][0]["attributes"]
+
+
+def test_object_i_does_not_depend_on_the_number_of_objects(tmp_path):
+    run("clipnerf", "synth", "chairs", "--num-objects", "2", "--out", str(tmp_path / "two"), *TINY)
+    run("clipnerf", "synth", "chairs", "--num-objects", "4", "--heldout-fraction", "0.5",
+        "--out", str(tmp_path / "four"), *TINY)
+    two = json.loads((tmp_path / "two" / "collection.json").read_text())["objects"]
+    four = json.loads((tmp_path / "four" / "collection.json").read_text())["objects"]
+    assert [o["attributes"] for o in two] == [o["attributes"] for o in four[:2]]
+    assert [o["split"] for o in four] == ["train", "train", "test", "test"]
+
+
+@pytest.mark.skipif(not SHARED_MESHES.exists(), reason="shared/data/meshes is not beside the checkout")
+def test_render_meshes_on_real_partnet_chairs(tmp_path):
+    out = tmp_path / "partnet"
+    run("clipnerf", "render-meshes", "--meshes", str(SHARED_MESHES), "--out", str(out), "--category", "chairs", *TINY)
+    doc = json.loads((out / "collection.json").read_text())
+    assert len(doc["objects"]) == 6 and doc["category"] == "chairs"
+    assert all(o["attributes"]["num_parts"] >= 2 for o in doc["objects"])
+    for obj in doc["objects"]:
+        assert len(list((out / obj["path"] / "images").glob("*.png"))) == 6
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "c"
+    run("clipnerf", "synth", "chairs", "--num-objects", "1", "--out", str(out), *TINY)
+    assert_user_error(run("clipnerf", "synth", "chairs", "--num-objects", "1", "--out", str(out), *TINY, check=False),
+                      str(out), "--overwrite")
+    run("clipnerf", "synth", "cars", "--num-objects", "1", "--out", str(out), "--overwrite", *TINY)
+    assert json.loads((out / "collection.json").read_text())["category"] == "cars"
+
+
+def test_a_mesh_that_fails_to_load_leaves_nothing_behind(tmp_path):
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    (meshes / "cube.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nv 1 0 1\nv 1 1 1\nv 0 1 1\n"
+        "f 1 2 3\nf 1 3 4\nf 5 6 7\nf 5 7 8\nf 1 2 6\nf 1 6 5\nf 4 3 7\nf 4 7 8\n"
+    )
+    (meshes / "broken.ply").write_text("this is not a mesh\n")
+    out = tmp_path / "out"
+    result = run("clipnerf", "render-meshes", "--meshes", str(meshes), "--out", str(out), *TINY, check=False)
+    assert_user_error(result, "broken.ply")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meshes"]  # no output, no partial folder
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["render-meshes", "--meshes", "/nonexistent/meshes"], ["/nonexistent/meshes"]),
+    (["synth", "chairs", "--num-objects", "0"], ["--num-objects", "0"]),
+    (["synth", "chairs", "--resolution", "2"], ["--resolution", "2"]),
+    (["synth", "chairs", "--heldout-fraction", "1.5"], ["--heldout-fraction", "1.5"]),
+])
+def test_bad_arguments(tmp_path, args, fragments):
+    result = run("clipnerf", *args, "--out", str(tmp_path / "out"), check=False)
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_mesh_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("clipnerf", "render-meshes", "--meshes", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), check=False)
+    assert_user_error(result, "empty", "no meshes")
+
+
+def test_nerfstudio_sees_the_dataparser_and_nothing_is_broken():
+    result = run("ns-train", "--help")
+    assert "Traceback" not in result.stderr
+    result = run("ns-train", "vanilla-nerf", "clipnerf-collection", "--help")
+    assert "--objects {train,test,all}" in result.stdout
+    assert "--srn-eval-every" in result.stdout
+
+
+def test_help_explains_every_option():
+    for command in ("synth", "render-meshes", "demo"):
+        out = run("clipnerf", command, "--help").stdout
+        assert "(default" in out or "(required)" in out
+        assert "--out" in out
