@@ -29,7 +29,7 @@ def main() -> None:
 
     plan = ViewPlan(views=args.views, resolution=args.resolution)
     for category in ("chairs", "cars"):
-        gen, ren, rays = [], [], 0
+        gen, ren, faces = [], [], 0
         for seed in range(10):
             t0 = time.perf_counter()
             obj = sample_object(category, np.random.default_rng(seed))
@@ -38,9 +38,9 @@ def main() -> None:
             render(obj.mesh, c2ws, intr, plan.supersample)
             gen.append(t1 - t0)
             ren.append((time.perf_counter() - t1) / len(c2ws))
-            rays += len(obj.mesh.mesh.faces)
+            faces += len(obj.mesh.mesh.faces)
         print(f"{category}: generate one object {1e3 * np.mean(gen):.1f} ms, render one "
-              f"{args.resolution}px view {1e3 * np.mean(ren):.1f} ms (one core), {rays // 10} faces per object")
+              f"{args.resolution}px view {1e3 * np.mean(ren):.1f} ms (one core), {faces // 10} faces per object")
 
     clipnerf = Path(sys.executable).parent / "clipnerf"
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,7 @@ import functools
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -28,17 +29,12 @@ def _mesh_object(source, colors: str, up: str, seed: int):
     return load_colored_mesh(source, np.random.default_rng(seed), colors=colors, up=up), describe(source), []
 
 
-@dataclass
-class Synth:
-    """Generate a procedural category collection: parametric meshes with attributes and captions,
-    rendered into posed RGBA views (a collection that `ns-train --data` reads)."""
+@dataclass(kw_only=True)
+class _WritesCollection:
+    """Options shared by the commands that render objects into a new collection."""
 
-    category: tyro.conf.Positional[Literal["chairs", "cars"]]
-    """Which procedural category to generate."""
     out: Path
-    """Output folder for the collection (written atomically)."""
-    num_objects: int = 100
-    """Number of objects."""
+    """Output folder for the collection (written atomically: nothing is left behind on failure)."""
     seed: int = 0
     """Random seed: the same seed gives the same collection."""
     heldout_fraction: float = 0.1
@@ -50,56 +46,55 @@ class Synth:
     overwrite: bool = False
     """Replace the output folder if it exists."""
 
+    def _build(self, category: str, object_ids: list[str], makers: list) -> Path:
+        splits = heldout_splits(len(object_ids), self.heldout_fraction)
+        jobs = [
+            ObjectJob(object_id, make, _object_seed(self.seed, i), split)
+            for i, (object_id, make, split) in enumerate(zip(object_ids, makers, splits))
+        ]
+        return build_collection(
+            self.out, category, jobs, self.plan, self.workers or None, self.overwrite, _generator_info(self)
+        )
+
+
+@dataclass(kw_only=True)
+class Synth(_WritesCollection):
+    """Generate a procedural category collection: parametric meshes with attributes and captions,
+    rendered into posed RGBA views (a collection that `ns-train --data` reads)."""
+
+    category: tyro.conf.Positional[Literal["chairs", "cars"]]
+    """Which procedural category to generate."""
+    num_objects: int = 100
+    """Number of objects."""
+
     def main(self) -> Path:
         if self.num_objects < 1:
             raise UserError(f"--num-objects must be at least 1, got {self.num_objects}")
         prefix = self.category.rstrip("s")
-        splits = heldout_splits(self.num_objects, self.heldout_fraction)
-        jobs = [
-            ObjectJob(f"{prefix}_{i:04d}", functools.partial(_synth_object, self.category), _object_seed(self.seed, i), s)
-            for i, s in enumerate(splits)
-        ]
-        return build_collection(
-            self.out, self.category, jobs, self.plan, self.workers or None, self.overwrite, _generator_info(self)
-        )
+        ids = [f"{prefix}_{i:04d}" for i in range(self.num_objects)]
+        return self._build(self.category, ids, [functools.partial(_synth_object, self.category)] * len(ids))
 
 
-@dataclass
-class RenderMeshes:
+@dataclass(kw_only=True)
+class RenderMeshes(_WritesCollection):
     """Render any meshes (OBJ/PLY/GLB files, or folders of part OBJs as in PartNet) into a
     collection: each is normalised to the unit box, coloured, and rendered like `synth`."""
 
     meshes: Path
     """A mesh file, a folder of mesh files, or a folder of part folders."""
-    out: Path
-    """Output folder for the collection (written atomically)."""
     category: str = "objects"
     """Category name written into collection.json."""
     colors: Literal["palette", "materials", "gray"] = "palette"
     """Part colours: a random palette colour per part, the files' own colours, or plain gray."""
     up: Literal["y", "z"] = "y"
-    """The files' up axis (ShapeNet and PartNet are y-up)."""
-    seed: int = 0
-    """Random seed for palettes and cameras."""
+    """The files' up axis (ShapeNet and PartNet are y-up, with their front towards +z)."""
     heldout_fraction: float = 0.0
     """Fraction of objects held out entirely (split 'test' in collection.json)."""
-    plan: Annotated[ViewPlan, tyro.conf.OmitArgPrefixes] = field(default_factory=ViewPlan)
-    """Cameras and rendering."""
-    workers: int = 0
-    """Parallel worker processes; 0 means one per CPU core."""
-    overwrite: bool = False
-    """Replace the output folder if it exists."""
 
     def main(self) -> Path:
         sources = discover_meshes(self.meshes)
-        splits = heldout_splits(len(sources), self.heldout_fraction)
-        jobs = [
-            ObjectJob(src.object_id, functools.partial(_mesh_object, src, self.colors, self.up), _object_seed(self.seed, i), s)
-            for i, (src, s) in enumerate(zip(sources, splits))
-        ]
-        return build_collection(
-            self.out, self.category, jobs, self.plan, self.workers or None, self.overwrite, _generator_info(self)
-        )
+        makers = [functools.partial(_mesh_object, src, self.colors, self.up) for src in sources]
+        return self._build(self.category, [src.object_id for src in sources], makers)
 
 
 @dataclass
@@ -122,7 +117,9 @@ class Demo:
 
         plan = ViewPlan(views=24, eval_views=8, resolution=self.resolution)
         for category in ("chairs", "cars"):
-            data = Synth(category, self.out / category, self.num_objects, plan=plan, overwrite=self.overwrite).main()
+            data = Synth(
+                category=category, out=self.out / category, num_objects=self.num_objects, plan=plan, overwrite=self.overwrite
+            ).main()
             train = CollectionDataParserConfig(data=data).setup().get_dataparser_outputs("train")
             captions = train.metadata["captions"][0][:2]
             print(
@@ -160,6 +157,8 @@ Command = Union[
 def entrypoint(argv: list[str] | None = None) -> None:
     """Parse the command line, run the command; user mistakes print one line and exit 2."""
     command = tyro.cli(Command, args=argv, prog="clipnerf")
+    # nerfstudio's modules use torch.jit.script, which torch now deprecates: not the user's concern.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     start = time.perf_counter()
     try:
         result = command.main()

@@ -31,8 +31,7 @@ class CollectionDataParserConfig(DataParserConfig):
 
     _target: Type = field(default_factory=lambda: CollectionDataParser)
     data: Path = Path("data/chairs")
-    """Folder holding collection.json, or SRN object folders (rgb/, pose/, intrinsics.txt), or a
-    Blender scene (transforms_train.json)."""
+    """Folder with collection.json, SRN object folders (rgb/ pose/ intrinsics.txt), or a Blender scene."""
     objects: Literal["train", "test", "all"] = "train"
     """Which objects to load: the training objects, the held-out objects, or both."""
     max_objects: Optional[int] = None
@@ -42,8 +41,7 @@ class CollectionDataParserConfig(DataParserConfig):
     srn_eval_every: int = 8
     """SRN layout only: every this-many-th view of each object is held out for evaluation."""
     scene_half_size: Optional[float] = None
-    """Half the side of the scene box around the origin. Default: collection.json's scene_box,
-    1.0 for SRN data, 1.5 for a Blender scene."""
+    """Half the side of the scene box; default: collection.json's box, 1.0 for SRN, 1.5 for Blender."""
 
 
 def select_objects(collection: Collection, which: str, max_objects: Optional[int]) -> list[ObjectViews]:
