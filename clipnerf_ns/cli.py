@@ -15,7 +15,7 @@ import numpy as np
 import tyro
 
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
-from clipnerf_ns.data.meshes import describe, discover_meshes, load_colored_mesh
+from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
 from clipnerf_ns.errors import UserError
 
@@ -26,7 +26,8 @@ def _synth_object(category: str, seed: int):
 
 
 def _mesh_object(source, colors: str, up: str, seed: int):
-    return load_colored_mesh(source, np.random.default_rng(seed), colors=colors, up=up), describe(source), []
+    mesh, attributes = load_object(source, np.random.default_rng(seed), colors=colors, up=up)
+    return mesh, attributes, []
 
 
 @dataclass(kw_only=True)
@@ -99,9 +100,8 @@ class RenderMeshes(_WritesCollection):
 
 @dataclass
 class Demo:
-    """The README's main job, offline on the CPU in about a minute: generate small procedural chair
-    and car collections, read them back through the nerfstudio dataparser, and write previews.
-    (Training and editing join this demo as those stages land.)"""
+    """The README's main job, offline on the CPU in seconds: generate small procedural chair and
+    car collections, read them back through the nerfstudio dataparser, and write previews."""
 
     out: Path = Path("demo_out")
     """Output folder."""

@@ -42,7 +42,7 @@ class MeshSource:
 
     object_id: str  # sanitised to [A-Za-z0-9_-], unique within one discovery
     paths: list[Path]  # one file, or part files sorted naturally
-    root: Path | None = None  # discovery root; describe() gives paths relative to it
+    root: Path | None = None  # discovery root; attributes give paths relative to it
     folder: Path | None = None  # set for folder (multi-part) objects; meta.json lives here
 
 
@@ -174,11 +174,25 @@ def load_colored_mesh(
     source: MeshSource, rng: np.random.Generator, colors: str = "palette", up: str = "y"
 ) -> ColoredMesh:
     """Load, colour and normalise one object (see the module docstring for the frame)."""
+    return load_object(source, rng, colors, up)[0]
+
+
+def load_object(
+    source: MeshSource, rng: np.random.Generator, colors: str = "palette", up: str = "y"
+) -> tuple[ColoredMesh, dict]:
+    """The normalised coloured mesh and its JSON-serialisable attributes for collection.json,
+    reading the files once."""
     if colors not in COLOR_MODES:
         raise UserError(f"colors must be one of {', '.join(COLOR_MODES)}, got {colors!r}")
     if up not in ("y", "z"):
         raise UserError(f"up must be 'y' or 'z', got {up!r}")
     parts = [part for path in source.paths for part in _load_parts(path)]
+    return _assemble(source, parts, rng, colors, up), _describe(source, parts)
+
+
+def _assemble(
+    source: MeshSource, parts: list[trimesh.Trimesh], rng: np.random.Generator, colors: str, up: str
+) -> ColoredMesh:
     fallback = palette(len(parts), rng)
 
     verts, faces, face_colors, offset = [], [], [], 0
@@ -205,9 +219,8 @@ def load_colored_mesh(
     return ColoredMesh(mesh, np.concatenate(face_colors))
 
 
-def describe(source: MeshSource) -> dict:
-    """JSON-serialisable attributes of one source for collection.json (loads the geometry)."""
-    parts = [part for path in source.paths for part in _load_parts(path)]
+def _describe(source: MeshSource, parts: list[trimesh.Trimesh]) -> dict:
+    """Where the object came from, its part and face counts, and its meta.json if any."""
     rel = []
     for p in source.paths:
         try:

@@ -207,3 +207,21 @@ def test_srn_bad_intrinsics_and_pose(tmp_path, marker_collection):
     expect_error(srn, "000001.txt", "16 numbers")
     (srn / obj.object_id / "intrinsics.txt").write_text("focal?\n")
     expect_error(srn, "intrinsics.txt")
+
+
+def test_nerfstudio_datamanager_batches_carry_object_indices(marker_collection):
+    """nerfstudio's own datamanager and pixel sampler: each sampled ray knows its object."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+
+    config = VanillaDataManagerConfig(
+        dataparser=CollectionDataParserConfig(data=marker_collection), train_num_rays_per_batch=256
+    )
+    manager = config.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    ray_bundle, batch = manager.next_train(0)
+    camera = batch["indices"][:, 0]
+    object_index = ray_bundle.metadata["object_index"].squeeze(-1)
+    assert len(object_index) == 256 and set(object_index.tolist()) == {0, 1}
+    assert torch.equal(object_index, camera // 6)  # six training views per object, in order
+    assert batch["image"].shape == (256, 3)
+    _, eval_batch = manager.next_eval(0)
+    assert eval_batch["image"].shape[-1] == 3

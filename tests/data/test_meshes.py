@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from clipnerf_ns.data.meshes import MeshSource, describe, discover_meshes, load_colored_mesh
+from clipnerf_ns.data.meshes import MeshSource, discover_meshes, load_colored_mesh, load_object
 from clipnerf_ns.errors import UserError
 
 SHARED_MESHES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "meshes"
@@ -209,7 +209,7 @@ def test_materials_from_glb_scene_counts_each_geometry_as_a_part(tmp_path):
     cm = load_colored_mesh(source, _rng(), colors="materials")
     colours = {tuple(np.round(c * 255).astype(int)) for c in cm.face_colors}
     assert colours == {(10, 120, 250), (250, 200, 0)}
-    assert describe(source)["num_parts"] == 2
+    assert load_object(source, _rng(), colors="materials")[1]["num_parts"] == 2
     _assert_unit_box(cm)
 
 
@@ -244,18 +244,18 @@ def test_materials_falls_back_to_palette_without_file_colours(tmp_path):
 @needs_partnet
 def test_describe_partnet_chair():
     source = next(s for s in discover_meshes(PARTNET) if s.object_id == "2323")
-    info = describe(source)
+    mesh, info = load_object(source, _rng())
     json.dumps(info)
     assert info["source"][0] == "2323/original-1.obj"
     assert info["num_parts"] == 7
-    assert info["num_faces"] == len(load_colored_mesh(source, _rng()).mesh.faces)
+    assert info["num_faces"] == len(mesh.mesh.faces)
     assert info["meta"]["model_id"] == "1d1c829a54f0ae426cdb122727dd360f"
 
 
 def test_describe_omits_broken_meta(tmp_path):
     source = _part_folder(tmp_path, n=1)
     (tmp_path / "thing" / "meta.json").write_text("{not json")
-    info = describe(source)
+    info = load_object(source, _rng())[1]
     assert "meta" not in info and info["source"] == ["thing/part-0.obj"]
 
 
