@@ -291,46 +291,57 @@ def _is_srn_object(folder: Path) -> bool:
     return (folder / "rgb").is_dir() and (folder / "pose").is_dir()
 
 
-def read_srn_collection(root: Path, eval_every: int, half_size: float) -> Collection:
+def read_srn_collection(root: Path, eval_every: int) -> Collection:
     folders = [root] if _is_srn_object(root) else sorted(p for p in root.iterdir() if _is_srn_object(p))
     objects = [read_srn_object(f, eval_every) for f in folders]
-    box = np.array([[-half_size] * 3, [half_size] * 3])
-    return Collection(root.name, objects, box, "srn")
+    return Collection(root.name, objects, _cube(SRN_HALF_SIZE), "srn")
 
 
-def read_blender_scene(root: Path, half_size: float) -> Collection:
-    """A Blender synthetic scene (transforms_{train,val,test}.json) as a one-object collection."""
+def read_blender_scene(root: Path) -> Collection:
+    """A Blender synthetic scene (transforms_{train,val,test}.json) as a one-object collection.
+
+    A missing val split uses the test views and vice versa.
+    """
     paths, c2ws, intrinsics, splits = [], [], [], {}
     for split in VIEW_SPLITS:
         path = root / f"transforms_{split}.json"
         if not path.exists():
-            splits[split] = splits.get("val", []) if split == "test" else []
             continue
         doc = read_json(path)
-        fov = _number(doc, "camera_angle_x", path)
-        start = len(paths)
+        fov_deg = float(np.degrees(_number(doc, "camera_angle_x", path)))
+        files = []
         for frame in _frames(doc, path):
             file = root / str(frame["file_path"])
-            if not file.suffix:
-                file = file.with_suffix(".png")
-            width, height = _image_size(file)
-            intrinsics.append(Intrinsics.from_fov(width, height, float(np.degrees(fov))))
-            paths.append(file)
+            files.append(file if file.suffix else file.with_suffix(".png"))
             c2ws.append(check_rigid(frame["transform_matrix"], f"{path} frame {frame['file_path']}"))
-        splits[split] = list(range(start, len(paths)))
-    if not splits["val"]:
-        splits["val"] = splits["test"]
+        # The format has no image size: take the first image's; check_image_sizes checks the rest.
+        width, height = _image_size(files[0])
+        intrinsics += [Intrinsics.from_fov(width, height, fov_deg)] * len(files)
+        splits[split] = list(range(len(paths), len(paths) + len(files)))
+        paths += files
+    splits["val"] = splits.get("val") or splits.get("test", [])
+    splits["test"] = splits.get("test") or splits["val"]
     views = ObjectViews(root.name, paths, np.stack(c2ws), intrinsics, splits)
-    return Collection("scene", [views], np.array([[-half_size] * 3, [half_size] * 3]), "blender")
+    return Collection("scene", [views], _cube(BLENDER_HALF_SIZE), "blender")
+
+
+# Neither layout records a scene box: SRN ShapeNet objects fit the unit sphere, and nerfstudio's
+# Blender parser uses +-1.5.
+SRN_HALF_SIZE, BLENDER_HALF_SIZE = 1.0, 1.5
+
+
+def _cube(half_size: float) -> np.ndarray:
+    return np.array([[-half_size] * 3, [half_size] * 3])
 
 
 def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float | None = None) -> Collection:
     """Read any supported layout under `root`, detected from its files.
 
-    scene_half_size overrides the scene box for SRN (default 1.0) and Blender (default 1.5)
-    layouts, whose files do not record one.
+    scene_half_size, when given, replaces the scene box with a cube of that half size.
     """
     root = Path(root)
+    if scene_half_size is not None and not scene_half_size > 0:
+        raise UserError(f"--scene-half-size must be positive, got {scene_half_size}")
     if not root.exists():
         raise UserError(f"{root}: data folder not found")
     if not root.is_dir():
@@ -338,15 +349,15 @@ def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float 
     if (root / "collection.json").exists():
         collection = read_clipnerf_collection(root)
     elif (root / "transforms_train.json").exists():
-        collection = read_blender_scene(root, scene_half_size or 1.5)
+        collection = read_blender_scene(root)
     elif _is_srn_object(root) or any(_is_srn_object(p) for p in root.iterdir() if p.is_dir()):
-        collection = read_srn_collection(root, srn_eval_every, scene_half_size or 1.0)
+        collection = read_srn_collection(root, srn_eval_every)
     else:
         raise UserError(
             f"{root}: not a collection (no collection.json, transforms_train.json, or SRN rgb/ + pose/ folders)"
         )
     if scene_half_size is not None:
-        collection.scene_box = np.array([[-scene_half_size] * 3, [scene_half_size] * 3])
+        collection.scene_box = _cube(scene_half_size)
     for views in collection.objects:
         check_image_sizes(views)
     return collection

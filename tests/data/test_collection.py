@@ -133,6 +133,13 @@ def test_blender_scene_is_a_one_object_collection(tmp_path, marker_collection):
     assert float(outputs.cameras.fx[0]) == pytest.approx(obj.intrinsics[0].fx, rel=1e-6)
     assert float(outputs.scene_box.aabb[1, 0]) == 1.5
     assert len(parse(tmp_path, "val").image_filenames) == 3  # no val file: the test views serve
+    assert float(parse(tmp_path, "train", scene_half_size=0.75).scene_box.aabb[0, 2]) == -0.75
+    # Image size comes from the first image of a split; any other size is an error.
+    Image.open(tmp_path / "test" / f"r_{obj.view_splits['test'][1]}.png").resize((32, 32)).save(
+        tmp_path / "test" / f"r_{obj.view_splits['test'][1]}.png"
+    )
+    expect_error(tmp_path, f"r_{obj.view_splits['test'][1]}.png", "32x32", "48x48")
+    expect_error(tmp_path, "--scene-half-size", scene_half_size=-1.0)
 
 
 # ---- bad input: a one-line error that names the file and the problem ------------------------

@@ -100,3 +100,21 @@ def test_every_camera_looks_at_the_object_from_the_upper_hemisphere(poses):
         assert (u, v) == pytest.approx((64.0, 64.0), abs=1e-6)
         assert np.linalg.norm(c2w[:3, 3]) == pytest.approx(DISTANCE)
         assert c2w[2, 3] > 0
+
+
+def test_pure_numpy_intersector_renders_the_same_image(monkeypatch):
+    """Without Embree the renderer falls back to trimesh's numpy ray test: same picture."""
+    from trimesh.ray.ray_triangle import RayMeshIntersector
+
+    from clipnerf_ns.data import render as render_module
+
+    intr = Intrinsics.from_fov(40, 40, 40.0)
+    c2w = look_at([0.5, -2.0, 1.0])[None]
+    mesh = ColoredMesh.from_parts([(trimesh.creation.icosphere(subdivisions=2, radius=RADIUS), (0.2, 0.6, 0.9))])
+    fast = render(mesh, c2w, intr, supersample=2)
+    monkeypatch.setattr(render_module, "_intersector", RayMeshIntersector)
+    slow = render(mesh, c2w, intr, supersample=2)
+    assert np.mean(fast.rgba[0, ..., 3] != slow.rgba[0, ..., 3]) < 0.01
+    hit = np.isfinite(fast.depth[0]) & np.isfinite(slow.depth[0])
+    np.testing.assert_allclose(fast.depth[0][hit], slow.depth[0][hit], atol=1e-4)
+    np.testing.assert_allclose(fast.rgba[0][hit].astype(int), slow.rgba[0][hit].astype(int), atol=2)
