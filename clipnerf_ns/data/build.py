@@ -8,6 +8,7 @@ collection.json and renames the finished folder into place.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from PIL import Image
 
-from clipnerf_ns.data.collection import atomic_output_dir, read_transforms, write_collection_json, write_object_views
+from clipnerf_ns.data.collection import (
+    UNIT_SCENE_BOX,
+    atomic_output_dir,
+    read_transforms,
+    write_collection_json,
+    write_object_views,
+)
 from clipnerf_ns.data.render import ColoredMesh, Intrinsics, hemisphere_poses, render, ring_poses
 from clipnerf_ns.errors import UserError
-
-# All objects live in the unit box; cameras look at its centre.
-UNIT_SCENE_BOX = np.array([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
 
 
 @dataclass(frozen=True)
@@ -113,20 +117,16 @@ def build_collection(
     with atomic_output_dir(out, overwrite) as tmp:
         tasks = [(job, plan, tmp) for job in jobs]
         entries = {}
-        with _progress() as progress:
+        with _progress() as progress, contextlib.ExitStack() as stack:
             bar = progress.add_task(f"rendering {category}", total=len(jobs))
             if workers == 1:
                 results = map(_render_job, tasks)
-            else:
-                pool = multiprocessing.get_context("fork").Pool(workers)
+            else:  # the pool's context exit terminates the workers, also on an error
+                pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
                 results = pool.imap_unordered(_render_job, tasks)
-            try:
-                for entry in results:
-                    entries[entry["id"]] = entry
-                    progress.advance(bar)
-            finally:
-                if workers > 1:
-                    pool.terminate()
+            for entry in results:
+                entries[entry["id"]] = entry
+                progress.advance(bar)
         ordered = [entries[job.object_id] for job in jobs]
         write_collection_json(tmp, category, ordered, UNIT_SCENE_BOX, generator)
         write_preview(tmp, [job.object_id for job in jobs])

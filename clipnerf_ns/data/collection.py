@@ -35,6 +35,17 @@ VIEW_SPLITS = ("train", "val", "test")
 OBJECT_SPLITS = ("train", "test")
 
 
+def cube(half_size: float) -> np.ndarray:
+    """(2, 3) scene box: a cube of the given half size around the origin."""
+    return np.array([[-half_size] * 3, [half_size] * 3])
+
+
+# Our objects live in the unit box. SRN and Blender files record no box: SRN ShapeNet objects
+# fit the unit sphere, and nerfstudio's Blender parser uses +-1.5.
+UNIT_SCENE_BOX = cube(0.5)
+SRN_HALF_SIZE, BLENDER_HALF_SIZE = 1.0, 1.5
+
+
 @dataclass
 class ObjectViews:
     """The posed views of one object."""
@@ -240,7 +251,7 @@ def read_clipnerf_collection(root: Path) -> Collection:
         views.attributes = entry.get("attributes", {})
         views.captions = list(entry.get("captions", []))
         objects.append(views)
-    box = np.asarray(doc.get("scene_box", [[-0.5] * 3, [0.5] * 3]), dtype=np.float64)
+    box = np.asarray(doc.get("scene_box", UNIT_SCENE_BOX), dtype=np.float64)
     if box.shape != (2, 3) or not np.all(box[1] > box[0]):
         raise UserError(f"{path}: 'scene_box' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]")
     return Collection(str(doc.get("category", "objects")), objects, box, "collection")
@@ -294,7 +305,7 @@ def _is_srn_object(folder: Path) -> bool:
 def read_srn_collection(root: Path, eval_every: int) -> Collection:
     folders = [root] if _is_srn_object(root) else sorted(p for p in root.iterdir() if _is_srn_object(p))
     objects = [read_srn_object(f, eval_every) for f in folders]
-    return Collection(root.name, objects, _cube(SRN_HALF_SIZE), "srn")
+    return Collection(root.name, objects, cube(SRN_HALF_SIZE), "srn")
 
 
 def read_blender_scene(root: Path) -> Collection:
@@ -322,16 +333,7 @@ def read_blender_scene(root: Path) -> Collection:
     splits["val"] = splits.get("val") or splits.get("test", [])
     splits["test"] = splits.get("test") or splits["val"]
     views = ObjectViews(root.name, paths, np.stack(c2ws), intrinsics, splits)
-    return Collection("scene", [views], _cube(BLENDER_HALF_SIZE), "blender")
-
-
-# Neither layout records a scene box: SRN ShapeNet objects fit the unit sphere, and nerfstudio's
-# Blender parser uses +-1.5.
-SRN_HALF_SIZE, BLENDER_HALF_SIZE = 1.0, 1.5
-
-
-def _cube(half_size: float) -> np.ndarray:
-    return np.array([[-half_size] * 3, [half_size] * 3])
+    return Collection("scene", [views], cube(BLENDER_HALF_SIZE), "blender")
 
 
 def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float | None = None) -> Collection:
@@ -357,7 +359,7 @@ def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float 
             f"{root}: not a collection (no collection.json, transforms_train.json, or SRN rgb/ + pose/ folders)"
         )
     if scene_half_size is not None:
-        collection.scene_box = _cube(scene_half_size)
+        collection.scene_box = cube(scene_half_size)
     for views in collection.objects:
         check_image_sizes(views)
     return collection
