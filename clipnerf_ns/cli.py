@@ -100,8 +100,9 @@ class RenderMeshes(_WritesCollection):
 
 @dataclass
 class Demo:
-    """The README's main job, offline on the CPU in seconds: generate small procedural chair and
-    car collections, read them back through the nerfstudio dataparser, and write previews."""
+    """The README's main job, offline, on the CPU in a few minutes: generate procedural chair and
+    car collections, train clip-nerf-small on the chairs, evaluate it on held-out views, and
+    render in-between objects."""
 
     out: Path = Path("demo_out")
     """Output folder."""
@@ -109,12 +110,16 @@ class Demo:
     """Objects per category."""
     resolution: int = 64
     """Image size in pixels."""
+    train_steps: int = 1500
+    """Training steps of clip-nerf-small on the chairs (0 skips training)."""
     overwrite: bool = False
     """Replace earlier demo output."""
 
     def main(self) -> Path:
         from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 
+        if self.out.exists() and any(self.out.iterdir()) and not self.overwrite:
+            raise UserError(f"{self.out}: output folder exists and is not empty (pass --overwrite to replace it)")
         plan = ViewPlan(views=24, eval_views=8, resolution=self.resolution)
         for category in ("chairs", "cars"):
             data = Synth(
@@ -127,7 +132,135 @@ class Demo:
                 f"{len(train.image_filenames)} training views; preview {data / 'preview.png'}; "
                 f"captions of {train.metadata['object_ids'][0]}: {captions}"
             )
+        if self.train_steps > 0:
+            self._train_and_show(self.out / "chairs")
         return self.out
+
+    def _train_and_show(self, data: Path) -> None:
+        import json
+        import shutil
+
+        from nerfstudio.utils.eval_utils import eval_setup
+        from PIL import Image
+
+        from clipnerf_ns.runs import interpolation_strip, train_small
+
+        shutil.rmtree(self.out / "runs", ignore_errors=True)
+        config_path = train_small(data, self.out / "runs", self.train_steps, experiment="chairs", timestamp="demo")
+        _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
+        metrics = pipeline.get_average_eval_image_metrics()
+        (self.out / "chairs_eval.json").write_text(json.dumps(metrics, indent=1))
+        strip = self.out / "chairs_interpolation.png"
+        Image.fromarray(interpolation_strip(pipeline.model, 0, 1, 7, 96)).save(strip)
+        print(
+            f"clip-nerf-small, {self.train_steps} steps: held-out-view PSNR {metrics['psnr']:.2f} dB, "
+            f"SSIM {metrics['ssim']:.3f} over {int(metrics['num_objects'])} chairs ({self.out / 'chairs_eval.json'})\n"
+            f"in-between chairs (rows: shape, appearance, both): {strip}\n"
+            f"the run: {config_path} (ns-viewer --load-config {config_path})"
+        )
+
+
+@dataclass
+class SelectObject:
+    """Write a config that ns-render and ns-viewer load to show one object of a trained run
+    (rays of camera paths carry no object, so the config names it)."""
+
+    load_config: Path
+    """The run's config.yml (written by ns-train)."""
+    object: str
+    """Object id (e.g. chair_0007) or index in the run."""
+    output_dir: Path
+    """Folder for the new config.yml; it still loads the run's checkpoint."""
+    overwrite: bool = False
+    """Replace an existing config.yml there."""
+
+    def main(self) -> Path:
+        from clipnerf_ns.runs import load_run, read_run_config, resolve_object, write_render_config
+
+        config = read_run_config(self.load_config)
+        _, pipeline = load_run(self.load_config)
+        config.pipeline.model.render_object = resolve_object(pipeline.model.object_ids, self.object)
+        path = write_render_config(config, self.output_dir, self.overwrite)
+        print(f"ns-render camera-path --load-config {path} ... renders {self.object}")
+        return path
+
+
+@dataclass
+class Interpolate:
+    """Render a strip of in-between objects: codes interpolated from one training object to
+    another, shape only, appearance only, and both (one row each)."""
+
+    load_config: Path
+    """The run's config.yml (written by ns-train)."""
+    objects: tuple[str, str]
+    """The two end objects (ids or indices)."""
+    output: Path = Path("interpolation.png")
+    """PNG to write."""
+    steps: int = 7
+    """Images per row, ends included."""
+    resolution: int = 128
+    """Image size in pixels."""
+    azimuth: float = 40.0
+    """Camera azimuth in degrees (0 looks at the object's front)."""
+    elevation: float = 25.0
+    """Camera elevation in degrees."""
+
+    def main(self) -> Path:
+        from PIL import Image
+
+        from clipnerf_ns.runs import interpolation_strip, load_run, resolve_object
+
+        if self.steps < 2 or self.resolution < 8:
+            raise UserError(f"--steps must be at least 2 and --resolution at least 8, got {self.steps}, {self.resolution}")
+        _, pipeline = load_run(self.load_config)
+        a, b = (resolve_object(pipeline.model.object_ids, name) for name in self.objects)
+        strip = interpolation_strip(pipeline.model, a, b, self.steps, self.resolution, self.azimuth, self.elevation)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(strip).save(self.output)
+        print(f"rows: shape, appearance, both; columns: {self.objects[0]} -> {self.objects[1]}")
+        return self.output
+
+
+@dataclass
+class Turntable:
+    """Write an orbit camera path (nerfstudio's camera-path JSON) for
+    `ns-render camera-path --camera-path-filename PATH`."""
+
+    output: Path = Path("turntable.json")
+    """JSON file to write."""
+    frames: int = 60
+    """Cameras on the orbit."""
+    seconds: float = 4.0
+    """Length of the video ns-render makes of it."""
+    resolution: int = 128
+    """Image size in pixels (square)."""
+    elevation: float = 20.0
+    """Camera elevation in degrees."""
+    distance: float = 2.2
+    """Distance from the centre of the scene box (the collections' cameras use 2.2)."""
+    fov: float = 40.0
+    """Field of view in degrees."""
+
+    def main(self) -> Path:
+        import json
+
+        from clipnerf_ns.data.render import ring_poses
+
+        if self.frames < 1 or self.resolution < 8 or self.seconds <= 0 or not 0 < self.fov < 180:
+            raise UserError("--frames must be at least 1, --resolution at least 8, --seconds positive, --fov in (0, 180)")
+        poses = ring_poses(self.frames, self.distance, self.elevation)
+        path = {
+            "camera_type": "perspective",
+            "render_height": self.resolution,
+            "render_width": self.resolution,
+            "seconds": self.seconds,
+            "camera_path": [
+                {"camera_to_world": pose.reshape(-1).tolist(), "fov": self.fov, "aspect": 1.0} for pose in poses
+            ],
+        }
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(path, indent=1))
+        return self.output
 
 
 def _object_seed(seed: int, index: int) -> int:
@@ -150,6 +283,9 @@ def _jsonable(value):
 Command = Union[
     Annotated[Synth, tyro.conf.subcommand("synth")],
     Annotated[RenderMeshes, tyro.conf.subcommand("render-meshes")],
+    Annotated[SelectObject, tyro.conf.subcommand("select-object")],
+    Annotated[Interpolate, tyro.conf.subcommand("interpolate")],
+    Annotated[Turntable, tyro.conf.subcommand("turntable")],
     Annotated[Demo, tyro.conf.subcommand("demo")],
 ]
 

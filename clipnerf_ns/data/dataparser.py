@@ -56,6 +56,28 @@ def select_objects(collection: Collection, which: str, max_objects: Optional[int
     return objects
 
 
+def make_cameras(
+    c2ws: np.ndarray, intrinsics: list[tuple], object_index: Optional[torch.Tensor] = None
+) -> Cameras:
+    """Pinhole Cameras from (n, 3|4, 4) OpenGL camera-to-world poses and (fx, fy, cx, cy, w, h) rows.
+
+    With `object_index` ((n, 1) long) every ray says which object it sees; without it the model
+    renders its display codes.
+    """
+    k = torch.tensor(intrinsics, dtype=torch.float64)
+    return Cameras(
+        camera_to_worlds=torch.from_numpy(np.asarray(c2ws)[:, :3, :4]).float(),
+        fx=k[:, 0:1].float(),
+        fy=k[:, 1:2].float(),
+        cx=k[:, 2:3].float(),
+        cy=k[:, 3:4].float(),
+        width=k[:, 4:5].long(),
+        height=k[:, 5:6].long(),
+        camera_type=CameraType.PERSPECTIVE,
+        metadata=None if object_index is None else {"object_index": object_index},
+    )
+
+
 def build_cameras(objects: list[ObjectViews], view_split: str) -> tuple[Cameras, list[Path]]:
     """nerfstudio Cameras (with per-camera object index) and image paths of one view split."""
     c2ws, intr, paths, object_index = [], [], [], []
@@ -68,18 +90,7 @@ def build_cameras(objects: list[ObjectViews], view_split: str) -> tuple[Cameras,
             object_index.append(index)
     if not paths:
         raise UserError(f"the collection has no '{view_split}' views for the selected objects")
-    k = torch.tensor(intr, dtype=torch.float64)
-    cameras = Cameras(
-        camera_to_worlds=torch.from_numpy(np.stack(c2ws)).float(),
-        fx=k[:, 0:1].float(),
-        fy=k[:, 1:2].float(),
-        cx=k[:, 2:3].float(),
-        cy=k[:, 3:4].float(),
-        width=k[:, 4:5].long(),
-        height=k[:, 5:6].long(),
-        camera_type=CameraType.PERSPECTIVE,
-        metadata={"object_index": torch.tensor(object_index, dtype=torch.long)[:, None]},
-    )
+    cameras = make_cameras(np.stack(c2ws), intr, torch.tensor(object_index, dtype=torch.long)[:, None])
     return cameras, paths
 
 

@@ -1,0 +1,446 @@
+"""The CLIP-NeRF stage-1 model: one conditional field for a whole category, per-object code tables.
+
+Training is auto-decoding (as in EditNeRF): each training object owns a shape code and an
+appearance code, learnt jointly with the field, under a Gaussian prior. Codes of anything else
+(prior samples, edits, inversions) are passed in as `Codes`.
+
+Rays carry `metadata["object_index"]` from the collection dataparser; rays without it (the
+viewer's camera, camera paths of ns-render) are rendered with the model's *display* codes: a
+training object chosen in the viewer or by `render_object`, or explicit codes.
+
+Backgrounds: the collections are RGBA. Training composites each ray's ground truth and render
+over the same random colour, so the field cannot bake a background in and the opacity must
+match the alpha mask; evaluation and rendering use `render_background` (white by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Type, Union
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerDropdown
+from torch import Tensor, nn
+from torch.nn import Parameter
+from torchmetrics.functional import structural_similarity_index_measure
+
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
+from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
+from clipnerf_ns.models.rendering import grid_cell_centers, occupancy_from_density, render_rays
+
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+PRIOR_SAMPLE = "sample from the code prior"
+
+
+@dataclass(frozen=True)
+class Codes:
+    """The two latent codes of one or more objects, always kept as two named tensors."""
+
+    z_s: Float[Tensor, "*batch d_shape"]
+    z_a: Float[Tensor, "*batch d_app"]
+
+    def to(self, device: Union[torch.device, str]) -> "Codes":
+        return Codes(self.z_s.to(device), self.z_a.to(device))
+
+    def detach(self) -> "Codes":
+        return Codes(self.z_s.detach(), self.z_a.detach())
+
+    def lerp(self, other: "Codes", weight: float) -> "Codes":
+        return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight))
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio (dB) for images in [0, 1]."""
+    return -10.0 * torch.log10(F.mse_loss(prediction, target).clamp(min=1e-10))
+
+
+def over_background(image: Float[Tensor, "*batch c"], background: Float[Tensor, "*batch 3"]) -> Tensor:
+    """RGBA (straight alpha) over a background colour; RGB images pass through unchanged."""
+    if image.shape[-1] == 3:
+        return image
+    alpha = image[..., 3:4]
+    return image[..., :3] * alpha + background * (1.0 - alpha)
+
+
+@dataclass
+class ClipNerfModelConfig(ModelConfig):
+    """CLIP-NeRF's disentangled conditional NeRF, trained as an auto-decoder over a category."""
+
+    _target: Type = field(default_factory=lambda: ClipNerfModel)
+    enable_collider: bool = False
+    """Unused: rays are clipped to the scene box by the model itself."""
+    eval_num_rays_per_chunk: int = 16384
+    """Rays rendered per chunk at evaluation and in the viewer."""
+    field: FieldSizes = field(default_factory=FieldSizes)
+    """Architecture sizes of the conditional field."""
+    num_coarse_samples: int = 64
+    """Stratified samples per ray inside the scene box (coarse pass)."""
+    num_fine_samples: int = 32
+    """Importance samples per ray drawn from the coarse weights (fine pass); 0 turns the fine pass off."""
+    coarse_loss_weight: float = 1.0
+    """Weight of the coarse pass's photometric loss."""
+    occupancy_resolution: int = 32
+    """Cells per side of each object's occupancy grid; samples in empty cells are skipped."""
+    occupancy_alpha_threshold: float = 0.01
+    """A cell is empty when its density would give less than this opacity over one coarse step."""
+    occupancy_warmup_steps: int = 300
+    """Steps before grids are first updated (everything counts as occupied until then)."""
+    occupancy_update_every: int = 16
+    """Steps between occupancy updates."""
+    occupancy_objects_per_update: int = 8
+    """Objects whose grids are refreshed at each update (round robin)."""
+    occupancy_decay: float = 0.9
+    """Decay of the running maximum of cell densities at each refresh of a grid."""
+    code_init_std: float = 0.01
+    """Standard deviation of the initial codes."""
+    code_prior_weight: float = 1e-4
+    """Weight of the Gaussian prior (mean squared norm) on the code tables."""
+    background: Literal["random", "white", "black"] = "random"
+    """Training background: a random colour per ray (needs RGBA data, alpha-color none) or a fixed one."""
+    render_background: Literal["white", "black"] = "white"
+    """Background for evaluation, the viewer and ns-render."""
+    render_object: int = 0
+    """Training object shown when the viewer opens and rendered along ns-render camera paths."""
+    adversarial: bool = False
+    """Add the GRAF patch adversarial loss (patch discriminator, non-saturating loss, R1)."""
+    adversarial_weight: float = 0.05
+    """Weight of the generator's adversarial loss."""
+    r1_weight: float = 10.0
+    """Weight of the R1 gradient penalty on real patches."""
+    patch_size: int = 8
+    """Side of the patches the discriminator sees (rays are then sampled as patches)."""
+    fake_patches: int = 4
+    """Patches per batch re-rendered with codes drawn from the prior as the discriminator's fakes."""
+    discriminator_width: int = 64
+    """Channels of the patch discriminator."""
+
+    def problems(self) -> list[str]:
+        """What is impossible about this configuration (empty when it is usable)."""
+        found = self.field.problems()
+        if self.num_coarse_samples < 2:
+            found.append(f"num_coarse_samples must be at least 2, got {self.num_coarse_samples}")
+        if self.num_fine_samples < 0:
+            found.append(f"num_fine_samples must be at least 0, got {self.num_fine_samples}")
+        if self.occupancy_resolution < 2:
+            found.append(f"occupancy_resolution must be at least 2, got {self.occupancy_resolution}")
+        if not 0.0 < self.occupancy_alpha_threshold < 1.0:
+            found.append(f"occupancy_alpha_threshold must be in (0, 1), got {self.occupancy_alpha_threshold}")
+        if self.occupancy_update_every < 1 or self.occupancy_objects_per_update < 1:
+            found.append("occupancy_update_every and occupancy_objects_per_update must be at least 1")
+        if self.adversarial and (self.patch_size < 4 or self.patch_size & (self.patch_size - 1)):
+            found.append(f"patch_size must be a power of two of at least 4, got {self.patch_size}")
+        return found
+
+
+class ClipNerfModel(Model):
+    """Conditional NeRF over a category; see the module docstring."""
+
+    config: ClipNerfModelConfig
+
+    def populate_modules(self):
+        super().populate_modules()
+        problems = self.config.problems()
+        if problems:
+            raise UserError("impossible clip-nerf configuration: " + "; ".join(problems))
+        self.object_ids: list[str] = list(self.kwargs["metadata"].get("object_ids", []))
+        if not self.object_ids:
+            raise UserError("clip-nerf needs the clipnerf-collection dataparser (no object ids in the data)")
+        count = len(self.object_ids)
+        sizes = self.config.field
+        self.field = ConditionalField(sizes)
+        self.shape_codes = nn.Embedding(count, sizes.shape_dim)
+        self.appearance_codes = nn.Embedding(count, sizes.appearance_dim)
+        nn.init.normal_(self.shape_codes.weight, std=self.config.code_init_std)
+        nn.init.normal_(self.appearance_codes.weight, std=self.config.code_init_std)
+
+        res = self.config.occupancy_resolution
+        self.register_buffer("box_min", self.scene_box.aabb[0].float().clone(), persistent=False)
+        self.register_buffer("box_max", self.scene_box.aabb[1].float().clone(), persistent=False)
+        self.register_buffer("occupancy_density", torch.zeros(count, res, res, res))
+        self.register_buffer("occupancy", torch.ones(count, res, res, res, dtype=torch.bool))
+        self.register_buffer("occupancy_refreshes", torch.zeros(count, dtype=torch.long))
+
+        self.discriminator = (
+            PatchDiscriminator(self.config.patch_size, self.config.discriminator_width)
+            if self.config.adversarial
+            else None
+        )
+        if not 0 <= self.config.render_object < count:
+            raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
+        self._display: Union[int, Codes] = self.config.render_object
+        self._display_grid: Optional[Tensor] = None
+        self.viewer_object = ViewerDropdown(
+            "Object", self.object_ids[self.config.render_object], self.object_ids + [PRIOR_SAMPLE],
+            cb_hook=self._on_viewer_object, hint="Training object to show, or a draw from the code prior",
+        )
+        self.viewer_resample = ViewerButton("New prior sample", cb_hook=self._on_viewer_resample)
+        self._viewer_draws = 0
+
+    # ----- codes -----------------------------------------------------------------------------
+
+    @property
+    def num_objects(self) -> int:
+        return self.shape_codes.num_embeddings
+
+    def object_codes(self, index: Int[Tensor, "*batch"]) -> Codes:
+        return Codes(self.shape_codes(index), self.appearance_codes(index))
+
+    def code_prior(self) -> tuple[Codes, Codes]:
+        """Mean and standard deviation of the learnt codes (a diagonal Gaussian per code)."""
+        z_s, z_a = self.shape_codes.weight.detach(), self.appearance_codes.weight.detach()
+        if self.num_objects < 2:
+            return Codes(z_s.mean(0), z_a.mean(0)), Codes(torch.ones_like(z_s[0]), torch.ones_like(z_a[0]))
+        return Codes(z_s.mean(0), z_a.mean(0)), Codes(z_s.std(0), z_a.std(0))
+
+    def sample_prior(self, count: int, generator: Optional[torch.Generator] = None) -> Codes:
+        """`count` codes drawn from the code prior (a CPU generator makes the draws reproducible)."""
+        mean, std = self.code_prior()
+
+        def draw(m: Tensor, s: Tensor) -> Tensor:
+            return m + s * torch.randn(count, m.shape[0], generator=generator).to(m.device)
+
+        return Codes(draw(mean.z_s, std.z_s), draw(mean.z_a, std.z_a))
+
+    @torch.no_grad()
+    def occupancy_for_codes(self, z_s: Float[Tensor, "d_shape"], jitter: bool = False) -> Bool[Tensor, "1 r r r"]:
+        """Occupancy grid of one shape code (cell densities against the threshold, dilated)."""
+        return occupancy_from_density(self._cell_density(z_s, jitter)[None], self._density_threshold())
+
+    def _cell_density(self, z_s: Float[Tensor, "d_shape"], jitter: bool) -> Float[Tensor, "r r r"]:
+        res = self.config.occupancy_resolution
+        points = grid_cell_centers(res, device=z_s.device)
+        if jitter:
+            points = points + (torch.rand_like(points) - 0.5) * (2.0 / res)
+        sigma, _ = self.field.density(points, z_s[None])
+        return sigma.reshape(res, res, res)
+
+    def _density_threshold(self) -> float:
+        diagonal = float(torch.linalg.norm(self.box_max - self.box_min))
+        step = diagonal / self.config.num_coarse_samples
+        return -float(torch.log1p(torch.tensor(-self.config.occupancy_alpha_threshold))) / step
+
+    @torch.no_grad()
+    def refresh_occupancy(self, step: int) -> None:
+        """Re-evaluate the grids of a few objects (round robin) at jittered cell centres."""
+        if step < self.config.occupancy_warmup_steps:
+            return
+        count = min(self.config.occupancy_objects_per_update, self.num_objects)
+        turn = (step - self.config.occupancy_warmup_steps) // self.config.occupancy_update_every
+        ids = [(turn * count + k) % self.num_objects for k in range(count)]
+        for i in ids:
+            fresh = self._cell_density(self.shape_codes.weight[i], jitter=True)
+            old = self.occupancy_density[i] * self.config.occupancy_decay
+            self.occupancy_density[i] = fresh if self.occupancy_refreshes[i] == 0 else torch.maximum(old, fresh)
+            self.occupancy_refreshes[i] += 1
+        self.occupancy[ids] = occupancy_from_density(self.occupancy_density[ids], self._density_threshold())
+
+    # ----- display codes (viewer, ns-render camera paths) ---------------------------------------
+
+    def set_display(self, target: Union[int, Codes]) -> None:
+        """Show a training object (by index) or explicit codes wherever rays carry no object index."""
+        if isinstance(target, int):
+            if not 0 <= target < self.num_objects:
+                raise UserError(f"object index {target} is out of range: the model has {self.num_objects} objects")
+            self._display, self._display_grid = target, None
+        else:
+            codes = target.to(self.box_min.device).detach()
+            self._display, self._display_grid = codes, self.occupancy_for_codes(codes.z_s)
+
+    def display_codes(self) -> tuple[Codes, Bool[Tensor, "1 r r r"]]:
+        if isinstance(self._display, int):
+            index = torch.tensor(self._display, device=self.box_min.device)
+            return self.object_codes(index).detach(), self.occupancy[self._display][None]
+        return self._display, self._display_grid
+
+    def _on_viewer_object(self, element: ViewerDropdown) -> None:
+        if element.value == PRIOR_SAMPLE:
+            self._on_viewer_resample(None)
+        else:
+            self.set_display(self.object_ids.index(element.value))
+
+    def _on_viewer_resample(self, _element) -> None:
+        self._viewer_draws += 1
+        generator = torch.Generator().manual_seed(self._viewer_draws)
+        drawn = self.sample_prior(1, generator)
+        self.set_display(Codes(drawn.z_s[0], drawn.z_a[0]))
+
+    # ----- nerfstudio Model interface -----------------------------------------------------------
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = {
+            "fields": list(self.field.parameters()),
+            "codes": list(self.shape_codes.parameters()) + list(self.appearance_codes.parameters()),
+        }
+        if self.discriminator is not None:
+            groups["discriminator"] = list(self.discriminator.parameters())
+        return groups
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=self.config.occupancy_update_every,
+                func=self.refresh_occupancy,
+            )
+        ]
+
+    def render_rays(
+        self,
+        origins: Float[Tensor, "rays 3"],
+        directions: Float[Tensor, "rays 3"],
+        codes: Codes,
+        grids: Bool[Tensor, "grids r r r"],
+        grid_index: Int[Tensor, "rays"],
+        background: Float[Tensor, "rays 3"],
+    ) -> Dict[str, Tensor]:
+        """Render rays with per-ray codes (`codes.z_s` (rays, d_shape), `codes.z_a` (rays, d_app)), or
+        codes shared by all rays (leading size 1)."""
+
+        def per_point(code: Tensor, ray: Tensor) -> Tensor:
+            return code if code.shape[0] == 1 else code[ray]
+
+        def point_fn(points: Tensor, ray: Tensor) -> tuple[Tensor, Tensor]:
+            return self.field(points, directions[ray], per_point(codes.z_s, ray), per_point(codes.z_a, ray))
+
+        return render_rays(
+            point_fn, origins, directions, self.box_min, self.box_max, grids, grid_index,
+            self.config.num_coarse_samples, self.config.num_fine_samples, background, jitter=self.training,
+        )
+
+    @torch.no_grad()
+    def render_view(self, camera: Cameras, codes: Codes, grid: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Render one camera with explicit codes of one object (`z_s` (d_shape,), `z_a` (d_app,)).
+
+        `grid` is the codes' occupancy grid (`occupancy_for_codes(z_s)`, computed here when not
+        given: pass it when rendering many views of the same codes). Returns images of shape
+        (h, w, c) on the camera's device, over `render_background`.
+        """
+        codes = codes.to(self.box_min.device).detach()
+        grid = self.occupancy_for_codes(codes.z_s) if grid is None else grid
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
+        height, width = bundle.shape
+        origins = bundle.origins.reshape(-1, 3).to(self.box_min.device)
+        directions = bundle.directions.reshape(-1, 3).to(self.box_min.device)
+        chunk = self.config.eval_num_rays_per_chunk
+        background = self.box_min.new_tensor(BACKGROUNDS[self.config.render_background])
+        pieces: Dict[str, list] = {}
+        for start in range(0, origins.shape[0], chunk):
+            rays = origins[start : start + chunk].shape[0]
+            shared = Codes(codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1))
+            out = self.render_rays(
+                origins[start : start + chunk], directions[start : start + chunk], shared, grid,
+                torch.zeros(rays, dtype=torch.long, device=origins.device), background.expand(rays, 3),
+            )
+            for key, value in out.items():
+                pieces.setdefault(key, []).append(value)
+        return {key: torch.cat(value).reshape(height, width, -1).to(camera.device) for key, value in pieces.items()}
+
+    def _background(self, rays: int, patch_rays: int) -> Tensor:
+        if not self.training or self.config.background != "random":
+            colour = BACKGROUNDS[self.config.render_background if not self.training else self.config.background]
+            return self.box_min.new_tensor(colour).expand(rays, 3)
+        if patch_rays > 1:  # one colour per patch, so patches look like images to the discriminator
+            return torch.rand(rays // patch_rays, 1, 3, device=self.box_min.device).expand(-1, patch_rays, -1).reshape(rays, 3)
+        return torch.rand(rays, 3, device=self.box_min.device)
+
+    def get_outputs(self, ray_bundle: Union[RayBundle, Cameras]) -> Dict[str, Union[Tensor, List]]:
+        assert isinstance(ray_bundle, RayBundle)
+        origins = ray_bundle.origins.reshape(-1, 3)
+        directions = ray_bundle.directions.reshape(-1, 3)
+        rays = origins.shape[0]
+        patch_rays = self.config.patch_size**2 if self.discriminator is not None else 1
+        background = self._background(rays, patch_rays)
+        metadata = ray_bundle.metadata or {}
+        if "object_index" in metadata:
+            index = metadata["object_index"].reshape(-1).long()
+            codes, grids, grid_index = self.object_codes(index), self.occupancy, index
+        else:
+            display, grid = self.display_codes()
+            codes = Codes(display.z_s.reshape(1, -1), display.z_a.reshape(1, -1))
+            grids, grid_index = grid, torch.zeros(rays, dtype=torch.long, device=origins.device)
+        outputs = self.render_rays(origins, directions, codes, grids, grid_index, background)
+        if self.training:
+            outputs["background"] = background
+            if self.discriminator is not None:
+                outputs["rgb_fake"] = self._render_fake_patches(origins, directions, background)
+        return outputs
+
+    def _render_fake_patches(self, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
+        """The first `fake_patches` patches of the batch, rendered with codes drawn from the prior."""
+        patch_rays = self.config.patch_size**2
+        patches = min(self.config.fake_patches, origins.shape[0] // patch_rays)
+        rays = patches * patch_rays
+        drawn = self.sample_prior(patches)
+        drawn = Codes(drawn.z_s.repeat_interleave(patch_rays, 0), drawn.z_a.repeat_interleave(patch_rays, 0))
+        grids = torch.ones(1, 2, 2, 2, dtype=torch.bool, device=origins.device)  # no grid for new codes
+        fake = self.render_rays(
+            origins[:rays], directions[:rays], drawn.to(origins.device), grids,
+            torch.zeros(rays, dtype=torch.long, device=origins.device), background[:rays],
+        )["rgb"]
+        return fake.reshape(patches, self.config.patch_size, self.config.patch_size, 3)
+
+    def _target(self, batch: Dict[str, Tensor], background: Tensor) -> Tensor:
+        image = batch["image"].to(background.device)
+        if image.shape[-1] == 3 and self.training and self.config.background == "random":
+            raise UserError(
+                "a random training background needs RGBA images: pass "
+                "--pipeline.datamanager.dataparser.alpha-color none (or choose a fixed --pipeline.model.background)"
+            )
+        return over_background(image.reshape(-1, image.shape[-1]), background)
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        target = self._target(batch, outputs["background"])
+        return {"psnr": psnr(outputs["rgb"].detach(), target)}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        target = self._target(batch, outputs["background"])
+        losses = {
+            "rgb_loss": F.mse_loss(outputs["rgb"], target),
+            "rgb_loss_coarse": self.config.coarse_loss_weight * F.mse_loss(outputs["rgb_coarse"], target),
+            "code_prior": self.config.code_prior_weight
+            * (self.shape_codes.weight.pow(2).sum(-1).mean() + self.appearance_codes.weight.pow(2).sum(-1).mean()),
+        }
+        if self.discriminator is not None:
+            fake = outputs["rgb_fake"]
+            real = target[: fake.shape[0] * self.config.patch_size**2].reshape(fake.shape)
+            gan = adversarial_losses(self.discriminator, real, fake, self.config.r1_weight)
+            losses["adversarial_generator"] = self.config.adversarial_weight * gan["generator"]
+            losses["adversarial_discriminator"] = gan["discriminator"]
+            losses["adversarial_r1"] = gan["r1"]
+        return losses
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> tuple[Dict[str, float], Dict[str, Tensor]]:
+        prediction = outputs["rgb"]
+        background = prediction.new_tensor(BACKGROUNDS[self.config.render_background])
+        target = over_background(batch["image"].to(prediction.device), background)
+        to_nchw = lambda image: image.permute(2, 0, 1)[None]  # noqa: E731
+        metrics = {
+            "psnr": float(psnr(prediction, target)),
+            "ssim": float(structural_similarity_index_measure(to_nchw(prediction), to_nchw(target), data_range=1.0)),
+            "psnr_coarse": float(psnr(outputs["rgb_coarse"], target)),
+        }
+        images = {
+            "img": torch.cat([target, prediction], dim=1),
+            "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
+            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
+        }
+        return metrics, images
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        key = "shape_codes.weight"
+        if key in state_dict and state_dict[key].shape[0] != self.num_objects:
+            raise UserError(
+                f"the checkpoint has codes for {state_dict[key].shape[0]} objects but the data has "
+                f"{self.num_objects}: load it with the collection (and --objects / --max-objects) it was trained on"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

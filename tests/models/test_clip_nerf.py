@@ -1,0 +1,136 @@
+import pytest
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import SceneBox
+
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
+from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig, Codes
+from clipnerf_ns.runs import orbit_camera
+from tests.fields.test_conditional_field import TINY
+
+OBJECTS = ["a", "b", "c"]
+
+
+def make_model(**overrides):
+    torch.manual_seed(0)
+    config = ClipNerfModelConfig(**{"field": TINY, "num_coarse_samples": 12, "num_fine_samples": 6, **overrides})
+    box = SceneBox(aabb=torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]]))
+    return config.setup(scene_box=box, num_train_data=6, metadata={"object_ids": OBJECTS})
+
+
+def ray_bundle(object_index, rays=64):
+    generator = torch.Generator().manual_seed(1)
+    origins = torch.tensor([2.0, 0.0, 0.3]) + 0.05 * torch.randn(rays, 3, generator=generator)
+    targets = 0.3 * (torch.rand(rays, 3, generator=generator) - 0.5)
+    directions = torch.nn.functional.normalize(targets - origins, dim=-1)
+    return RayBundle(
+        origins=origins, directions=directions, pixel_area=torch.ones(rays, 1),
+        camera_indices=torch.zeros(rays, 1, dtype=torch.long),
+        metadata={"object_index": torch.full((rays, 1), object_index, dtype=torch.long)},
+    )
+
+
+def test_gradients_reach_both_code_tables_of_the_objects_seen():
+    model = make_model()
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    target = torch.rand(64, 3)
+    for _ in range(2):  # the deformation's last layer starts at zero: z_s gets gradients from step 2 on
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model.get_outputs(ray_bundle(1))["rgb"], target).backward()
+        optimizer.step()
+    for table in (model.shape_codes.weight, model.appearance_codes.weight):
+        assert table.grad[1].abs().sum() > 0
+        assert table.grad[0].abs().sum() == 0 and table.grad[2].abs().sum() == 0
+
+
+def test_appearance_code_never_changes_geometry_in_a_rendered_view():
+    model = make_model()
+    with torch.no_grad():  # a field that is not at its initialisation, so codes matter
+        for p in model.field.parameters():
+            p.normal_(0.0, 0.3)
+    model.eval()
+    camera = orbit_camera(24, 30.0, 20.0)
+    z_s = torch.randn(TINY.shape_dim)
+    first = model.render_view(camera, Codes(z_s, torch.randn(TINY.appearance_dim)))
+    second = model.render_view(camera, Codes(z_s, 3 * torch.randn(TINY.appearance_dim)))
+    assert torch.equal(first["accumulation"], second["accumulation"])
+    assert torch.equal(first["depth"], second["depth"])
+    assert (first["rgb"] - second["rgb"]).abs().max() > 1e-3
+
+
+def test_display_codes_render_like_explicit_codes():
+    model = make_model()
+    model.eval()
+    codes = Codes(torch.randn(TINY.shape_dim), torch.randn(TINY.appearance_dim))
+    camera = orbit_camera(16, 10.0, 30.0)
+    model.set_display(codes)
+    through_nerfstudio = model.get_outputs_for_camera(camera)
+    assert torch.equal(through_nerfstudio["rgb"], model.render_view(camera, codes)["rgb"])
+    model.set_display(2)
+    assert torch.equal(model.get_outputs_for_camera(camera)["rgb"], model.render_view(camera, model.object_codes(torch.tensor(2)))["rgb"])
+    with pytest.raises(UserError, match="out of range"):
+        model.set_display(3)
+
+
+def test_prior_samples_follow_the_code_tables():
+    model = make_model()
+    with torch.no_grad():
+        model.shape_codes.weight.copy_(torch.tensor([[1.0] * 8, [3.0] * 8, [5.0] * 8]))
+    drawn = model.sample_prior(4000, torch.Generator().manual_seed(0))
+    assert drawn.z_s.shape == (4000, TINY.shape_dim) and drawn.z_a.shape == (4000, TINY.appearance_dim)
+    assert abs(drawn.z_s.mean().item() - 3.0) < 0.1 and abs(drawn.z_s.std().item() - 2.0) < 0.1
+
+
+def test_occupancy_refresh_prunes_empty_space_and_keeps_the_object():
+    model = make_model(occupancy_warmup_steps=0, occupancy_resolution=8)
+    with torch.no_grad():  # density only inside a ball of radius 0.5 (normalised units)
+        model.field.density = lambda x, z: ((x.norm(dim=-1, keepdim=True) < 0.5).float() * 100.0, None)
+    model.refresh_occupancy(step=0)
+    grid = model.occupancy[0]
+    assert grid[4, 4, 4] and not grid[0, 0, 0]
+    assert 0.05 < grid.float().mean() < 0.5
+    assert model.occupancy[1:3].sum() > 0 and model.occupancy_refreshes[:3].tolist() == [1, 1, 1]
+
+
+def test_checkpoint_with_another_object_count_is_refused():
+    model = make_model()
+    state = model.state_dict()
+    state["shape_codes.weight"] = torch.zeros(5, TINY.shape_dim)
+    with pytest.raises(UserError, match="codes for 5 objects but the data has 3"):
+        model.load_state_dict(state)
+
+
+def test_impossible_configuration_is_named():
+    with pytest.raises(UserError, match="num_coarse_samples must be at least 2"):
+        make_model(num_coarse_samples=1)
+
+
+def test_adversarial_losses_move_only_their_own_player():
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(patch_size=8, width=8)
+    fake = torch.rand(4, 8, 8, 3, requires_grad=True)
+    losses = adversarial_losses(discriminator, torch.rand(4, 8, 8, 3), fake, r1_weight=10.0)
+    params = list(discriminator.parameters())
+    g_to_d = torch.autograd.grad(losses["generator"], params, retain_graph=True, allow_unused=True)
+    assert all(g is None or g.abs().sum() == 0 for g in g_to_d)
+    assert torch.autograd.grad(losses["generator"], fake, retain_graph=True)[0].abs().sum() > 0
+    d_to_fake = torch.autograd.grad(losses["discriminator"] + losses["r1"], fake, retain_graph=True, allow_unused=True)[0]
+    assert d_to_fake is None
+    d_grads = torch.autograd.grad(losses["discriminator"] + losses["r1"], params)
+    assert all(g.abs().sum() > 0 for g in d_grads)
+
+
+def test_viewer_object_picker_switches_the_displayed_codes():
+    model = make_model()
+    model.viewer_object.value = "c"
+    model.viewer_object.cb_hook(model.viewer_object)
+    codes, grid = model.display_codes()
+    assert torch.equal(codes.z_s, model.shape_codes.weight[2].detach())
+    model.viewer_object.value = "sample from the code prior"
+    model.viewer_object.cb_hook(model.viewer_object)
+    first, _ = model.display_codes()
+    model.viewer_resample.cb_hook(model.viewer_resample)
+    second, _ = model.display_codes()
+    assert first.z_s.shape == (TINY.shape_dim,) and not torch.equal(first.z_s, second.z_s)

@@ -1,0 +1,204 @@
+"""ns-train / ns-eval / ns-render on our methods through the real CLIs, on a tiny collection."""
+
+import json
+import shutil
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from clipnerf_ns.runs import load_run, orbit_camera
+from tests.test_cli import run
+
+METHODS = sorted(e.name for e in entry_points(group="nerfstudio.method_configs") if e.value.startswith("clipnerf_ns"))
+# Every method, cut down to seconds on the CPU: fewer rays and samples, same architecture.
+QUICK = [
+    "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.local-writer.enable", "False",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128",
+    "--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "4",
+    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+]
+
+
+def assert_user_error(result, *fragments):
+    """Exit 2, our one-line message last on stderr, no traceback (nerfstudio's imports may warn first)."""
+    assert result.returncode == 2, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("clipnerf: error:"), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def train(data: Path, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True):
+    return run(
+        "ns-train", method, "--data", str(data), "--output-dir", str(out), "--experiment-name", "e",
+        "--timestamp", "t", "--max-num-iterations", str(steps), "--steps-per-save", str(max(steps - 1, 1)),
+        *QUICK, *extra, check=check,
+    )
+
+
+def run_dir(out: Path, method: str = "clip-nerf-small") -> Path:
+    return out / "e" / method / "t"
+
+
+@pytest.fixture(scope="module")
+def trained_run(marker_collection, tmp_path_factory):
+    """clip-nerf-small trained long enough on the red and green spheres to tell them apart."""
+    out = tmp_path_factory.mktemp("runs")
+    train(marker_collection, out, steps=400, extra=[
+        "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "--pipeline.model.num-coarse-samples", "24", "--pipeline.model.num-fine-samples", "12",
+        "--pipeline.model.occupancy-warmup-steps", "100",
+    ])
+    return run_dir(out)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_registered_method_trains_and_saves(method, marker_collection, tmp_path):
+    train(marker_collection, tmp_path, method=method, steps=3)
+    checkpoints = sorted((run_dir(tmp_path, method) / "nerfstudio_models").glob("step-*.ckpt"))
+    assert checkpoints
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    assert state["pipeline"]["_model.shape_codes.weight"].shape[0] == 2  # the two training markers
+
+
+def test_methods_are_registered():
+    assert METHODS == ["clip-nerf", "clip-nerf-small"]
+
+
+def test_adversarial_option_trains(marker_collection, tmp_path):
+    result = train(marker_collection, tmp_path, steps=3, extra=[
+        "--pipeline.model.adversarial", "True", "--pipeline.model.patch-size", "4",
+        "--pipeline.model.fake-patches", "2",
+    ])
+    state = torch.load(sorted((run_dir(tmp_path) / "nerfstudio_models").glob("*.ckpt"))[-1], weights_only=True)
+    assert "discriminator" in state["optimizers"]
+    assert any(k.startswith("_model.discriminator.") for k in state["pipeline"]), result.stdout[-2000:]
+
+
+def test_eval_reports_psnr_and_ssim_per_object(trained_run, tmp_path):
+    out = tmp_path / "eval.json"
+    run("ns-eval", "--load-config", str(trained_run / "config.yml"), "--output-path", str(out))
+    results = json.loads(out.read_text())["results"]
+    assert set(results) >= {"psnr", "ssim", "psnr/marker_0", "psnr/marker_1", "ssim/marker_0"}
+    assert results["num_objects"] == 2
+    assert results["psnr"] > 18.0  # spheres on white, after a few hundred steps
+    assert abs(results["psnr"] - (results["psnr/marker_0"] + results["psnr/marker_1"]) / 2) < 1e-4
+
+
+def test_reloaded_checkpoint_renders_bit_for_bit(trained_run):
+    _, first = load_run(trained_run / "config.yml")
+    camera = orbit_camera(32, 60.0, 30.0)
+    image = first.model.render_view(camera, first.model.object_codes(torch.tensor(1)))["rgb"]
+    _, second = load_run(trained_run / "config.yml")
+    again = second.model.render_view(camera, second.model.object_codes(torch.tensor(1)))["rgb"]
+    assert torch.equal(image, again)
+    assert torch.equal(first.model.occupancy, second.model.occupancy)
+    assert not first.model.occupancy.all()  # the grids were refreshed during training and saved
+
+
+def mean_object_colour(image_path: Path) -> np.ndarray:
+    pixels = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 255
+    foreground = pixels[(pixels.min(axis=-1) < 0.8)]
+    assert len(foreground) > 10, image_path
+    return foreground.mean(axis=0)
+
+
+def test_render_a_chosen_object_along_a_camera_path(trained_run, tmp_path):
+    """marker_0 is red and marker_1 green: ns-render shows whichever object the config names."""
+    path = tmp_path / "orbit.json"
+    run("clipnerf", "turntable", "--output", str(path), "--frames", "3", "--resolution", "48")
+    colours = {}
+    for name in ("marker_0", "marker_1"):
+        run("clipnerf", "select-object", "--load-config", str(trained_run / "config.yml"), "--object", name,
+            "--output-dir", str(tmp_path / name))
+        frames = tmp_path / f"{name}_frames"
+        run("ns-render", "camera-path", "--load-config", str(tmp_path / name / "config.yml"),
+            "--camera-path-filename", str(path), "--output-format", "images", "--output-path", str(frames))
+        images = sorted(frames.glob("*.jpg")) + sorted(frames.glob("*.png"))
+        assert len(images) == 3
+        colours[name] = mean_object_colour(images[0])
+    assert colours["marker_0"][0] > colours["marker_0"][1] + 0.1  # red
+    assert colours["marker_1"][1] > colours["marker_1"][0] + 0.1  # green
+
+
+def test_interpolation_strip(trained_run, tmp_path):
+    out = tmp_path / "strip.png"
+    run("clipnerf", "interpolate", "--load-config", str(trained_run / "config.yml"), "--objects", "marker_0",
+        "marker_1", "--steps", "3", "--resolution", "32", "--output", str(out))
+    strip = np.asarray(Image.open(out).convert("RGB"), dtype=np.float32) / 255
+    assert strip.shape == (3 * 32, 3 * 32, 3)
+    both = [strip[64:96, 32 * i : 32 * (i + 1)] for i in range(3)]
+    red_minus_green = [tile[..., 0].mean() - tile[..., 1].mean() for tile in both]
+    assert red_minus_green[0] > red_minus_green[1] > red_minus_green[2]  # red to green through an in-between
+
+
+def test_checkpoint_of_another_object_count_is_refused(trained_run, marker_collection, tmp_path):
+    result = train(marker_collection, tmp_path, steps=2, check=False, extra=[
+        "--load-dir", str(trained_run / "nerfstudio_models"), "clipnerf-collection", "--max-objects", "1",
+    ])
+    assert_user_error(result, "codes for 2 objects but the data has 1")
+
+
+def test_impossible_sizes_are_refused(marker_collection, tmp_path):
+    result = train(marker_collection, tmp_path, steps=2, check=False, extra=["--pipeline.model.field.trunk-width", "0"])
+    assert_user_error(result, "trunk_width must be at least 1, got 0")
+    assert not (run_dir(tmp_path) / "nerfstudio_models").exists()
+
+
+def test_missing_checkpoint_is_refused(trained_run, tmp_path):
+    """A config whose run folder (and so its checkpoints) is not where the config says."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    config = yaml.load((copy / "config.yml").read_text(), Loader=yaml.Loader)
+    config.output_dir = tmp_path / "elsewhere"
+    (copy / "config.yml").write_text(yaml.dump(config))
+    result = run("clipnerf", "select-object", "--load-config", str(copy / "config.yml"), "--object", "0",
+                 "--output-dir", str(tmp_path / "sel"), check=False)
+    assert_user_error(result, "no checkpoint in")
+    assert not (tmp_path / "sel").exists()
+    result = run("ns-eval", "--load-config", str(copy / "config.yml"), "--output-path", str(tmp_path / "e.json"), check=False)
+    assert result.returncode != 0 and not (tmp_path / "e.json").exists()
+    result = run("clipnerf", "interpolate", "--load-config", str(tmp_path / "nope.yml"), "--objects", "0", "1", check=False)
+    assert_user_error(result, "nope.yml: no such config file")
+
+
+def test_unknown_object_is_refused(trained_run, tmp_path):
+    result = run("clipnerf", "select-object", "--load-config", str(trained_run / "config.yml"), "--object", "chair_9",
+                 "--output-dir", str(tmp_path / "sel"), check=False)
+    assert_user_error(result, "object 'chair_9' is not in the run")
+
+
+def test_viewer_serves_a_trained_run(trained_run):
+    """ns-viewer loads the run (with the object picker among its controls) and serves its page."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.test_cli import BIN
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    viewer = subprocess.Popen(
+        [str(BIN / "ns-viewer"), "--load-config", str(trained_run / "config.yml"), "--viewer.websocket-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline, page = time.time() + 120, None
+        while time.time() < deadline and viewer.poll() is None and page is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2).read()
+            except OSError:
+                time.sleep(1)
+        assert viewer.poll() is None, viewer.stdout.read()
+        assert page and b"<html" in page.lower()
+    finally:
+        viewer.terminate()
+        viewer.wait(timeout=30)
