@@ -60,7 +60,11 @@ def trained_run(marker_collection, tmp_path_factory):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_registered_method_trains_and_saves(method, marker_collection, tmp_path):
-    train(marker_collection, tmp_path, method=method, steps=3)
+    """A few steps through the real CLI, with nerfstudio's evaluation steps (a batch, an image, all
+    images) in between, as a long run has them."""
+    train(marker_collection, tmp_path, method=method, steps=3, extra=[
+        "--steps-per-eval-batch", "2", "--steps-per-eval-image", "2", "--steps-per-eval-all-images", "2",
+    ])
     checkpoints = sorted((run_dir(tmp_path, method) / "nerfstudio_models").glob("step-*.ckpt"))
     assert checkpoints
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
@@ -73,7 +77,7 @@ def test_methods_are_registered():
 
 def test_adversarial_option_trains(marker_collection, tmp_path):
     result = train(marker_collection, tmp_path, steps=3, extra=[
-        "--pipeline.model.adversarial", "True", "--pipeline.model.patch-size", "4",
+        "--steps-per-eval-batch", "2", "--pipeline.model.adversarial", "True", "--pipeline.model.patch-size", "4",
         "--pipeline.model.fake-patches", "2",
     ])
     state = torch.load(sorted((run_dir(tmp_path) / "nerfstudio_models").glob("*.ckpt"))[-1], weights_only=True)

@@ -396,19 +396,26 @@ class ClipNerfModel(Model):
             )
         return over_background(image.reshape(-1, image.shape[-1]), background)
 
+    def _rendered_background(self, outputs: Dict[str, Tensor]) -> Tensor:
+        """The background the rays were composited on (training), or the render background (evaluation)."""
+        if "background" in outputs:
+            return outputs["background"]
+        colour = outputs["rgb"].new_tensor(BACKGROUNDS[self.config.render_background])
+        return colour.expand(outputs["rgb"].reshape(-1, 3).shape[0], 3)
+
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        target = self._target(batch, outputs["background"])
+        target = self._target(batch, self._rendered_background(outputs))
         return {"psnr": psnr(outputs["rgb"].detach(), target)}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        target = self._target(batch, outputs["background"])
+        target = self._target(batch, self._rendered_background(outputs))
         losses = {
             "rgb_loss": F.mse_loss(outputs["rgb"], target),
             "rgb_loss_coarse": self.config.coarse_loss_weight * F.mse_loss(outputs["rgb_coarse"], target),
             "code_prior": self.config.code_prior_weight
             * (self.shape_codes.weight.pow(2).sum(-1).mean() + self.appearance_codes.weight.pow(2).sum(-1).mean()),
         }
-        if self.discriminator is not None:
+        if self.discriminator is not None and "rgb_fake" in outputs:  # training batches only
             fake = outputs["rgb_fake"]
             real = target[: fake.shape[0] * self.config.patch_size**2].reshape(fake.shape)
             gan = adversarial_losses(self.discriminator, real, fake, self.config.r1_weight)
