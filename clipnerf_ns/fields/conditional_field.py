@@ -55,16 +55,8 @@ class FieldSizes:
 
     def problems(self) -> list[str]:
         """What is impossible about these sizes (empty when they are usable)."""
-        found = []
-        for name in ("position_frequencies", "direction_frequencies", "shape_dim", "appearance_dim"):
-            if getattr(self, name) < 1:
-                found.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("deform_layers", "trunk_layers", "color_layers"):
-            if getattr(self, name) < 1:
-                found.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("deform_width", "trunk_width", "color_width"):
-            if getattr(self, name) < 1:
-                found.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        counts = [f for f in self.__dataclass_fields__ if f != "backend"]
+        found = [f"{name} must be at least 1, got {getattr(self, name)}" for name in counts if getattr(self, name) < 1]
         if self.position_frequencies > 20 or self.direction_frequencies > 20:
             found.append("encodings above 20 frequencies overflow float32 (2^20 pi)")
         if self.backend == "tcnn" and tcnn is None:
