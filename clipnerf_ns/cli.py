@@ -116,10 +116,10 @@ class Demo:
     """Replace earlier demo output."""
 
     def main(self) -> Path:
+        from clipnerf_ns.data.collection import check_output_dir
         from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 
-        if self.out.exists() and any(self.out.iterdir()) and not self.overwrite:
-            raise UserError(f"{self.out}: output folder exists and is not empty (pass --overwrite to replace it)")
+        check_output_dir(self.out, self.overwrite)
         plan = ViewPlan(views=24, eval_views=8, resolution=self.resolution)
         for category in ("chairs", "cars"):
             data = Synth(

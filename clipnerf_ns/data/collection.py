@@ -72,6 +72,14 @@ class Collection:
 # Writing
 
 
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to write into `out` if it is a file, or a non-empty folder without `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; rename it to `out` only if the block succeeds.
@@ -79,10 +87,7 @@ def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     A failed or interrupted run leaves no half-written `out` behind.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+    check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -331,10 +331,10 @@ class ClipNerfModel(Model):
         directions = bundle.directions.reshape(-1, 3).to(self.box_min.device)
         chunk = self.config.eval_num_rays_per_chunk
         background = self.box_min.new_tensor(BACKGROUNDS[self.config.render_background])
+        shared = Codes(codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1))
         pieces: Dict[str, list] = {}
         for start in range(0, origins.shape[0], chunk):
             rays = origins[start : start + chunk].shape[0]
-            shared = Codes(codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1))
             out = self.render_rays(
                 origins[start : start + chunk], directions[start : start + chunk], shared, grid,
                 torch.zeros(rays, dtype=torch.long, device=origins.device), background.expand(rays, 3),
