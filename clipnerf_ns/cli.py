@@ -9,14 +9,17 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
 import tyro
 
+from clipnerf_ns.clip.domain_config import DomainTraining
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
+from clipnerf_ns.editing.commands import EditCommand, EvalCommand
+from clipnerf_ns.editing.invert import InversionConfig
 from clipnerf_ns.errors import UserError
 
 
@@ -160,6 +163,53 @@ class Demo:
         )
 
 
+@dataclass(kw_only=True)
+class TrainClip(DomainTraining):
+    """Train the compact offline CLIP on renders and captions of procedural chairs and cars, then
+    print its zero-shot retrieval and colour-word accuracy on held-out objects. The shipped
+    weights come from this command (see the README)."""
+
+    def main(self) -> Path:
+        from clipnerf_ns.clip.domain import format_figures, train_clip
+
+        path, training = train_clip(self)
+        if "heldout_figures" in training:
+            print(format_figures(training["heldout_figures"]))
+        print(f"trained in {training['train_seconds']:.0f} s (rendering {training['render_seconds']:.0f} s); "
+              f"final loss {training['final_loss']:.3f}")
+        return path
+
+
+@dataclass
+class Invert:
+    """Invert an image into a trained run (the paper's section 3.3): find the camera pose, shape
+    code and appearance code that render it. Writes codes.safetensors (for `clipnerf edit`),
+    pose.json, comparison.png (input | render | error) and a config.yml that ns-render and
+    ns-viewer load to show the inverted object."""
+
+    load_config: Path
+    """The run's config.yml (written by ns-train)."""
+    image: Path
+    """The image to invert: RGB or RGBA, any size."""
+    output_dir: Path
+    """Folder for the results."""
+    mask: Optional[Path] = None
+    """Foreground mask (white = object, same size as the image); default: the image's alpha
+    channel, else pixels that differ from the border colour."""
+    inversion: Annotated[InversionConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=InversionConfig)
+    """The optimisation."""
+    overwrite: bool = False
+    """Replace earlier results in the output folder."""
+
+    def main(self) -> Path:
+        from clipnerf_ns.editing.invert import invert_to_folder
+
+        out, pose = invert_to_folder(self.load_config, self.image, self.mask, self.output_dir, self.inversion, self.overwrite)
+        print(f"PSNR {pose['psnr']:.2f} dB at azimuth {pose['azimuth_deg']:.1f}, elevation {pose['elevation_deg']:.1f} deg, "
+              f"distance {pose['distance']:.2f}; ns-viewer --load-config {out / 'config.yml'}")
+        return out
+
+
 @dataclass
 class SelectObject:
     """Write a config that ns-render and ns-viewer load to show one object of a trained run
@@ -175,11 +225,11 @@ class SelectObject:
     """Replace an existing config.yml there."""
 
     def main(self) -> Path:
-        from clipnerf_ns.runs import load_run, read_run_config, resolve_object, write_render_config
+        from clipnerf_ns.runs import load_run, nerf_of, read_run_config, resolve_object, write_render_config
 
         config = read_run_config(self.load_config)
         _, pipeline = load_run(self.load_config)
-        config.pipeline.model.render_object = resolve_object(pipeline.model.object_ids, self.object)
+        config.pipeline.model.render_object = resolve_object(nerf_of(pipeline).object_ids, self.object)
         path = write_render_config(config, self.output_dir, self.overwrite)
         print(f"ns-render camera-path --load-config {path} ... renders {self.object}")
         return path
@@ -208,13 +258,14 @@ class Interpolate:
     def main(self) -> Path:
         from PIL import Image
 
-        from clipnerf_ns.runs import interpolation_strip, load_run, resolve_object
+        from clipnerf_ns.runs import interpolation_strip, load_run, nerf_of, resolve_object
 
         if self.steps < 2 or self.resolution < 8:
             raise UserError(f"--steps must be at least 2 and --resolution at least 8, got {self.steps}, {self.resolution}")
         _, pipeline = load_run(self.load_config)
-        a, b = (resolve_object(pipeline.model.object_ids, name) for name in self.objects)
-        strip = interpolation_strip(pipeline.model, a, b, self.steps, self.resolution, self.azimuth, self.elevation)
+        model = nerf_of(pipeline)
+        a, b = (resolve_object(model.object_ids, name) for name in self.objects)
+        strip = interpolation_strip(model, a, b, self.steps, self.resolution, self.azimuth, self.elevation)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(strip).save(self.output)
         print(f"rows: shape, appearance, both; columns: {self.objects[0]} -> {self.objects[1]}")
@@ -287,6 +338,10 @@ Command = Union[
     Annotated[Interpolate, tyro.conf.subcommand("interpolate")],
     Annotated[Turntable, tyro.conf.subcommand("turntable")],
     Annotated[Demo, tyro.conf.subcommand("demo")],
+    Annotated[TrainClip, tyro.conf.subcommand("train-clip")],
+    Annotated[EditCommand, tyro.conf.subcommand("edit")],
+    Annotated[Invert, tyro.conf.subcommand("invert")],
+    Annotated[EvalCommand, tyro.conf.subcommand("eval")],
 ]
 
 

@@ -21,9 +21,12 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.editing.invert import inversion_optimizers
 from clipnerf_ns.fields.conditional_field import FieldSizes
 from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig
 from clipnerf_ns.pipelines.clip_nerf_pipeline import ClipNerfPipelineConfig
+from clipnerf_ns.pipelines.invert_pipeline import InvertPipelineConfig
+from clipnerf_ns.pipelines.mapper_pipeline import MapperPipelineConfig
 
 PAPER_SIZES = FieldSizes(
     shape_dim=128, appearance_dim=128, deform_layers=4, deform_width=256, trunk_layers=8, trunk_width=256,
@@ -100,6 +103,47 @@ clip_nerf = MethodSpecification(
 clip_nerf_small = MethodSpecification(
     config=clip_nerf_trainer("clip-nerf-small", SMALL_SIZES, steps=24_000, rays_per_batch=1024, coarse=48, fine=24),
     description="CLIP-NeRF conditional NeRF sized for a CPU (a category trains in minutes on two cores).",
+)
+
+def stage_trainer(method_name: str, pipeline, optimizers: dict, steps: int, eval_every: int, save_every: int) -> TrainerConfig:
+    """Trainer of a stage that starts from a trained clip-nerf run (mappers, inversion)."""
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=eval_every,
+        steps_per_eval_image=save_every,
+        steps_per_eval_all_images=10**9,
+        steps_per_save=save_every,
+        max_num_iterations=steps,
+        mixed_precision=False,
+        pipeline=pipeline,
+        optimizers=optimizers,
+        viewer=ViewerConfig(num_rays_per_chunk=16384),
+        vis="viewer",
+    )
+
+
+clip_nerf_mappers = MethodSpecification(
+    config=stage_trainer(
+        "clip-nerf-mappers",
+        MapperPipelineConfig(datamanager=VanillaDataManagerConfig(dataparser=CollectionDataParserConfig(alpha_color="none"))),
+        {
+            "mappers": {
+                "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
+                "scheduler": ExponentialDecayConfig(lr_final=1e-4, max_steps=1200),
+            }
+        },
+        steps=1200, eval_every=100, save_every=250,
+    ),
+    description="CLIP-NeRF stage 2: trains the shape and appearance code mappers of a clip-nerf run "
+    "(--pipeline.stage1 RUN/config.yml); the NeRF and CLIP stay frozen.",
+)
+
+clip_nerf_invert = MethodSpecification(
+    config=stage_trainer(
+        "clip-nerf-invert", InvertPipelineConfig(), inversion_optimizers(), steps=300, eval_every=50, save_every=100
+    ),
+    description="CLIP-NeRF inversion: camera pose and codes of one image (--pipeline.image) in a trained "
+    "clip-nerf run (--pipeline.stage1 RUN/config.yml); the run stays frozen.",
 )
 
 

@@ -16,7 +16,7 @@ from nerfstudio.utils.eval_utils import eval_setup
 from clipnerf_ns.data.dataparser import make_cameras
 from clipnerf_ns.data.render import Intrinsics, orbit_pose
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig, Codes
+from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig, Codes
 from clipnerf_ns.pipelines.clip_nerf_pipeline import ClipNerfPipeline
 
 
@@ -49,7 +49,9 @@ def read_run_config(config_path: Path) -> TrainerConfig:
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except yaml.YAMLError as err:
         raise UserError(f"{config_path}: not a readable nerfstudio config ({err.__class__.__name__})") from None
-    if not isinstance(config, TrainerConfig) or not isinstance(config.pipeline.model, ClipNerfModelConfig):
+    from clipnerf_ns.pipelines.mapper_pipeline import MapperModelConfig
+
+    if not isinstance(config, TrainerConfig) or not isinstance(config.pipeline.model, (ClipNerfModelConfig, MapperModelConfig)):
         raise UserError(f"{config_path}: not the config of a clip-nerf run")
     checkpoints = config.get_checkpoint_dir()
     if not checkpoints.is_dir() or not any(checkpoints.glob("step-*.ckpt")):
@@ -58,11 +60,18 @@ def read_run_config(config_path: Path) -> TrainerConfig:
 
 
 def load_run(config_path: Path) -> tuple[TrainerConfig, ClipNerfPipeline]:
-    """The run's pipeline with its latest checkpoint, in evaluation mode."""
+    """The run's pipeline with its latest checkpoint, in evaluation mode (a clip-nerf run, or a
+    mapper run: `nerf_of(pipeline)` is the conditional NeRF of either)."""
     read_run_config(config_path)
     config, pipeline, _, _ = eval_setup(Path(config_path), test_mode="inference")
     pipeline.eval()
     return config, pipeline
+
+
+def nerf_of(pipeline) -> ClipNerfModel:
+    """The conditional NeRF of a clip-nerf run or of a mapper run (whose model wraps it)."""
+    return pipeline.model if isinstance(pipeline.model, ClipNerfModel) else pipeline.model.nerf
+
 
 
 def resolve_object(object_ids: list[str], name: str) -> int:

@@ -31,3 +31,44 @@ def marker_collection(tmp_path_factory):
     ]
     plan = ViewPlan(views=6, eval_views=3, resolution=48, supersample=2)
     return build_collection(out, "markers", jobs, plan, workers=1)
+
+
+@pytest.fixture(scope="session")
+def trained_run(marker_collection, tmp_path_factory):
+    """clip-nerf-small trained long enough on the red and green spheres to tell them apart
+    (RUN folder: RUN/config.yml, RUN/nerfstudio_models/)."""
+    from tests.test_train_cli import run_dir, train
+
+    out = tmp_path_factory.mktemp("runs")
+    train(marker_collection, out, steps=400, extra=[
+        "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "--pipeline.model.num-coarse-samples", "24", "--pipeline.model.num-fine-samples", "12",
+        "--pipeline.model.occupancy-warmup-steps", "100",
+    ])
+    return run_dir(out)
+
+
+@pytest.fixture(scope="session")
+def marker_prompts(tmp_path_factory):
+    """A prompt library for the marker spheres (colour words the compact CLIP knows)."""
+    path = tmp_path_factory.mktemp("prompts") / "markers.yaml"
+    path.write_text(
+        "neutral: a sphere\n"
+        "shape: [a big sphere, a small sphere, a tall sphere]\n"
+        "appearance: [a red sphere, a green sphere, a blue sphere, a yellow sphere]\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def mapper_run(trained_run, marker_prompts, tmp_path_factory):
+    """Mappers trained through `ns-train clip-nerf-mappers` on the trained markers (RUN folder)."""
+    from tests.test_train_cli import run_dir, train
+
+    out = tmp_path_factory.mktemp("mapper_runs")
+    train(None, out, method="clip-nerf-mappers", steps=40, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
+        "--pipeline.model.views-per-step", "2", "--pipeline.model.loss.resolution", "32",
+        "--optimizers.mappers.optimizer.lr", "3e-3",
+    ])
+    return run_dir(out, "clip-nerf-mappers")

@@ -18,10 +18,10 @@ METHODS = sorted(e.name for e in entry_points(group="nerfstudio.method_configs")
 # Every method, cut down to seconds on the CPU: fewer rays and samples, same architecture.
 QUICK = [
     "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.local-writer.enable", "False",
-    "--pipeline.datamanager.train-num-rays-per-batch", "128",
-    "--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "4",
-    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.model.eval-num-rays-per-chunk", "1024",
 ]
+# Sample counts of the NeRF; later stages render with their stage-1 run's.
+QUICK_NERF = ["--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "4"]
 
 
 def assert_user_error(result, *fragments):
@@ -34,11 +34,13 @@ def assert_user_error(result, *fragments):
         assert fragment in last, last
 
 
-def train(data: Path, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True):
+def train(data, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True):
+    """ns-train through the real CLI; `data` None: the method finds it (the mapper stage: in its stage-1 run)."""
     return run(
-        "ns-train", method, "--data", str(data), "--output-dir", str(out), "--experiment-name", "e",
+        "ns-train", method, *(["--data", str(data)] if data is not None else []), "--output-dir", str(out), "--experiment-name", "e",
         "--timestamp", "t", "--max-num-iterations", str(steps), "--steps-per-save", str(max(steps - 1, 1)),
-        *QUICK, *extra, check=check,
+        *QUICK, *(QUICK_NERF if method in ("clip-nerf", "clip-nerf-small") else []), *extra,
+        check=check,
     )
 
 
@@ -46,33 +48,29 @@ def run_dir(out: Path, method: str = "clip-nerf-small") -> Path:
     return out / "e" / method / "t"
 
 
-@pytest.fixture(scope="module")
-def trained_run(marker_collection, tmp_path_factory):
-    """clip-nerf-small trained long enough on the red and green spheres to tell them apart."""
-    out = tmp_path_factory.mktemp("runs")
-    train(marker_collection, out, steps=400, extra=[
-        "--pipeline.datamanager.train-num-rays-per-batch", "512",
-        "--pipeline.model.num-coarse-samples", "24", "--pipeline.model.num-fine-samples", "12",
-        "--pipeline.model.occupancy-warmup-steps", "100",
-    ])
-    return run_dir(out)
-
-
 @pytest.mark.parametrize("method", METHODS)
-def test_every_registered_method_trains_and_saves(method, marker_collection, tmp_path):
+def test_every_registered_method_trains_and_saves(method, marker_collection, tmp_path, request):
     """A few steps through the real CLI, with nerfstudio's evaluation steps (a batch, an image, all
-    images) in between, as a long run has them."""
-    train(marker_collection, tmp_path, method=method, steps=3, extra=[
-        "--steps-per-eval-batch", "2", "--steps-per-eval-image", "2", "--steps-per-eval-all-images", "2",
-    ])
+    images) in between, as a long run has them. Later stages start from a trained stage-1 run."""
+    extra = ["--steps-per-eval-batch", "2", "--steps-per-eval-image", "2", "--steps-per-eval-all-images", "2"]
+    if method == "clip-nerf-mappers":
+        stage1 = request.getfixturevalue("trained_run") / "config.yml"
+        extra += ["--pipeline.stage1", str(stage1), "--pipeline.model.prompts", str(request.getfixturevalue("marker_prompts")),
+                  "--pipeline.model.views-per-step", "1", "--pipeline.model.loss.resolution", "16"]
+    if method == "clip-nerf-invert":
+        stage1 = request.getfixturevalue("trained_run") / "config.yml"
+        extra += ["--pipeline.stage1", str(stage1), "--pipeline.image", str(marker_collection / "marker_0" / "images" / "000.png"),
+                  "--pipeline.inversion.resolution", "16", "--pipeline.inversion.search-steps", "2"]
+    train(marker_collection, tmp_path, method=method, steps=3, extra=extra)
     checkpoints = sorted((run_dir(tmp_path, method) / "nerfstudio_models").glob("step-*.ckpt"))
     assert checkpoints
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
-    assert state["pipeline"]["_model.shape_codes.weight"].shape[0] == 2  # the two training markers
+    prefix = "_model.nerf." if method == "clip-nerf-mappers" else "_model."
+    assert state["pipeline"][prefix + "shape_codes.weight"].shape[0] == 2  # the two training markers
 
 
 def test_methods_are_registered():
-    assert METHODS == ["clip-nerf", "clip-nerf-small"]
+    assert {"clip-nerf", "clip-nerf-small", "clip-nerf-mappers", "clip-nerf-invert"} <= set(METHODS)
 
 
 def test_adversarial_option_trains(marker_collection, tmp_path):

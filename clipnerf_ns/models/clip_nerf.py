@@ -16,6 +16,7 @@ match the alpha mask; evaluation and rendering use `render_background` (white by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type, Union
 
 import torch
@@ -109,6 +110,8 @@ class ClipNerfModelConfig(ModelConfig):
     """Background for evaluation, the viewer and ns-render."""
     render_object: int = 0
     """Training object shown when the viewer opens and rendered along ns-render camera paths."""
+    render_codes: Optional[Path] = None
+    """A codes file (from `clipnerf edit` or `clipnerf invert`) shown instead of `render_object`."""
     adversarial: bool = False
     """Add the GRAF patch adversarial loss (patch discriminator, non-saturating loss, R1)."""
     adversarial_weight: float = 0.05
@@ -450,4 +453,11 @@ class ClipNerfModel(Model):
                 f"the checkpoint has codes for {state_dict[key].shape[0]} objects but the data has "
                 f"{self.num_objects}: load it with the collection (and --objects / --max-objects) it was trained on"
             )
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if self.config.render_codes is not None:  # codes are checked against the weights just loaded
+            from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint
+
+            sizes = self.config.field
+            codes, _ = load_codes(self.config.render_codes, model_fingerprint(self.field), sizes.shape_dim, sizes.appearance_dim)
+            self.set_display(codes)
+        return result

@@ -1,0 +1,111 @@
+"""Settings of the compact CLIP and its training (`clipnerf train-clip`). Standard library only,
+so the command line can describe them without importing torch or open_clip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+
+@dataclass(frozen=True)
+class ClipArchitecture:
+    """Sizes of the compact CLIP: an open_clip `CLIP` with a small ViT and a small text transformer.
+
+    The token embedding is vocabulary (49408) x text width, so the text width dominates the file
+    size (fp16 on disk): keep it small."""
+
+    embed_dim: int = 128
+    """Width of the joint image-text embedding (d_clip)."""
+    image_size: int = 64
+    """Input image size in pixels (square)."""
+    patch_size: int = 16
+    """ViT patch size in pixels."""
+    vision_width: int = 192
+    """ViT width."""
+    vision_layers: int = 4
+    """ViT depth."""
+    vision_head_width: int = 64
+    """ViT attention head width (heads = width / head width)."""
+    text_width: int = 64
+    """Text transformer width (the token embedding has 49408 rows of this width)."""
+    text_layers: int = 3
+    """Text transformer depth."""
+    text_heads: int = 2
+    """Text transformer attention heads."""
+    context_length: int = 40
+    """Text context length in tokens (longer prompts are truncated, with a warning)."""
+
+    def open_clip_config(self) -> dict:
+        """The architecture as open_clip's CLIP(embed_dim, vision_cfg, text_cfg) keyword arguments."""
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "image_size": self.image_size, "patch_size": self.patch_size, "width": self.vision_width,
+                "layers": self.vision_layers, "head_width": self.vision_head_width,
+            },
+            "text_cfg": {
+                "context_length": self.context_length, "vocab_size": 49408, "width": self.text_width,
+                "heads": self.text_heads, "layers": self.text_layers,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation towards what NeRF renders look like."""
+
+    white_background: float = 0.7
+    """Probability of compositing over white (the renders' usual background); else a random flat
+    colour or a vertical gradient."""
+    blur: float = 0.5
+    """Probability of a down-then-up resampling (factor 0.4 to 0.9): the softness of NeRF renders."""
+    max_shift: int = 4
+    """Largest random translation in pixels (each axis)."""
+    noise: float = 0.02
+    """Largest standard deviation of added Gaussian pixel noise."""
+    brightness: float = 0.08
+    """Largest relative brightness change (colours keep their hue)."""
+
+
+@dataclass(kw_only=True)
+class DomainTraining:
+    """Train a compact CLIP contrastively on renders and captions of procedural objects."""
+
+    out: Path
+    """The .safetensors file to write (atomically), self-describing: architecture, preprocessing
+    and these settings in its metadata."""
+    templates: Literal["default", "alt"] = "default"
+    """Caption template set (synth.make_captions): "default" for the editing model, "alt" for the evaluator."""
+    seed: int = 0
+    """Seed of everything: objects, cameras, captions, initialisation, batches. Another seed gives
+    other objects (the evaluator uses seed 1)."""
+    categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
+    """Procedural categories to train on."""
+    num_objects: int = 700
+    """Objects per category (held-out ones included)."""
+    heldout_objects: int = 100
+    """Objects per category held out for the retrieval figures, never trained on."""
+    views: int = 8
+    """Rendered views per object, from random cameras on the upper hemisphere."""
+    captions: int = 8
+    """Captions per object."""
+    steps: int = 1200
+    """Optimisation steps."""
+    batch_size: int = 128
+    """Image-caption pairs per step (distinct objects within a batch)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (not applied to gains, biases, embeddings or the logit scale)."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    arch: ClipArchitecture = field(default_factory=ClipArchitecture)
+    """Model sizes."""
+    augment: Augment = field(default_factory=Augment)
+    """Augmentation."""
+    cache: Optional[Path] = None
+    """Optional .npz cache of the rendered dataset: reused when its settings match, else written.
+    The result is the same with or without it."""
+    overwrite: bool = False
+    """Replace the output file if it exists."""

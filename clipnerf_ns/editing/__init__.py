@@ -1,0 +1,1 @@
+"""Editing: code mappers, the Edit -> codes API, inversion, and the codes files they exchange."""

@@ -1,0 +1,85 @@
+"""Codes files: one object's `(z_s, z_a)` as safetensors, tied to the model that can render them.
+
+`clipnerf edit`, `clipnerf invert`, the viewer and ns-render configs all exchange codes through
+these two functions. The file records a fingerprint of the field's weights, so codes are never
+rendered by a model they were not made for (their meaning is specific to one trained field).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.clip_nerf import Codes
+
+FORMAT = "clipnerf-codes/1"
+
+
+def model_fingerprint(field: nn.Module) -> str:
+    """A short hash of a field's weights: equal for the same trained field, whichever run loads it."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(field.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_codes(path: Path, codes: Codes, fingerprint: str, info: Optional[dict] = None,
+               extra: Optional[dict[str, Tensor]] = None) -> Path:
+    """Write one object's codes (`z_s` (d_shape,), `z_a` (d_app,)) atomically.
+
+    `info` is any JSON-able description (where the codes come from: object, edit, inversion);
+    `extra` holds further tensors (e.g. a recovered camera pose)."""
+    path = Path(path)
+    tensors = {"z_s": codes.z_s.detach().reshape(-1).cpu().contiguous(), "z_a": codes.z_a.detach().reshape(-1).cpu().contiguous()}
+    for key, value in (extra or {}).items():
+        tensors[key] = value.detach().cpu().contiguous()
+    metadata = {"format": FORMAT, "model": fingerprint, "info": json.dumps(info or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    save_file(tensors, str(partial), metadata=metadata)
+    partial.replace(path)
+    return path
+
+
+def read_codes_file(path: Path) -> tuple[dict[str, Tensor], dict]:
+    """All tensors and the metadata of a codes file (`info` decoded), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such codes file")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{path}: not a codes file ({err})") from None
+    if metadata.get("format") != FORMAT or "z_s" not in tensors or "z_a" not in tensors:
+        raise UserError(f"{path}: not a clipnerf codes file (written by clipnerf edit or clipnerf invert)")
+    metadata["info"] = json.loads(metadata.get("info") or "{}")
+    return tensors, metadata
+
+
+def load_codes(path: Path, fingerprint: str, shape_dim: int, appearance_dim: int) -> tuple[Codes, dict]:
+    """The codes of a file made for the model with this fingerprint, and the file's `info`."""
+    tensors, metadata = read_codes_file(path)
+    z_s, z_a = tensors["z_s"], tensors["z_a"]
+    if z_s.numel() != shape_dim or z_a.numel() != appearance_dim:
+        raise UserError(
+            f"{path}: codes of size {z_s.numel()}+{z_a.numel()} were made for another model "
+            f"(this one takes {shape_dim}+{appearance_dim})"
+        )
+    if metadata.get("model") != fingerprint:
+        raise UserError(
+            f"{path}: these codes were made for another trained model (fingerprint {metadata.get('model')}, "
+            f"this model's is {fingerprint}); codes only mean something to the field they were made with"
+        )
+    return Codes(z_s.float(), z_a.float()), metadata["info"]

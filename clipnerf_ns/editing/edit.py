@@ -1,0 +1,246 @@
+"""`Edit` (what the user asks for) -> `Codes` (what the model renders): the one editing API.
+
+The command line (`clipnerf edit`), ns-render configs and the viewer all call `Editor.apply`.
+Two modes:
+
+- `mapper`: one forward pass through the trained code mappers (paper section 3.2);
+- `optimize`: optimise the code change of this one object against the prompt or exemplar for a
+  few steps, with no mapper (for prompts outside the mappers' library, or single scenes).
+
+A combined edit (`target="both"`) changes the shape code first, then the appearance code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
+from clipnerf_ns.editing.mappers import Mappers
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes
+
+Target = Literal["shape", "appearance", "both"]
+TARGETS = ("shape", "appearance", "both")
+# Cameras for CLIP views: the collections' orbit (distance 2.2, 40 deg field of view), elevations
+# where an object is seen from the side and a little above, as in its training views.
+ELEVATION_RANGE = (10.0, 40.0)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One edit: a prompt or an exemplar image, which code(s) it may change, and how strongly."""
+
+    prompt: Optional[str] = None
+    exemplar: Optional[Float[Tensor, "h w 3"]] = None
+    target: Target = "both"
+    strength: float = 1.0
+    mode: Literal["mapper", "optimize"] = "mapper"
+    steps: int = 40
+    seed: int = 0
+
+    def check(self) -> None:
+        if (self.prompt is None) == (self.exemplar is None):
+            raise UserError("an edit needs exactly one of a prompt or an exemplar image")
+        if self.prompt is not None and not self.prompt.strip():
+            raise UserError("empty prompt: describe the edit, e.g. 'a red chair'")
+        if self.target not in TARGETS:
+            raise UserError(f"unknown edit target {self.target!r}; expected one of {', '.join(TARGETS)}")
+        if self.mode not in ("mapper", "optimize"):
+            raise UserError(f"unknown edit mode {self.mode!r}; expected mapper or optimize")
+        if self.mode == "optimize" and self.steps < 1:
+            raise UserError(f"optimize mode needs at least one step, got {self.steps}")
+
+    def describe(self) -> dict:
+        return {
+            "prompt": self.prompt, "exemplar": self.exemplar is not None, "target": self.target,
+            "strength": self.strength, "mode": self.mode, "steps": self.steps if self.mode == "optimize" else 0,
+        }
+
+
+@dataclass
+class EditLossConfig:
+    """The editing objective, shared by mapper training and optimize mode."""
+
+    clip_weight: float = 1.0
+    """Weight of the CLIP distance between the edited render and the prompt (or exemplar)."""
+    directional: bool = False
+    """Use the directional CLIP loss: the render's embedding should move the way the prompt differs
+    from the category's neutral prompt (for exemplars: from the render before the edit)."""
+    code_change_weight: float = 0.1
+    """Weight of the mean squared code change (keeps the edit close to the object)."""
+    adversarial_weight: float = 0.0
+    """Weight of the stage-1 discriminator's non-saturating loss on edited renders (when it has one)."""
+    resolution: int = 64
+    """Side of the views rendered for CLIP (pixels)."""
+
+
+def read_exemplar(path: Path) -> Float[Tensor, "h w 3"]:
+    """An exemplar image as RGB in [0, 1] (RGBA composited over white)."""
+    from clipnerf_ns.editing.invert import read_rgba
+
+    rgba = read_rgba(path, "exemplar image").astype(np.float32) / 255.0
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    return torch.from_numpy(rgb * alpha + (1.0 - alpha))
+
+
+def random_views(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Azimuths (uniform) and elevations (in ELEVATION_RANGE) in degrees for `count` views."""
+    azimuth = torch.rand(count, generator=generator) * 360.0
+    lo, hi = ELEVATION_RANGE
+    elevation = lo + torch.rand(count, generator=generator) * (hi - lo)
+    return azimuth, elevation
+
+
+def render_views(
+    nerf: ClipNerfModel, codes: Codes, azimuths: Tensor, elevations: Tensor, resolution: int
+) -> Float[Tensor, "n h w 3"]:
+    """Differentiable renders of n objects (`codes` (n, d)), one orbit view each, over the render
+    background. Empty space is skipped with each shape code's own occupancy grid."""
+    from clipnerf_ns.runs import orbit_camera  # runs imports nerfstudio, whose plugin discovery imports us
+
+    device = nerf.box_min.device
+    origins, directions = [], []
+    for az, el in zip(azimuths.tolist(), elevations.tolist()):
+        bundle = orbit_camera(resolution, az, el).generate_rays(camera_indices=0, keep_shape=True)
+        origins.append(bundle.origins.reshape(-1, 3))
+        directions.append(bundle.directions.reshape(-1, 3))
+    views, pixels = len(origins), resolution * resolution
+    origins, directions = torch.cat(origins).to(device), torch.cat(directions).to(device)
+    grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
+    view_of_ray = torch.arange(views, device=device).repeat_interleave(pixels)
+    per_ray = Codes(codes.z_s[view_of_ray], codes.z_a[view_of_ray])
+    background = nerf.box_min.new_tensor(BACKGROUNDS[nerf.config.render_background]).expand(views * pixels, 3)
+    rgb = nerf.render_rays(origins, directions, per_ray, grids, view_of_ray, background)["rgb"]
+    return rgb.reshape(views, resolution, resolution, 3)
+
+
+def apply_change(codes: Codes, target: Literal["shape", "appearance"], change: Tensor, strength: float = 1.0) -> Codes:
+    """Codes with one of them moved by `strength * change`; the other is untouched."""
+    if target == "shape":
+        return Codes(codes.z_s + strength * change, codes.z_a)
+    return Codes(codes.z_s, codes.z_a + strength * change)
+
+
+def edited_targets(target: Target) -> list[str]:
+    """The codes an edit changes, in the order they are changed (shape first)."""
+    return ["shape", "appearance"] if target == "both" else [target]
+
+
+def edit_losses(
+    nerf: ClipNerfModel,
+    clip,
+    before: Codes,
+    after: Codes,
+    target_embedding: Float[Tensor, "n d_clip"],
+    azimuths: Tensor,
+    elevations: Tensor,
+    config: EditLossConfig,
+    source_embedding: Optional[Float[Tensor, "n d_clip"]] = None,
+) -> dict[str, Tensor]:
+    """The editing objective of `after` (the edited codes of n objects, one view each):
+    CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
+    render = render_views(nerf, after, azimuths, elevations, config.resolution)
+    embedding = clip.encode_image(render)
+    losses: dict[str, Tensor] = {}
+    if config.directional:
+        with torch.no_grad():
+            render_before = clip.encode_image(render_views(nerf, before, azimuths, elevations, config.resolution))
+        source = render_before if source_embedding is None else source_embedding
+        distance = directional_clip_distance(embedding, render_before, target_embedding, source)
+    else:
+        distance = clip_distance(embedding, target_embedding)
+    losses["clip"] = config.clip_weight * distance.mean()
+    losses["code_change"] = config.code_change_weight * code_change_penalty(before, after).mean()
+    if config.adversarial_weight > 0 and nerf.discriminator is not None:
+        size = nerf.config.patch_size
+        patches = F.interpolate(render.permute(0, 3, 1, 2), size=(size, size), mode="area").permute(0, 2, 3, 1)
+        losses["adversarial"] = config.adversarial_weight * F.softplus(-nerf.discriminator(patches)).mean()
+    return losses
+
+
+@dataclass
+class Editor:
+    """Applies edits to codes with a frozen NeRF, a frozen CLIP and (for mapper mode) trained mappers."""
+
+    nerf: ClipNerfModel
+    clip: object  # ClipEncoder
+    mappers: Optional[Mappers] = None
+    loss: EditLossConfig = field(default_factory=EditLossConfig)
+    neutral_prompt: Optional[str] = None
+    """The category's plain prompt ("a chair"), the source of directional losses."""
+    optimize_lr: float = 0.05
+    views_per_step: int = 2
+
+    def embed(self, edit: Edit) -> Float[Tensor, "1 d_clip"]:
+        device = self.nerf.box_min.device
+        with torch.no_grad():
+            if edit.prompt is not None:
+                return self.clip.encode_text([edit.prompt]).to(device)
+            return self.clip.encode_image(edit.exemplar[None].to(device)).to(device)
+
+    def apply(self, edit: Edit, codes: Codes) -> Codes:
+        """The edited codes of one object (`codes` of shape (d,) each)."""
+        edit.check()
+        embedding = self.embed(edit)
+        device = self.nerf.box_min.device
+        codes = codes.to(device).detach()
+        if edit.mode == "mapper":
+            if self.mappers is None:
+                raise UserError("this run has no mappers: train them with ns-train clip-nerf-mappers, or use --mode optimize")
+            with torch.no_grad():
+                for target in edited_targets(edit.target):
+                    codes = apply_change(codes, target, self.mappers.by_target(target)(embedding)[0], edit.strength)
+            return codes
+        return self._optimize(edit, codes, embedding)
+
+    def _optimize(self, edit: Edit, codes: Codes, embedding: Tensor) -> Codes:
+        """Optimise the code change of one object: shape first, then appearance (steps split)."""
+        from rich.progress import track
+
+        generator = torch.Generator().manual_seed(edit.seed)
+        views = self.views_per_step
+        source = None
+        if self.loss.directional and edit.prompt is not None and self.neutral_prompt:
+            with torch.no_grad():
+                source = self.clip.encode_text([self.neutral_prompt]).to(embedding.device).expand(views, -1)
+        targets = edited_targets(edit.target)
+        for target in targets:
+            before = Codes(codes.z_s.expand(views, -1), codes.z_a.expand(views, -1))
+            change = torch.zeros_like(codes.z_s if target == "shape" else codes.z_a, requires_grad=True)
+            optimizer = torch.optim.Adam([change], lr=self.optimize_lr)
+            for _ in track(range(max(1, edit.steps // len(targets))), description=f"optimising the {target} code", transient=True):
+                azimuths, elevations = random_views(views, generator)
+                after = apply_change(before, target, change)
+                losses = edit_losses(self.nerf, self.clip, before, after, embedding.expand(views, -1),
+                                     azimuths, elevations, self.loss, source)
+                optimizer.zero_grad()
+                sum(losses.values()).backward()
+                optimizer.step()
+            codes = apply_change(codes, target, change.detach(), edit.strength)
+        return codes
+
+
+def editor_for(pipeline, clip_config=None) -> Editor:
+    """The Editor of a loaded run: a mapper run brings its mappers, CLIP and objective; a clip-nerf
+    run edits in optimize mode only, with `clip_config` (default: the compact CLIP)."""
+    from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
+    from clipnerf_ns.editing.prompts import load_prompt_library
+
+    model = pipeline.model
+    if hasattr(model, "mappers"):
+        return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral)
+    clip = ClipEncoder.load(clip_config or ClipConfig(), device=model.box_min.device)
+    category = model.kwargs["metadata"].get("category", "")
+    try:
+        neutral = load_prompt_library(None, category).neutral
+    except UserError:
+        neutral = None
+    return Editor(model, clip, None, EditLossConfig(), neutral)

@@ -1,0 +1,1 @@
+"""Measurements of edits: colour accuracy, five-way accuracy, disentanglement, latency."""

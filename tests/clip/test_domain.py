@@ -1,0 +1,102 @@
+"""Training of the compact CLIP (`clipnerf train-clip`) on a tiny configuration."""
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from clipnerf_ns.cli import entrypoint
+from clipnerf_ns.clip import domain
+from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, read_compact_metadata
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+TINY_ARCH = ClipArchitecture(embed_dim=32, image_size=32, patch_size=16, vision_width=64, vision_layers=1,
+                             text_width=32, text_layers=1, text_heads=1, context_length=40)
+TINY_ARGS = [
+    "--num-objects", "5", "--heldout-objects", "2", "--views", "2", "--captions", "2", "--steps", "3",
+    "--batch-size", "4", "--warmup-steps", "1", "--arch.embed-dim", "32", "--arch.image-size", "32",
+    "--arch.vision-width", "64", "--arch.vision-layers", "1", "--arch.text-width", "32",
+    "--arch.text-layers", "1", "--arch.text-heads", "1", "--categories", "chairs", "cars",
+]
+
+
+def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys):
+    out = tmp_path / "weights" / "tiny.safetensors"
+    cache = tmp_path / "data.npz"
+    entrypoint(["train-clip", "--out", str(out), "--cache", str(cache), *TINY_ARGS])
+    printed = capsys.readouterr().out
+    assert "image->text top-1" in printed and "colour words" in printed
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.safetensors"]  # no temporary left behind
+    meta = read_compact_metadata(out)
+    assert meta["preprocess"]["image_size"] == 32 and meta["training"]["templates"] == "default"
+    assert meta["training"]["command"].startswith("clipnerf train-clip --out")
+    assert set(meta["training"]["heldout_figures"]) >= {"i2t_top1", "t2i_top1", "color_accuracy"}
+    encoder = ClipEncoder.load(ClipConfig(model="compact", checkpoint=out))
+    assert encoder.embed_dim == 32 and encoder.image_size == 32 and encoder.context_length == 40
+    assert encoder.encode_image(torch.rand(2, 64, 64, 3)).shape == (2, 32)
+
+    # an existing output is refused without --overwrite (exit 2, one line), and left untouched
+    before = out.read_bytes()
+    with pytest.raises(SystemExit) as info:
+        entrypoint(["train-clip", "--out", str(out), "--cache", str(cache), *TINY_ARGS])
+    assert info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_cache_gives_the_same_data(tmp_path):
+    config = DomainTraining(out=tmp_path / "x.safetensors", num_objects=3, heldout_objects=1, views=2, captions=2,
+                            categories=("cars",), arch=TINY_ARCH, cache=tmp_path / "c.npz")
+    fresh = domain.load_or_render(config)
+    cached = domain.load_or_render(config)
+    assert np.array_equal(fresh.rgba, cached.rgba) and fresh.captions == cached.captions
+    assert fresh.rgba.shape == (3, 2, 32, 32, 4) and fresh.heldout.tolist() == [False, False, True]
+    assert all(c for c in fresh.colors)  # a car's body colour names the whole car
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    data = domain.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
+    tokens = domain.tokenize_captions(data.captions, 40)[:, 0]
+    images = domain.composite(torch.from_numpy(data.rgba[:, 0]), torch.ones(1, 1, 1, 3))
+    model = domain.new_model(TINY_ARCH, 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = [domain.train_step(model, optimizer, contrastive_loss(), images, tokens, 32) for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_retrieval_accuracy_hand_made():
+    text = torch.eye(3)
+    images = torch.eye(3).repeat_interleave(2, dim=0)  # two renders per object
+    owner = torch.tensor([0, 0, 1, 1, 2, 2])
+    assert domain.retrieval_accuracy(images, text, owner) == (1.0, 1.0)
+    swapped = images[[2, 3, 0, 1, 4, 5]]  # renders of objects 0 and 1 exchanged
+    assert domain.retrieval_accuracy(swapped, text, owner) == pytest.approx((1 / 3, 1 / 3))
+    # top-2: every render finds its own text; the texts of objects 0 and 1 still rank the two
+    # renders of the other object first
+    assert domain.retrieval_accuracy(swapped, text, owner, k=2) == pytest.approx((1.0, 1 / 3))
+
+
+def test_augment_keeps_range_and_white_background():
+    g = torch.Generator().manual_seed(0)
+    rgba = torch.zeros(4, 16, 16, 4, dtype=torch.uint8)  # empty: background only
+    plain = Augment(white_background=1.0, blur=1.0, max_shift=3, noise=0.0, brightness=0.0)
+    torch.testing.assert_close(domain.augment(rgba, plain, g), torch.ones(4, 16, 16, 3))
+    rgba = torch.randint(0, 256, (8, 16, 16, 4), dtype=torch.uint8, generator=g)
+    out = domain.augment(rgba, Augment(white_background=0.3), g)
+    assert out.shape == (8, 16, 16, 3) and out.min() >= 0 and out.max() <= 1
+
+
+def test_cli_args_reproduce_the_config(tmp_path):
+    import tyro
+
+    from clipnerf_ns.cli import TrainClip
+
+    config = TrainClip(out=tmp_path / "a.safetensors", seed=3, templates="alt", arch=TINY_ARCH)
+    args = domain._cli_args(config)
+    assert tyro.cli(TrainClip, args=args) == config
+    json.dumps(domain._jsonable(dataclasses.asdict(config)))

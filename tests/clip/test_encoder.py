@@ -1,0 +1,149 @@
+"""ClipEncoder: the real open_clip ViT-B-32 path (random weights), errors, preprocessing, shipped file."""
+
+import warnings
+
+import pytest
+import torch
+
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, WEIGHTS_DIR, preprocess_images
+from clipnerf_ns.errors import UserError
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(scope="module")
+def vit_b32(tmp_path_factory):
+    """open_clip's real ViT-B-32 with random weights, its state dict saved to a local file,
+    and the same weights loaded back through ClipEncoder."""
+    import open_clip
+
+    torch.manual_seed(0)
+    original = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    path = tmp_path_factory.mktemp("clip") / "vit_b32.pt"
+    torch.save(original.state_dict(), path)
+    encoder = ClipEncoder.load(ClipConfig(model="ViT-B-32", checkpoint=path))
+    return original, encoder, path
+
+
+def test_named_model_matches_open_clip(vit_b32):
+    import open_clip
+
+    original, encoder, path = vit_b32
+    assert encoder.embed_dim == 512 and encoder.image_size == 224 and encoder.context_length == 77
+    assert "ViT-B-32" in encoder.name and path.name in encoder.name
+    prompts = ["a red chair", "a blue car with big wheels"]
+    with torch.no_grad():
+        tokens = open_clip.get_tokenizer("ViT-B-32")(prompts)
+        want_text = torch.nn.functional.normalize(original.encode_text(tokens), dim=-1)
+        images = torch.rand(2, 224, 224, 3, generator=torch.Generator().manual_seed(0))
+        mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+        want_image = torch.nn.functional.normalize(
+            original.encode_image((images.permute(0, 3, 1, 2) - mean) / std), dim=-1
+        )
+        got_image = encoder.encode_image(images)
+    got_text = encoder.encode_text(prompts)
+    assert got_text.shape == (2, 512)
+    torch.testing.assert_close(got_text, want_text, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_image, want_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_text.norm(dim=-1), torch.ones(2))
+
+
+def test_gradients_reach_images_not_clip(vit_b32):
+    _, encoder, _ = vit_b32
+    encoder.train()  # must stay frozen and in eval mode
+    assert not encoder.training and not encoder.model.training
+    images = torch.rand(1, 96, 80, 3, requires_grad=True)
+    target = encoder.encode_text(["a red chair"])
+    loss = 1 - (encoder.encode_image(images) * target).sum()
+    loss.backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert all(not p.requires_grad and p.grad is None for p in encoder.parameters())
+
+
+def test_empty_prompt_is_a_user_error(vit_b32):
+    _, encoder, _ = vit_b32
+    for bad in (["a chair", ""], ["   "]):
+        with pytest.raises(UserError, match="empty prompt"):
+            encoder.encode_text(bad)
+
+
+def test_long_prompt_is_truncated_with_a_warning(vit_b32):
+    _, encoder, _ = vit_b32
+    long_prompt = "a red chair " * 40
+    with pytest.warns(UserWarning, match="77"):
+        out = encoder.encode_text([long_prompt])
+    assert out.shape == (1, 512) and torch.isfinite(out).all()
+
+
+def test_named_pretrained_offline_is_a_user_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_HUB_CACHE", str(tmp_path), raising=False)
+    with pytest.raises(UserError, match="--clip.checkpoint FILE") as info:
+        ClipEncoder.load(ClipConfig(model="ViT-B-32", pretrained="openai"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        (ClipConfig(model="ViT-Nonexistent"), "unknown CLIP model 'ViT-Nonexistent'.*ViT-B-32"),
+        (ClipConfig(model="ViT-B-32"), "no weights"),
+        (ClipConfig(model="ViT-B-32", pretrained="no-such-tag"), "unknown pretrained tag"),
+        (ClipConfig(model="compact", checkpoint="/nonexistent/x.safetensors"), "not found: /nonexistent/x.safetensors"),
+    ],
+)
+def test_bad_configs_are_user_errors(config, match):
+    with pytest.raises(UserError, match=match):
+        ClipEncoder.load(config)
+
+
+def test_corrupt_checkpoints_are_user_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(UserError, match="bad.safetensors"):
+        ClipEncoder.load(ClipConfig(model="compact", checkpoint=bad))
+    bad_pt = tmp_path / "bad.pt"
+    bad_pt.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="bad.pt"):
+        ClipEncoder.load(ClipConfig(model="ViT-B-32", checkpoint=bad_pt))
+
+
+def test_preprocessing_resize_identity_and_normalisation():
+    images = torch.rand(2, 224, 224, 3)
+    out = preprocess_images(images, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    torch.testing.assert_close(out, images.permute(0, 3, 1, 2))
+    # a constant image stays constant at any size, and is normalised by mean and std
+    flat = torch.full((1, 37, 53, 3), 0.5)
+    out = preprocess_images(flat, 64, (0.25, 0.5, 0.75), (0.5, 0.5, 0.25))
+    assert out.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.5, 0.0, -1.0]))
+    torch.testing.assert_close(out, out[:, :, :1, :1].expand_as(out))
+    # antialiased downsampling low-pass filters noise (a plain bilinear lookup would not) and keeps the mean
+    small = preprocess_images(images, 56, (0.0,) * 3, (1.0,) * 3)
+    assert small.std() < 0.5 * images.std()
+    torch.testing.assert_close(small.mean(), images.mean(), atol=2e-3, rtol=0)
+    # non-square images are centre-cropped to a square
+    wide = torch.zeros(1, 64, 96, 3)
+    wide[:, :, 16:80] = 1.0
+    torch.testing.assert_close(preprocess_images(wide, 64, (0.0,) * 3, (1.0,) * 3), torch.ones(1, 3, 64, 64))
+    with pytest.raises(UserError, match="shape"):
+        preprocess_images(torch.rand(2, 3, 64, 64), 64, (0.0,) * 3, (1.0,) * 3)
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "compact.safetensors").exists(), reason="compact weights not trained yet")
+@pytest.mark.parametrize("model", ["compact", "compact-eval"])
+def test_shipped_compact_models_load_and_embed(model):
+    if not (WEIGHTS_DIR / f"{model}.safetensors").exists():
+        pytest.skip(f"{model} weights not trained yet")
+    encoder = ClipEncoder.load(ClipConfig(model=model))
+    assert encoder.name == f"{model} (clipnerf_ns/clip/weights/{model}.safetensors)"
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+    text = encoder.encode_text(["a red chair", "a blue car"])
+    image = encoder.encode_image(torch.rand(3, 50, 50, 3))
+    assert text.shape == (2, encoder.embed_dim) and image.shape == (3, encoder.embed_dim)
+    torch.testing.assert_close(image.norm(dim=-1), torch.ones(3))

@@ -1,0 +1,139 @@
+"""Mapper training, `clipnerf edit` and ns-render of an edit, through the real CLIs, on the trained
+marker spheres (a red and a green one) with the shipped compact CLIP."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
+from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint, save_codes
+from clipnerf_ns.editing.edit import Edit, editor_for, render_views
+from clipnerf_ns.editing.losses import clip_distance
+from clipnerf_ns.models.clip_nerf import Codes
+from clipnerf_ns.runs import load_run, nerf_of
+from tests.test_cli import run
+from tests.test_train_cli import assert_user_error
+
+
+def clipnerf(capsys, *args):
+    """`clipnerf ARGS` in this process (the same entry point as the installed command): exit code, stderr."""
+    from clipnerf_ns.cli import entrypoint
+
+    try:
+        entrypoint([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def mean_color(path):
+    image = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
+    mask = image.sum(-1) < 2.7  # not the white background
+    return image[mask].mean(0)
+
+
+def test_trained_mappers_move_renders_towards_their_prompts(mapper_run):
+    """After training, edited renders are closer (in CLIP) to their prompts than the unedited ones."""
+    _, pipeline = load_run(mapper_run / "config.yml")
+    model, editor = pipeline.model, editor_for(pipeline)
+    views = (torch.tensor([30.0, 150.0]), torch.tensor([20.0, 30.0]))
+    gains = []
+    for prompt in model.library.appearance:
+        text = editor.clip.encode_text([prompt])
+        for index in range(model.nerf.num_objects):
+            codes = model.nerf.object_codes(torch.tensor(index))
+            with torch.no_grad():
+                distances = []
+                for strength in (0.0, 1.0):
+                    edited = editor.apply(Edit(prompt=prompt, target="appearance", strength=strength), codes)
+                    many = Codes(edited.z_s.expand(2, -1), edited.z_a.expand(2, -1))
+                    render = render_views(model.nerf, many, *views, 32)
+                    distances.append(float(clip_distance(editor.clip.encode_image(render), text).mean()))
+            gains.append(distances[0] - distances[1])
+    assert np.mean(gains) > 0.01, gains
+
+
+def test_edit_by_prompt_then_render_an_mp4_turntable(mapper_run, tmp_path):
+    out = tmp_path / "edit"
+    run("clipnerf", "edit", "--load-config", str(mapper_run / "config.yml"), "--object", "marker_0",
+        "--prompt", "a green sphere", "--target", "appearance", "--output-dir", str(out), "--resolution", "48")
+    assert sorted(p.name for p in out.iterdir()) == ["after.png", "before.png", "codes.safetensors", "comparison.png", "config.yml"]
+    _, pipeline = load_run(out / "config.yml")
+    nerf = nerf_of(pipeline)
+    sizes = nerf.config.field
+    codes, info = load_codes(out / "codes.safetensors", model_fingerprint(nerf.field), sizes.shape_dim, sizes.appearance_dim)
+    assert info["edit"]["prompt"] == "a green sphere" and info["source"] == {"object": "marker_0"}
+    expected = editor_for(pipeline).apply(Edit(prompt="a green sphere", target="appearance"), nerf.object_codes(torch.tensor(0)))
+    assert torch.allclose(codes.z_a, expected.z_a) and torch.equal(codes.z_s, expected.z_s)
+    shown, _ = nerf.display_codes()
+    assert torch.equal(shown.z_a, codes.z_a)  # the edit's config shows the edited codes
+
+    path = tmp_path / "turntable.json"
+    run("clipnerf", "turntable", "--output", str(path), "--frames", "6", "--resolution", "32", "--seconds", "1")
+    video = tmp_path / "turntable.mp4"
+    run("ns-render", "camera-path", "--load-config", str(out / "config.yml"), "--camera-path-filename", str(path),
+        "--output-path", str(video))
+    import imageio_ffmpeg
+
+    frames = imageio_ffmpeg.read_frames(str(video))
+    assert next(frames)["size"] == (32, 32)
+    assert sum(1 for _ in frames) == 6
+
+
+def test_edit_by_exemplar_in_optimize_mode_on_a_stage1_run(trained_run, marker_collection, tmp_path, capsys):
+    """No mappers needed: the red sphere's appearance code is optimised towards a photo of the green one."""
+    green = sorted((marker_collection / "marker_1" / "images").glob("*.png"))[0]
+    out = tmp_path / "greener"
+    code, err = clipnerf(capsys, "edit", "--load-config", trained_run / "config.yml", "--object", "0", "--exemplar", green,
+                         "--target", "appearance", "--mode", "optimize", "--steps", "30", "--output-dir", out, "--resolution", "48")
+    assert code == 0, err
+    before, after = mean_color(out / "before.png"), mean_color(out / "after.png")
+    assert after[1] - after[0] > before[1] - before[0] + 0.1, (before, after)  # greener, less red
+    code, err = clipnerf(capsys, "edit", "--load-config", trained_run / "config.yml", "--object", "0", "--prompt", "a red chair",
+                         "--output-dir", tmp_path / "x")
+    assert code == 2 and "no mappers" in err and "--mode optimize" in err
+
+
+def test_bad_edits_fail_with_one_line_and_write_nothing(mapper_run, tmp_path, capsys):
+    config = mapper_run / "config.yml"
+    out = tmp_path / "out"
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    foreign = save_codes(tmp_path / "foreign.safetensors", Codes(torch.zeros(32), torch.zeros(32)), "0123456789abcdef")
+    cases = [
+        (["--object", "0", "--prompt", "  "], "empty prompt"),
+        (["--object", "0", "--exemplar", not_image], "not a readable exemplar image"),
+        (["--object", "7", "--prompt", "a red sphere"], "object '7' is not in the run"),
+        (["--codes", foreign, "--prompt", "a red sphere"], "made for another trained model"),
+        (["--prompt", "a red sphere"], "exactly one of --object"),
+    ]
+    for args, fragment in cases:
+        code, err = clipnerf(capsys, "edit", "--load-config", config, "--output-dir", out, *args)
+        assert code == 2 and err.strip().splitlines()[-1].startswith("clipnerf: error:"), err
+        assert fragment in err.strip().splitlines()[-1], err
+        assert not out.exists()
+    # a prompt longer than CLIP's context is cut, with a warning, and still edits
+    with pytest.warns(UserWarning, match="truncat"):
+        code, err = clipnerf(capsys, "edit", "--load-config", config, "--output-dir", out, "--object", "0",
+                             "--prompt", " ".join(["a very red sphere"] * 40))
+    assert code == 0 and (out / "codes.safetensors").is_file()
+
+
+def test_mapper_stage_needs_a_trained_stage1_run(trained_run, tmp_path):
+    from clipnerf_ns.pipelines.mapper_pipeline import read_stage1
+    from clipnerf_ns.errors import UserError
+    from tests.test_train_cli import train
+
+    with pytest.raises(UserError, match="--pipeline.stage1"):
+        read_stage1(None, need_checkpoint=True)
+    config = yaml.load((trained_run / "config.yml").read_text(), Loader=yaml.Loader)
+    config.output_dir = tmp_path / "elsewhere"  # the run's checkpoints are not where this config says
+    (tmp_path / "config.yml").write_text(yaml.dump(config))
+    missing = train(None, tmp_path / "o", method="clip-nerf-mappers", steps=2, check=False,
+                    extra=["--pipeline.stage1", str(tmp_path / "config.yml")])
+    assert_user_error(missing, "no checkpoint")

@@ -1,0 +1,121 @@
+"""Mappers, the edit maths and the Editor on a tiny model with the real compact CLIP."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
+from clipnerf_ns.editing.edit import Edit, EditLossConfig, Editor, apply_change, edited_targets, read_exemplar, render_views
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
+from clipnerf_ns.editing.mappers import CodeMapper, Mappers
+from clipnerf_ns.editing.prompts import load_prompt_library
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.clip_nerf import Codes
+from tests.fields.test_conditional_field import TINY
+from tests.models.test_clip_nerf import make_model
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return ClipEncoder.load(ClipConfig())
+
+
+def test_untrained_mapper_is_the_identity_edit():
+    mapper = CodeMapper(clip_dim=16, code_dim=8)
+    assert torch.equal(mapper(torch.randn(5, 16)), torch.zeros(5, 8))
+    codes = Codes(torch.randn(8), torch.randn(8))
+    for target in ("shape", "appearance"):
+        edited = apply_change(codes, target, mapper(torch.randn(16)))
+        assert torch.equal(edited.z_s, codes.z_s) and torch.equal(edited.z_a, codes.z_a)
+
+
+def test_mappers_learn_a_change_and_each_touches_only_its_code():
+    mappers = Mappers(clip_dim=16, shape_dim=8, appearance_dim=6, hidden=32)
+    optimizer = torch.optim.Adam(mappers.parameters(), lr=1e-2)
+    embedding, wanted = torch.randn(1, 16), torch.randn(1, 6)
+    for _ in range(200):
+        optimizer.zero_grad()
+        ((mappers.appearance(embedding) - wanted) ** 2).mean().backward()
+        optimizer.step()
+    assert torch.allclose(mappers.appearance(embedding), wanted, atol=1e-2)
+    assert mappers.shape.out.weight.grad is None  # the shape mapper never saw this loss
+    codes = Codes(torch.zeros(8), torch.zeros(6))
+    edited = apply_change(codes, "appearance", mappers.appearance(embedding)[0], strength=0.5)
+    assert torch.equal(edited.z_s, codes.z_s)
+    assert torch.allclose(edited.z_a, 0.5 * wanted[0], atol=1e-2)
+    assert edited_targets("both") == ["shape", "appearance"]
+
+
+def test_losses_by_hand():
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert torch.allclose(clip_distance(a, a), torch.zeros(1))
+    assert torch.allclose(clip_distance(a, b), torch.ones(1))
+    assert torch.allclose(clip_distance(a, -a), torch.full((1,), 2.0))
+    # the render moved exactly the way the prompt differs from the neutral prompt
+    assert torch.allclose(directional_clip_distance(a + b, a, 3 * b, torch.zeros(1, 2)), torch.zeros(1), atol=1e-6)
+    before = Codes(torch.zeros(1, 4), torch.zeros(1, 2))
+    after = Codes(torch.full((1, 4), 2.0), torch.ones(1, 2))
+    assert torch.allclose(code_change_penalty(before, after), torch.tensor([5.0]))
+
+
+def test_render_views_is_differentiable_in_both_codes():
+    model = make_model()
+    model.eval()
+    codes = Codes(torch.randn(2, TINY.shape_dim, requires_grad=True), torch.randn(2, TINY.appearance_dim, requires_grad=True))
+    images = render_views(model, codes, torch.tensor([0.0, 90.0]), torch.tensor([20.0, 30.0]), 12)
+    assert images.shape == (2, 12, 12, 3)
+    images.sum().backward()
+    assert codes.z_a.grad.abs().sum() > 0
+    # the deformation's last layer starts at zero, so z_s only reaches the pixels once it has trained
+    assert codes.z_s.grad is not None
+
+
+def test_editor_mapper_mode_identity_and_strength(clip):
+    model = make_model()
+    model.eval()
+    mappers = Mappers(clip.embed_dim, TINY.shape_dim, TINY.appearance_dim)
+    editor = Editor(model, clip, mappers)
+    codes = model.object_codes(torch.tensor(1)).detach()
+    untouched = editor.apply(Edit(prompt="a red chair"), codes)
+    assert torch.equal(untouched.z_s, codes.z_s) and torch.equal(untouched.z_a, codes.z_a)
+    torch.nn.init.normal_(mappers.appearance.out.weight)
+    half = editor.apply(Edit(prompt="a red chair", target="appearance", strength=0.5), codes)
+    full = editor.apply(Edit(prompt="a red chair", target="appearance", strength=1.0), codes)
+    assert torch.equal(half.z_s, codes.z_s)
+    assert torch.allclose(full.z_a - codes.z_a, 2 * (half.z_a - codes.z_a), atol=1e-6)
+
+
+def test_edit_checks_its_input():
+    with pytest.raises(UserError, match="empty prompt"):
+        Edit(prompt="   ").check()
+    with pytest.raises(UserError, match="exactly one"):
+        Edit().check()
+    with pytest.raises(UserError, match="target"):
+        Edit(prompt="a chair", target="colour").check()
+
+
+def test_exemplar_files(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[2:6, 2:6] = (255, 0, 0, 255)
+    Image.fromarray(rgba).save(tmp_path / "ex.png")
+    image = read_exemplar(tmp_path / "ex.png")
+    assert image.shape == (8, 8, 3)
+    assert torch.allclose(image[0, 0], torch.ones(3)) and torch.allclose(image[3, 3], torch.tensor([1.0, 0, 0]))
+    (tmp_path / "notes.png").write_text("hello")
+    with pytest.raises(UserError, match="not a readable exemplar image"):
+        read_exemplar(tmp_path / "notes.png")
+    with pytest.raises(UserError, match="no such exemplar image file"):
+        read_exemplar(tmp_path / "missing.png")
+
+
+def test_prompt_libraries(tmp_path):
+    for category in ("chairs", "cars"):
+        library = load_prompt_library(None, category)
+        assert len(library.shape) >= 10 and len(library.appearance) >= 10
+        assert category.rstrip("s") in library.neutral
+    (tmp_path / "bad.yaml").write_text("neutral: a chair\nshape: []\nappearance: [a red chair]\n")
+    with pytest.raises(UserError, match="'shape' must be a non-empty list"):
+        load_prompt_library(tmp_path / "bad.yaml", "chairs")
+    with pytest.raises(UserError, match="no prompt library"):
+        load_prompt_library(None, "boats")

@@ -1,0 +1,42 @@
+import math
+
+import pytest
+import torch
+
+from clipnerf_ns.editing.commands import named_color_of
+from clipnerf_ns.eval.metrics import delta_e, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
+
+
+def test_lab_of_reference_colours():
+    lab = srgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    expected = torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.24, 80.09, 67.20], [32.30, 79.19, -107.86]])
+    assert torch.allclose(lab, expected, atol=0.05)
+    assert float(delta_e(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 0.0]))) == pytest.approx(100.0, abs=0.01)
+
+
+def test_object_colour_and_silhouettes():
+    rgb = torch.ones(4, 4, 3)
+    rgb[1:3, 1:3] = torch.tensor([0.2, 0.4, 0.6])
+    alpha = torch.zeros(4, 4, 1)
+    alpha[1:3, 1:3] = 1.0
+    assert torch.allclose(object_mean_color(rgb, alpha), torch.tensor([0.2, 0.4, 0.6]))
+    assert math.isnan(float(object_mean_color(rgb, torch.zeros(4, 4, 1))[0]))
+    shifted = torch.zeros(4, 4, 1)
+    shifted[1:3, 2:4] = 1.0
+    assert silhouette_iou(alpha, alpha) == 1.0
+    assert silhouette_iou(alpha, shifted) == pytest.approx(2 / 6)
+    assert silhouette_iou(torch.zeros(4, 4, 1), torch.zeros(4, 4, 1)) == 1.0
+
+
+def test_n_way_accuracy_by_hand():
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[[1.0, 0.1], [0.0, 1.0]], [[1.0, 0.0], [0.1, 1.0]]])
+    assert n_way_accuracy(image, candidates, torch.tensor([0, 1])) == 1.0
+    assert n_way_accuracy(image, candidates, torch.tensor([0, 0])) == 0.5
+
+
+def test_colour_prompts_are_recognised():
+    assert named_color_of("a crimson chair", "chair") == "red"
+    assert named_color_of("An ivory chair", "chair") == "white"
+    assert named_color_of("a chair with a red seat", "chair") is None
+    assert named_color_of("a wooden chair", "chair") is None
