@@ -14,6 +14,10 @@ from typing import Annotated, Literal, Optional, Union
 import numpy as np
 import tyro
 
+# nerfstudio's modules (imported by the editing commands) use torch.jit.script, which torch now
+# deprecates: not the user's concern, and it must not precede our one-line errors.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+
 from clipnerf_ns.clip.domain_config import DomainTraining
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
 from clipnerf_ns.data.meshes import discover_meshes, load_object
@@ -348,8 +352,6 @@ Command = Union[
 def entrypoint(argv: list[str] | None = None) -> None:
     """Parse the command line, run the command; user mistakes print one line and exit 2."""
     command = tyro.cli(Command, args=argv, prog="clipnerf")
-    # nerfstudio's modules use torch.jit.script, which torch now deprecates: not the user's concern.
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     start = time.perf_counter()
     try:
         result = command.main()

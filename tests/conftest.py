@@ -44,7 +44,7 @@ def trained_run(marker_collection, tmp_path_factory):
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
         "--pipeline.model.num-coarse-samples", "24", "--pipeline.model.num-fine-samples", "12",
         "--pipeline.model.occupancy-warmup-steps", "100",
-    ])
+    ], timeout=900)  # about a minute alone; generous for shared cores
     return run_dir(out)
 
 
@@ -70,5 +70,5 @@ def mapper_run(trained_run, marker_prompts, tmp_path_factory):
         "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
         "--pipeline.model.views-per-step", "2", "--pipeline.model.loss.resolution", "32",
         "--optimizers.mappers.optimizer.lr", "3e-3",
-    ])
+    ], timeout=900)
     return run_dir(out, "clip-nerf-mappers")

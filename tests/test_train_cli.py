@@ -34,13 +34,13 @@ def assert_user_error(result, *fragments):
         assert fragment in last, last
 
 
-def train(data, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True):
+def train(data, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True, timeout=300):
     """ns-train through the real CLI; `data` None: the method finds it (the mapper stage: in its stage-1 run)."""
     return run(
         "ns-train", method, *(["--data", str(data)] if data is not None else []), "--output-dir", str(out), "--experiment-name", "e",
         "--timestamp", "t", "--max-num-iterations", str(steps), "--steps-per-save", str(max(steps - 1, 1)),
         *QUICK, *(QUICK_NERF if method in ("clip-nerf", "clip-nerf-small") else []), *extra,
-        check=check,
+        check=check, timeout=timeout,
     )
 
 
