@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv browser demo test test-slow bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/clipnerf demo --out $(DEMO_OUT) --overwrite
 
-test: $(STAMP)
+# The viewer test drives Debian's chromium (Playwright comes with the dev extra). Installed here
+# when missing and apt-get is usable (root); otherwise that test is skipped with a note.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: no chromium (apt-get install chromium): the viewer test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -22,6 +22,7 @@ from clipnerf_ns.clip.domain_config import DomainTraining
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
+from clipnerf_ns.demo import Demo
 from clipnerf_ns.editing.commands import EditCommand, EvalCommand
 from clipnerf_ns.editing.invert import InversionConfig
 from clipnerf_ns.errors import UserError
@@ -105,68 +106,6 @@ class RenderMeshes(_WritesCollection):
         return self._build(self.category, [src.object_id for src in sources], makers)
 
 
-@dataclass
-class Demo:
-    """The README's main job, offline, on the CPU in a few minutes: generate procedural chair and
-    car collections, train clip-nerf-small on the chairs, evaluate it on held-out views, and
-    render in-between objects."""
-
-    out: Path = Path("demo_out")
-    """Output folder."""
-    num_objects: int = 16
-    """Objects per category."""
-    resolution: int = 64
-    """Image size in pixels."""
-    train_steps: int = 1500
-    """Training steps of clip-nerf-small on the chairs (0 skips training)."""
-    overwrite: bool = False
-    """Replace earlier demo output."""
-
-    def main(self) -> Path:
-        from clipnerf_ns.data.collection import check_output_dir
-        from clipnerf_ns.data.dataparser import CollectionDataParserConfig
-
-        check_output_dir(self.out, self.overwrite)
-        plan = ViewPlan(views=24, eval_views=8, resolution=self.resolution)
-        for category in ("chairs", "cars"):
-            data = Synth(
-                category=category, out=self.out / category, num_objects=self.num_objects, plan=plan, overwrite=self.overwrite
-            ).main()
-            train = CollectionDataParserConfig(data=data).setup().get_dataparser_outputs("train")
-            captions = train.metadata["captions"][0][:2]
-            print(
-                f"{category}: {len(train.metadata['object_ids'])} training objects, "
-                f"{len(train.image_filenames)} training views; preview {data / 'preview.png'}; "
-                f"captions of {train.metadata['object_ids'][0]}: {captions}"
-            )
-        if self.train_steps > 0:
-            self._train_and_show(self.out / "chairs")
-        return self.out
-
-    def _train_and_show(self, data: Path) -> None:
-        import json
-        import shutil
-
-        from nerfstudio.utils.eval_utils import eval_setup
-        from PIL import Image
-
-        from clipnerf_ns.runs import interpolation_strip, train_small
-
-        shutil.rmtree(self.out / "runs", ignore_errors=True)
-        config_path = train_small(data, self.out / "runs", self.train_steps, experiment="chairs", timestamp="demo")
-        _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
-        metrics = pipeline.get_average_eval_image_metrics()
-        (self.out / "chairs_eval.json").write_text(json.dumps(metrics, indent=1))
-        strip = self.out / "chairs_interpolation.png"
-        Image.fromarray(interpolation_strip(pipeline.model, 0, 1, 7, 96)).save(strip)
-        print(
-            f"clip-nerf-small, {self.train_steps} steps: held-out-view PSNR {metrics['psnr']:.2f} dB, "
-            f"SSIM {metrics['ssim']:.3f} over {int(metrics['num_objects'])} chairs ({self.out / 'chairs_eval.json'})\n"
-            f"in-between chairs (rows: shape, appearance, both): {strip}\n"
-            f"the run: {config_path} (ns-viewer --load-config {config_path})"
-        )
-
-
 @dataclass(kw_only=True)
 class TrainClip(DomainTraining):
     """Train the compact offline CLIP on renders and captions of procedural chairs and cars, then
@@ -212,6 +151,25 @@ class Invert:
         print(f"PSNR {pose['psnr']:.2f} dB at azimuth {pose['azimuth_deg']:.1f}, elevation {pose['elevation_deg']:.1f} deg, "
               f"distance {pose['distance']:.2f}; ns-viewer --load-config {out / 'config.yml'}")
         return out
+
+
+@dataclass
+class Pack:
+    """Write a mapper run and its stage-1 run as the two weight files the package ships
+    (chairs-small.safetensors and chairs-small-mappers.safetensors: fp32 safetensors carrying each
+    run's config and the command of its collection), which `clipnerf demo` turns back into runs."""
+
+    load_config: Path
+    """config.yml of the mapper run (ns-train clip-nerf-mappers); its stage-1 run is found from it."""
+    out: Path
+    """Folder for the two files (the package's is clipnerf_ns/pretrained)."""
+
+    def main(self) -> Path:
+        from clipnerf_ns.pretrained import pack
+
+        for path in pack(self.load_config, self.out):
+            print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+        return self.out
 
 
 @dataclass
@@ -346,6 +304,7 @@ Command = Union[
     Annotated[EditCommand, tyro.conf.subcommand("edit")],
     Annotated[Invert, tyro.conf.subcommand("invert")],
     Annotated[EvalCommand, tyro.conf.subcommand("eval")],
+    Annotated[Pack, tyro.conf.subcommand("pack")],
 ]
 
 

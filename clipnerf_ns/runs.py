@@ -20,26 +20,6 @@ from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig, Cod
 from clipnerf_ns.pipelines.clip_nerf_pipeline import ClipNerfPipeline
 
 
-def train_small(data: Path, output_dir: Path, steps: int, experiment: str, timestamp: str = "run") -> Path:
-    """Train clip-nerf-small on a collection in this process (nerfstudio's own trainer, as ns-train
-    runs it), on CUDA when there is a GPU; returns the run's config.yml."""
-    import copy
-
-    from nerfstudio.scripts.train import main as ns_train
-
-    from clipnerf_ns.config import clip_nerf_small
-
-    config = copy.deepcopy(clip_nerf_small.config)
-    config.data = Path(data)
-    config.output_dir, config.experiment_name, config.timestamp = Path(output_dir), experiment, timestamp
-    config.max_num_iterations, config.vis = steps, "tensorboard"
-    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    for group in config.optimizers.values():
-        group["scheduler"].max_steps = steps
-    ns_train(config)
-    return config.get_base_dir() / "config.yml"
-
-
 def read_run_config(config_path: Path) -> TrainerConfig:
     """The TrainerConfig of a clip-nerf run, with its checkpoint checked to exist."""
     config_path = Path(config_path)

@@ -72,3 +72,11 @@ def mapper_run(trained_run, marker_prompts, tmp_path_factory):
         "--optimizers.mappers.optimizer.lr", "3e-3",
     ], timeout=900)
     return run_dir(out, "clip-nerf-mappers")
+
+
+@pytest.fixture(scope="session")
+def pretrained_runs(tmp_path_factory):
+    """The shipped chairs model and mappers as run folders, over their regenerated collection."""
+    from clipnerf_ns.pretrained import materialize
+
+    return materialize(tmp_path_factory.mktemp("pretrained"), views=2)

@@ -83,7 +83,7 @@ class EditCommand:
             index = resolve_object(nerf.object_ids, self.object)
             codes = nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
             source = {"object": nerf.object_ids[index]}
-        editor = editor_for(pipeline, self.clip)
+        editor = editor_for(pipeline.model, self.clip)
         edit = Edit(self.prompt, exemplar, self.target, self.strength, self.mode, self.steps, self.seed)
         start = time.perf_counter()
         edited = editor.apply(edit, codes)
@@ -161,7 +161,7 @@ class EvalCommand:
         model = pipeline.model
         if not hasattr(model, "mappers"):
             raise UserError(f"{self.load_config}: not a mapper run (train one with ns-train clip-nerf-mappers)")
-        nerf, library, editor = model.nerf, model.library, editor_for(pipeline)
+        nerf, library, editor = model.nerf, model.library, editor_for(pipeline.model)
         evaluator = ClipEncoder.load(self.evaluator, device=nerf.box_min.device)
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device

@@ -129,6 +129,13 @@ def apply_change(codes: Codes, target: Literal["shape", "appearance"], change: T
     return Codes(codes.z_s, codes.z_a + strength * change)
 
 
+def with_changes(codes: Codes, changes: dict[str, Tensor], strength: float = 1.0) -> Codes:
+    """Codes moved by `strength` times each change (keys "shape" and/or "appearance")."""
+    for target, change in changes.items():
+        codes = apply_change(codes, target, change, strength)
+    return codes
+
+
 def edited_targets(target: Target) -> list[str]:
     """The codes an edit changes, in the order they are changed (shape first)."""
     return ["shape", "appearance"] if target == "both" else [target]
@@ -188,20 +195,22 @@ class Editor:
 
     def apply(self, edit: Edit, codes: Codes) -> Codes:
         """The edited codes of one object (`codes` of shape (d,) each)."""
+        return with_changes(codes.to(self.nerf.box_min.device).detach(), self.changes(edit, codes), edit.strength)
+
+    def changes(self, edit: Edit, codes: Codes) -> dict[str, Tensor]:
+        """The code changes of an edit at strength 1, by target (shape first). Scaling them with
+        `with_changes` gives the edit at any strength without encoding the prompt again."""
         edit.check()
         embedding = self.embed(edit)
-        device = self.nerf.box_min.device
-        codes = codes.to(device).detach()
+        codes = codes.to(self.nerf.box_min.device).detach()
         if edit.mode == "mapper":
             if self.mappers is None:
                 raise UserError("this run has no mappers: train them with ns-train clip-nerf-mappers, or use --mode optimize")
             with torch.no_grad():
-                for target in edited_targets(edit.target):
-                    codes = apply_change(codes, target, self.mappers.by_target(target)(embedding)[0], edit.strength)
-            return codes
+                return {target: self.mappers.by_target(target)(embedding)[0] for target in edited_targets(edit.target)}
         return self._optimize(edit, codes, embedding)
 
-    def _optimize(self, edit: Edit, codes: Codes, embedding: Tensor) -> Codes:
+    def _optimize(self, edit: Edit, codes: Codes, embedding: Tensor) -> dict[str, Tensor]:
         """Optimise the code change of one object: shape first, then appearance (steps split)."""
         from rich.progress import track
 
@@ -212,6 +221,7 @@ class Editor:
             with torch.no_grad():
                 source = self.clip.encode_text([self.neutral_prompt]).to(embedding.device).expand(views, -1)
         targets = edited_targets(edit.target)
+        changes: dict[str, Tensor] = {}
         for target in targets:
             before = Codes(codes.z_s.expand(views, -1), codes.z_a.expand(views, -1))
             change = torch.zeros_like(codes.z_s if target == "shape" else codes.z_a, requires_grad=True)
@@ -224,17 +234,17 @@ class Editor:
                 optimizer.zero_grad()
                 sum(losses.values()).backward()
                 optimizer.step()
-            codes = apply_change(codes, target, change.detach(), edit.strength)
-        return codes
+            changes[target] = change.detach()
+            codes = apply_change(codes, target, changes[target])
+        return changes
 
 
-def editor_for(pipeline, clip_config=None) -> Editor:
-    """The Editor of a loaded run: a mapper run brings its mappers, CLIP and objective; a clip-nerf
-    run edits in optimize mode only, with `clip_config` (default: the compact CLIP)."""
+def editor_for(model, clip_config=None) -> Editor:
+    """The Editor of a loaded run's model: a mapper run brings its mappers, CLIP and objective; a
+    clip-nerf run edits in optimize mode only, with `clip_config` (default: the compact CLIP)."""
     from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
     from clipnerf_ns.editing.prompts import load_prompt_library
 
-    model = pipeline.model
     if hasattr(model, "mappers"):
         return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral)
     clip = ClipEncoder.load(clip_config or ClipConfig(), device=model.box_min.device)

@@ -27,7 +27,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
-from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerDropdown
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerDropdown, ViewerText
 from torch import Tensor, nn
 from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
@@ -178,14 +178,25 @@ class ClipNerfModel(Model):
         )
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
-        self._display: Union[int, Codes] = self.config.render_object
-        self._display_grid: Optional[Tensor] = None
-        self.viewer_object = ViewerDropdown(
+        # What the object picker selected, and what is on screen (the picked object, or an edit of it).
+        self._picked: Union[int, Codes] = self.config.render_object
+        self._shown: tuple[Union[int, Codes], Optional[Tensor]] = (self.config.render_object, None)
+        self._codes_files: Dict[str, Codes] = {}
+        self.chosen_object = ViewerDropdown(
             "Object", self.object_ids[self.config.render_object], self.object_ids + [PRIOR_SAMPLE],
-            cb_hook=self._on_viewer_object, hint="Training object to show, or a draw from the code prior",
+            cb_hook=self._on_choose_object,
+            hint="Training object to show, a draw from the code prior, or a loaded codes file",
         )
-        self.viewer_resample = ViewerButton("New prior sample", cb_hook=self._on_viewer_resample)
+        self.chosen_object_file = ViewerText(
+            "Codes file", "", hint="A codes.safetensors from clipnerf invert or clipnerf edit, to add to the objects"
+        )
+        self.chosen_object_load = ViewerButton("Load codes file", cb_hook=self._on_choose_codes_file)
+        self.chosen_object_resample = ViewerButton("New prior sample", cb_hook=self._on_choose_resample)
         self._viewer_draws = 0
+        from clipnerf_ns.editing.viewer_editor import ViewerEditor  # editing imports this module
+
+        # The viewer's panel lists the object picker (chosen_*) above the editor (names sort so).
+        self.editor = ViewerEditor(self)
 
     # ----- codes -----------------------------------------------------------------------------
 
@@ -252,28 +263,61 @@ class ClipNerfModel(Model):
         if isinstance(target, int):
             if not 0 <= target < self.num_objects:
                 raise UserError(f"object index {target} is out of range: the model has {self.num_objects} objects")
-            self._display, self._display_grid = target, None
+            self._shown = (target, None)
         else:
             codes = target.to(self.box_min.device).detach()
-            self._display, self._display_grid = codes, self.occupancy_for_codes(codes.z_s)
+            self._shown = (codes, self.occupancy_for_codes(codes.z_s))  # one assignment: the render thread reads it
 
     def display_codes(self) -> tuple[Codes, Bool[Tensor, "1 r r r"]]:
-        if isinstance(self._display, int):
-            index = torch.tensor(self._display, device=self.box_min.device)
-            return self.object_codes(index).detach(), self.occupancy[self._display][None]
-        return self._display, self._display_grid
+        shown, grid = self._shown
+        if isinstance(shown, int):
+            index = torch.tensor(shown, device=self.box_min.device)
+            return self.object_codes(index).detach(), self.occupancy[shown][None]
+        return shown, grid
 
-    def _on_viewer_object(self, element: ViewerDropdown) -> None:
+    def pick(self, target: Union[int, Codes]) -> None:
+        """Select the object to show and edit (the object picker); forgets the editor's last edit."""
+        self.set_display(target)
+        self._picked = target
+        self.editor.forget()
+
+    def show_picked(self) -> None:
+        """Show the picked object without edits."""
+        self.set_display(self._picked)
+
+    def add_codes_file(self, path: Path) -> str:
+        """Load a codes file (checked against this model's weights) into the object picker and pick it."""
+        from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint
+
+        sizes = self.config.field
+        codes, _ = load_codes(path, model_fingerprint(self.field), sizes.shape_dim, sizes.appearance_dim)
+        name = f"codes: {path}"
+        self._codes_files[name] = codes
+        self.chosen_object.set_options(self.object_ids + [PRIOR_SAMPLE] + list(self._codes_files))
+        self.pick(codes)
+        self.chosen_object.value = name
+        return name
+
+    def _on_choose_object(self, element: ViewerDropdown) -> None:
         if element.value == PRIOR_SAMPLE:
-            self._on_viewer_resample(None)
+            self._on_choose_resample(None)
+        elif element.value in self._codes_files:
+            self.pick(self._codes_files[element.value])
         else:
-            self.set_display(self.object_ids.index(element.value))
+            self.pick(self.object_ids.index(element.value))
 
-    def _on_viewer_resample(self, _element) -> None:
+    def _on_choose_resample(self, _element) -> None:
         self._viewer_draws += 1
         generator = torch.Generator().manual_seed(self._viewer_draws)
         drawn = self.sample_prior(1, generator)
-        self.set_display(Codes(drawn.z_s[0], drawn.z_a[0]))
+        self.pick(Codes(drawn.z_s[0], drawn.z_a[0]))
+
+    def _on_choose_codes_file(self, _element) -> None:
+        path = Path(self.chosen_object_file.value.strip()).expanduser()
+        try:
+            self.add_codes_file(path)
+        except UserError as error:
+            self.editor.j_status.value = f"error: {error}"
 
     # ----- nerfstudio Model interface -----------------------------------------------------------
 
@@ -459,5 +503,5 @@ class ClipNerfModel(Model):
 
             sizes = self.config.field
             codes, _ = load_codes(self.config.render_codes, model_fingerprint(self.field), sizes.shape_dim, sizes.appearance_dim)
-            self.set_display(codes)
+            self.pick(codes)
         return result

@@ -210,7 +210,8 @@ def render_rays(
     weights_c = composite_weights(sigma_c, torch.diff(edges_c, dim=-1))
     rgb, acc = composite(weights_c, rgb_c, background)
     depth, _ = composite(weights_c, t_coarse[..., None])
-    out = {"rgb_coarse": rgb, "accumulation_coarse": acc, "rgb": rgb, "accumulation": acc, "depth": depth}
+    # "rgb" first: the viewer shows the first output until the user picks another.
+    out = {"rgb": rgb, "accumulation": acc, "depth": depth, "rgb_coarse": rgb, "accumulation_coarse": acc}
     # Rays the coarse pass found empty (the background, most of an object's image) skip the fine pass.
     active = torch.nonzero(acc[:, 0] > 1e-4).squeeze(-1)
     if num_fine > 0 and len(active) > 0:

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
-from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, random_views
+from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, editor_for, random_views
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
@@ -92,6 +92,7 @@ class MapperModel(Model):
         self.__dict__["clip"] = ClipEncoder.load(self.config.clip, device=device)
         sizes = self.config.nerf.field
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width)
+        self.nerf.editor.use_mappers(lambda: editor_for(self))
         category = self.kwargs["metadata"].get("category", "")
         self.library = load_prompt_library(self.config.prompts, category)
         with torch.no_grad():

@@ -40,7 +40,7 @@ def mean_color(path):
 def test_trained_mappers_move_renders_towards_their_prompts(mapper_run):
     """After training, edited renders are closer (in CLIP) to their prompts than the unedited ones."""
     _, pipeline = load_run(mapper_run / "config.yml")
-    model, editor = pipeline.model, editor_for(pipeline)
+    model, editor = pipeline.model, editor_for(pipeline.model)
     views = (torch.tensor([30.0, 150.0]), torch.tensor([20.0, 30.0]))
     gains = []
     for prompt in model.library.appearance:
@@ -68,7 +68,7 @@ def test_edit_by_prompt_then_render_an_mp4_turntable(mapper_run, tmp_path):
     sizes = nerf.config.field
     codes, info = load_codes(out / "codes.safetensors", model_fingerprint(nerf.field), sizes.shape_dim, sizes.appearance_dim)
     assert info["edit"]["prompt"] == "a green sphere" and info["source"] == {"object": "marker_0"}
-    expected = editor_for(pipeline).apply(Edit(prompt="a green sphere", target="appearance"), nerf.object_codes(torch.tensor(0)))
+    expected = editor_for(pipeline.model).apply(Edit(prompt="a green sphere", target="appearance"), nerf.object_codes(torch.tensor(0)))
     assert torch.allclose(codes.z_a, expected.z_a) and torch.equal(codes.z_s, expected.z_s)
     shown, _ = nerf.display_codes()
     assert torch.equal(shown.z_a, codes.z_a)  # the edit's config shows the edited codes

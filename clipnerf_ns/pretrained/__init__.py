@@ -1,0 +1,142 @@
+"""The pretrained models shipped in the package, and how they are made and used.
+
+- `chairs-small.safetensors`: `clip-nerf-small` trained on 40 procedural chairs (36 trained on);
+- `chairs-small-mappers.safetensors`: its shape and appearance mappers, trained with the compact
+  CLIP (which ships in `clip/weights/`);
+- `unseen-chair.png`: a view of a chair of the same collection's held-out split, which neither the
+  NeRF nor the mappers ever saw (the demo inverts it).
+
+`clipnerf pack` writes the two weight files from a mapper run (and its stage-1 run); each file
+carries the run's config and the command of the collection it was trained on. `materialize`
+turns them back into ordinary ns-train run folders (config.yml + checkpoint) over a regenerated
+copy of that collection, so that ns-viewer, ns-render, ns-eval and every clipnerf command load
+them as they load the user's own runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from clipnerf_ns.errors import UserError
+
+PRETRAINED_DIR = Path(__file__).parent
+CHAIRS_SMALL = PRETRAINED_DIR / "chairs-small.safetensors"
+CHAIRS_SMALL_MAPPERS = PRETRAINED_DIR / "chairs-small-mappers.safetensors"
+UNSEEN_CHAIR = PRETRAINED_DIR / "unseen-chair.png"
+NERF_PREFIX, MAPPERS_PREFIX = "_model.nerf.", "_model.mappers."
+
+
+@dataclass
+class PretrainedRuns:
+    """Run folders made from the shipped weights."""
+
+    data: Path
+    """The regenerated collection."""
+    stage1: Path
+    """config.yml of the clip-nerf-small run."""
+    mappers: Path
+    """config.yml of the mapper run."""
+
+
+def _latest_checkpoint(config) -> Path:
+    return max(config.get_checkpoint_dir().glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Write the stage-1 and mapper weight files of a mapper run (fp32 safetensors with metadata)."""
+    from safetensors.torch import save_file
+
+    from clipnerf_ns.pipelines.mapper_pipeline import MapperModelConfig
+    from clipnerf_ns.runs import read_run_config
+
+    config = read_run_config(mapper_config)
+    if not isinstance(config.pipeline.model, MapperModelConfig):
+        raise UserError(f"{mapper_config}: not a mapper run (ns-train clip-nerf-mappers)")
+    stage1_path = Path(config.pipeline.stage1)
+    stage1 = read_run_config(stage1_path)
+    collection = json.loads((Path(stage1.pipeline.datamanager.data) / "collection.json").read_text())
+    checkpoint = _latest_checkpoint(config)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = state["pipeline"]
+    nerf = {k[len(NERF_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(NERF_PREFIX)}
+    mappers = {k[len(MAPPERS_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(MAPPERS_PREFIX)}
+    train_ids = [o["id"] for o in collection["objects"] if o["split"] == "train"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage1_file, mappers_file = out_dir / CHAIRS_SMALL.name, out_dir / CHAIRS_SMALL_MAPPERS.name
+    save_file(nerf, stage1_file, metadata={
+        "config": stage1_path.read_text(),
+        "collection": json.dumps(collection["generator"]),
+        "object_ids": json.dumps(train_ids),
+        "step": str(_latest_checkpoint(stage1).stem.split("-")[1]),
+    })
+    save_file(mappers, mappers_file, metadata={"config": Path(mapper_config).read_text(), "step": str(state["step"])})
+    return stage1_file, mappers_file
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise UserError(f"{path}: the pretrained weights are missing from the package (reinstall it)")
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+
+
+def regenerate_collection(generator: dict, out: Path, views: int, eval_views: int, overwrite: bool) -> Path:
+    """The collection a shipped model was trained on, with the same objects (each object's mesh
+    and colours depend on the seed and its index only) and `views` training views per object."""
+    from clipnerf_ns.cli import Synth
+    from clipnerf_ns.data.build import ViewPlan
+
+    options = generator["options"]
+    plan = dict(options["plan"], views=views, eval_views=eval_views)
+    return Synth(
+        category=options["category"], out=out, num_objects=options["num_objects"], seed=options["seed"],
+        heldout_fraction=options["heldout_fraction"], plan=ViewPlan(**plan), overwrite=overwrite,
+    ).main()
+
+
+def _write_run(config, state: dict, step: int, out_dir: Path, timestamp: str) -> Path:
+    """An ns-train run folder: config.yml and nerfstudio_models/step-N.ckpt (pipeline weights only)."""
+    config.output_dir, config.experiment_name, config.timestamp = out_dir, "chairs", timestamp
+    base = config.get_base_dir()
+    checkpoints = base / config.relative_model_dir
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for old in checkpoints.glob("step-*.ckpt"):
+        old.unlink()
+    torch.save({"step": step, "pipeline": state}, checkpoints / f"step-{step:09d}.ckpt")
+    (base / "config.yml").write_text(yaml.dump(config), "utf8")
+    return base / "config.yml"
+
+
+def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: bool = False,
+                data: Optional[Path] = None) -> PretrainedRuns:
+    """Run folders of the shipped chairs model and mappers under `out_dir` (runs/chairs/...), over
+    the regenerated collection (`out_dir/chairs`, or an existing copy at `data`)."""
+    from clipnerf_ns.data.dataparser import CollectionDataParserConfig
+
+    nerf, stage1_meta = _read(CHAIRS_SMALL)
+    mappers, mappers_meta = _read(CHAIRS_SMALL_MAPPERS)
+    out_dir = Path(out_dir)
+    if data is None:
+        data = regenerate_collection(json.loads(stage1_meta["collection"]), out_dir / "chairs", views, eval_views, overwrite)
+    ids = CollectionDataParserConfig(data=data).setup().get_dataparser_outputs("train").metadata["object_ids"]
+    if list(ids) != json.loads(stage1_meta["object_ids"]):
+        raise UserError(f"{data}: its training objects are not the ones the pretrained chairs model was trained on")
+    stage1 = yaml.load(stage1_meta["config"], Loader=yaml.Loader)
+    stage1.data = stage1.pipeline.datamanager.data = Path(data).resolve()
+    stage1_path = _write_run(stage1, {"_model." + k: v for k, v in nerf.items()}, int(stage1_meta["step"]),
+                             (out_dir / "runs").resolve(), "pretrained")
+    mapper = yaml.load(mappers_meta["config"], Loader=yaml.Loader)
+    mapper.pipeline.stage1 = stage1_path
+    mapper.data = mapper.pipeline.datamanager.data = Path(data).resolve()
+    state = {"_model.nerf." + k: v for k, v in nerf.items()} | {"_model.mappers." + k: v for k, v in mappers.items()}
+    mapper_path = _write_run(mapper, state, int(mappers_meta["step"]), (out_dir / "runs").resolve(), "pretrained")
+    return PretrainedRuns(Path(data), stage1_path, mapper_path)

@@ -1,0 +1,66 @@
+"""The pretrained chairs model and mappers shipped in the package."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clipnerf_ns.clip.encoder import __file__ as encoder_file
+from clipnerf_ns.errors import UserError
+from clipnerf_ns.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR, materialize, pack
+from clipnerf_ns.runs import load_run, nerf_of
+
+
+def test_shipped_files_are_small():
+    clip = Path(encoder_file).parent / "weights" / "compact.safetensors"  # the compact CLIP
+    total = sum(p.stat().st_size for p in (CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR, clip))
+    assert total < 30e6
+
+
+def test_the_shipped_chairs_model_renders_its_chairs(pretrained_runs):
+    """The stage-1 file, loaded as a run over the regenerated collection, renders the chairs'
+    held-out views (each chair's evaluation view) sharply."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(pretrained_runs.stage1, test_mode="test")
+    metrics = pipeline.get_average_eval_image_metrics()
+    assert metrics["num_objects"] == 36 and metrics["psnr"] > 25.0, metrics
+
+
+def test_the_shipped_mappers_recolour_by_prompt(pretrained_runs):
+    from clipnerf_ns.editing.edit import Edit, editor_for, render_views
+    from clipnerf_ns.models.clip_nerf import Codes
+
+    _, pipeline = load_run(pretrained_runs.mappers)
+    nerf = nerf_of(pipeline)
+    codes = nerf.object_codes(torch.tensor(nerf.object_ids.index("chair_0031"))).detach()  # green
+    edited = editor_for(pipeline.model).apply(Edit(prompt="a red chair", target="appearance"), codes)
+    views = render_views(nerf, Codes(torch.stack([codes.z_s, edited.z_s]), torch.stack([codes.z_a, edited.z_a])),
+                         torch.tensor([40.0, 40.0]), torch.tensor([25.0, 25.0]), 64)
+    mask = (views[0] - 1.0).abs().amax(-1) > 0.15
+    before, after = views[0][mask].mean(0), views[1][mask].mean(0)
+    assert before[1] > before[0] and after[0] > after[1] + 0.2, (before, after)
+
+
+def test_pack_writes_the_shipped_files_back(pretrained_runs, tmp_path):
+    stage1, mappers = pack(pretrained_runs.mappers, tmp_path)
+    for written, shipped in ((stage1, CHAIRS_SMALL), (mappers, CHAIRS_SMALL_MAPPERS)):
+        a, b = load_file(written), load_file(shipped)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_materialize_refuses_another_collection(marker_collection, tmp_path):
+    with pytest.raises(UserError, match="not the ones the pretrained chairs model was trained on"):
+        materialize(tmp_path, data=marker_collection)
+
+
+def test_the_shipped_files_say_how_they_were_made():
+    from safetensors import safe_open
+
+    with safe_open(str(CHAIRS_SMALL), framework="pt") as f:
+        meta = f.metadata()
+    collection = json.loads(meta["collection"])
+    assert collection["command"].startswith("clipnerf synth chairs --num-objects 40")
+    assert "clip-nerf-small" in meta["config"] and len(json.loads(meta["object_ids"])) == 36
