@@ -24,7 +24,7 @@ from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
 from clipnerf_ns.demo import Demo
 from clipnerf_ns.editing.commands import EditCommand, EvalCommand
-from clipnerf_ns.editing.invert import InversionConfig
+from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.errors import UserError
 
 

@@ -48,7 +48,7 @@ class Demo:
         from clipnerf_ns.cli import Invert, Turntable
         from clipnerf_ns.data.collection import check_output_dir
         from clipnerf_ns.editing.commands import EditCommand
-        from clipnerf_ns.editing.invert import InversionConfig
+        from clipnerf_ns.editing.invert_config import InversionConfig
         from clipnerf_ns.pretrained import UNSEEN_CHAIR, materialize
 
         if self.views < 1 or self.inversion_steps < 1 or self.frames < 1 or self.resolution < 8:

@@ -111,6 +111,7 @@ def mean_object_colour(image_path: Path) -> np.ndarray:
     return foreground.mean(axis=0)
 
 
+@pytest.mark.slow  # five subprocesses; tests/editing/test_edit_cli.py renders an edited object with ns-render in CI
 def test_render_a_chosen_object_along_a_camera_path(trained_run, tmp_path):
     """marker_0 is red and marker_1 green: ns-render shows whichever object the config names."""
     path = tmp_path / "orbit.json"
@@ -153,54 +154,32 @@ def test_impossible_sizes_are_refused(marker_collection, tmp_path):
     assert not (run_dir(tmp_path) / "nerfstudio_models").exists()
 
 
-def test_missing_checkpoint_is_refused(trained_run, tmp_path):
-    """A config whose run folder (and so its checkpoints) is not where the config says."""
+def moved_run(trained_run, tmp_path):
+    """A copy of the run whose config says its run folder (and so its checkpoints) is elsewhere."""
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy)
     config = yaml.load((copy / "config.yml").read_text(), Loader=yaml.Loader)
     config.output_dir = tmp_path / "elsewhere"
     (copy / "config.yml").write_text(yaml.dump(config))
-    result = run("clipnerf", "select-object", "--load-config", str(copy / "config.yml"), "--object", "0",
+    return copy / "config.yml"
+
+
+def test_missing_checkpoint_is_refused(trained_run, tmp_path):
+    result = run("clipnerf", "select-object", "--load-config", str(moved_run(trained_run, tmp_path)), "--object", "0",
                  "--output-dir", str(tmp_path / "sel"), check=False)
     assert_user_error(result, "no checkpoint in")
     assert not (tmp_path / "sel").exists()
-    result = run("ns-eval", "--load-config", str(copy / "config.yml"), "--output-path", str(tmp_path / "e.json"), check=False)
-    assert result.returncode != 0 and not (tmp_path / "e.json").exists()
     result = run("clipnerf", "interpolate", "--load-config", str(tmp_path / "nope.yml"), "--objects", "0", "1", check=False)
     assert_user_error(result, "nope.yml: no such config file")
+
+
+@pytest.mark.slow  # ns-eval's own start-up is most of it
+def test_ns_eval_refuses_a_run_without_checkpoint(trained_run, tmp_path):
+    result = run("ns-eval", "--load-config", str(moved_run(trained_run, tmp_path)), "--output-path", str(tmp_path / "e.json"), check=False)
+    assert result.returncode != 0 and not (tmp_path / "e.json").exists()
 
 
 def test_unknown_object_is_refused(trained_run, tmp_path):
     result = run("clipnerf", "select-object", "--load-config", str(trained_run / "config.yml"), "--object", "chair_9",
                  "--output-dir", str(tmp_path / "sel"), check=False)
     assert_user_error(result, "object 'chair_9' is not in the run")
-
-
-def test_viewer_serves_a_trained_run(trained_run):
-    """ns-viewer loads the run (with the object picker among its controls) and serves its page."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    from tests.test_cli import BIN
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    viewer = subprocess.Popen(
-        [str(BIN / "ns-viewer"), "--load-config", str(trained_run / "config.yml"), "--viewer.websocket-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline, page = time.time() + 120, None
-        while time.time() < deadline and viewer.poll() is None and page is None:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2).read()
-            except OSError:
-                time.sleep(1)
-        assert viewer.poll() is None, viewer.stdout.read()
-        assert page and b"<html" in page.lower()
-    finally:
-        viewer.terminate()
-        viewer.wait(timeout=30)

@@ -29,27 +29,13 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.errors import UserError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_MODELS: dict[str, str] = {"compact": "compact.safetensors", "compact-eval": "compact-eval.safetensors"}
 FORMAT_TAG = "clipnerf_ns.compact_clip.v1"
 """safetensors metadata value of 'format' in the project's self-describing CLIP files."""
-
-
-@dataclass
-class ClipConfig:
-    """Which CLIP to load, and from where (nothing is downloaded unless `pretrained` is set)."""
-
-    model: str = "compact"
-    """"compact" (the shipped offline CLIP for editing), "compact-eval" (the shipped evaluator,
-    trained on other captions and objects), or an open_clip model name such as "ViT-B-32"."""
-    pretrained: Optional[str] = None
-    """open_clip pretrained tag for a named model (e.g. "openai", "laion2b_s34b_b79k"); downloads
-    the weights, so it needs a network connection or a warm open_clip/Hugging Face cache."""
-    checkpoint: Optional[Path] = None
-    """Local weights file: a file written by `clipnerf train-clip` (for "compact"), or an open_clip
-    state dict (.pt, .bin or .safetensors) for a named model. Overrides the shipped file."""
 
 
 @dataclass(frozen=True)

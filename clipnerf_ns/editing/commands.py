@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-import torch
 
-from clipnerf_ns.clip.encoder import ClipConfig
+from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.errors import UserError
 
 
@@ -54,6 +53,7 @@ class EditCommand:
     """Replace the output folder if it exists."""
 
     def main(self) -> Path:
+        import torch
         from PIL import Image
 
         from clipnerf_ns.data.collection import atomic_output_dir, check_output_dir
@@ -146,6 +146,7 @@ class EvalCommand:
     def main(self) -> Path:
         import json
 
+        import torch
         from PIL import Image
 
         from clipnerf_ns.clip.encoder import ClipEncoder

@@ -1,6 +1,7 @@
 """`Edit` (what the user asks for) -> `Codes` (what the model renders): the one editing API.
 
-The command line (`clipnerf edit`), ns-render configs and the viewer all call `Editor.apply`.
+The command line (`clipnerf edit`), ns-render configs and the viewer's editor all go through
+`Editor.changes` (the code changes at strength 1) and `with_changes` (`Editor.apply` is both).
 Two modes:
 
 - `mapper`: one forward pass through the trained code mappers (paper section 3.2);

@@ -26,7 +26,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from torch import Tensor
 from torch.nn import Parameter
 
-from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
+from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, editor_for, random_views
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.editing.mappers import Mappers
@@ -88,6 +88,8 @@ class MapperModel(Model):
         self.nerf.requires_grad_(False)
         self.nerf.eval()
         device = self.kwargs.get("device", "cpu")
+        from clipnerf_ns.clip.encoder import ClipEncoder  # open_clip loads only when a model is built
+
         # CLIP is frozen and never part of the checkpoint, so it is kept out of the module tree.
         self.__dict__["clip"] = ClipEncoder.load(self.config.clip, device=device)
         sizes = self.config.nerf.field
