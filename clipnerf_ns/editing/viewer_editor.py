@@ -84,12 +84,12 @@ class ViewerEditor(nn.Module):
     """The editing panel of a clip-nerf model in the viewer (no parameters; an nn.Module only
     because nerfstudio looks for viewer elements in the model's module tree)."""
 
-    def __init__(self, model, make_editor: Optional[Callable[[], Editor]] = None, has_mappers: bool = False):
+    def __init__(self, model):
         super().__init__()
         # A plain reference, hidden from nn.Module and from nerfstudio's element search (leading
         # underscore): as a submodule it would make the module tree cyclic.
         self.__dict__["_model"] = model
-        self._make_editor = make_editor or (lambda: editor_for(model))
+        self._make_editor: Callable[[], Editor] = lambda: editor_for(model)  # optimize mode, compact CLIP
         self._editor: Optional[Editor] = None
         self._base: Optional[Codes] = None
         self._changes: dict[str, Tensor] = {}
@@ -112,8 +112,6 @@ class ViewerEditor(nn.Module):
         self.i_reset = ViewerButton("Reset", cb_hook=self._on_reset)
         self.j_status = ViewerText("Last edit", "none yet", disabled=True, hint="Latency and outcome of the last edit")
         self.camera_start = OrbitStart()
-        if has_mappers:
-            self.use_mappers(self._make_editor)
 
     def use_mappers(self, make_editor: Callable[[], Editor]) -> None:
         """Edit with trained mappers (mapper mode becomes the default); call before the viewer starts."""

@@ -22,7 +22,7 @@ from PIL import Image
 
 from clipnerf_ns.editing.edit import Edit, with_changes
 from clipnerf_ns.eval.metrics import delta_e, silhouette_iou
-from clipnerf_ns.runs import load_run, nerf_of
+from clipnerf_ns.runs import load_run, nerf_of, orbit_camera
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 CHROMIUM_FLAGS = [  # a closed network: no background connections, no sandbox as root
@@ -292,3 +292,25 @@ def test_uploaded_exemplar_is_read_like_a_file(pretrained_runs):
     assert image.shape == (64, 64, 3) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     with pytest.raises(UserError):
         exemplar_from_upload("notes.txt", b"not an image")
+
+
+def test_a_stage1_run_edits_in_optimize_mode_from_the_panel(trained_run, marker_collection):
+    """No mappers: the panel offers optimize mode only, and an exemplar of the green sphere makes
+    the red one greener."""
+    _, pipeline = load_run(trained_run / "config.yml")
+    nerf = nerf_of(pipeline)
+    panel = nerf.editor
+    assert panel.e_mode.options == ["optimize"] and panel.e_mode.value == "optimize"
+    nerf.pick(0)  # the red sphere
+    start, _ = nerf.display_codes()
+    panel.b_exemplar.value = str(sorted((marker_collection / "marker_1" / "images").glob("*.png"))[0])
+    panel.d_target.value = "appearance"
+    panel._apply_from("exemplar")
+    assert panel.j_status.value.startswith("optimize appearance edit exemplar"), panel.j_status.value
+    edited, _ = nerf.display_codes()
+    assert torch.equal(edited.z_s, start.z_s) and not torch.equal(edited.z_a, start.z_a)
+    camera = orbit_camera(48, 40.0, 25.0)
+    before, after = nerf.render_view(camera, start)["rgb"], nerf.render_view(camera, edited)["rgb"]
+    mask = (before - 1.0).abs().amax(-1) > 0.15
+    red_minus_green = [float(img[mask][:, 0].mean() - img[mask][:, 1].mean()) for img in (before, after)]
+    assert red_minus_green[1] < red_minus_green[0] - 0.1, red_minus_green
