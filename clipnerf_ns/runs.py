@@ -39,6 +39,11 @@ def read_run_config(config_path: Path) -> TrainerConfig:
     return config
 
 
+def latest_checkpoint(config: TrainerConfig) -> Path:
+    """The run's checkpoint of the highest step (nerfstudio's step-NNNNNNNNN.ckpt)."""
+    return max(config.get_checkpoint_dir().glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
 def load_run(config_path: Path) -> tuple[TrainerConfig, ClipNerfPipeline]:
     """The run's pipeline with its latest checkpoint, in evaluation mode (a clip-nerf run, or a
     mapper run: `nerf_of(pipeline)` is the conditional NeRF of either)."""

@@ -225,7 +225,9 @@ class MapperPipeline(VanillaPipeline):
             self._collect_exemplars()
 
     def _load_stage1(self, stage1: TrainerConfig) -> None:
-        checkpoint = max(stage1.get_checkpoint_dir().glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+        from clipnerf_ns.runs import latest_checkpoint
+
+        checkpoint = latest_checkpoint(stage1)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
         model_state = {k[len("_model."):]: v for k, v in state.items() if k.startswith("_model.")}
         self.model.nerf.load_state_dict(model_state)

@@ -44,16 +44,12 @@ class PretrainedRuns:
     """config.yml of the mapper run."""
 
 
-def _latest_checkpoint(config) -> Path:
-    return max(config.get_checkpoint_dir().glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
 def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     """Write the stage-1 and mapper weight files of a mapper run (fp32 safetensors with metadata)."""
     from safetensors.torch import save_file
 
     from clipnerf_ns.pipelines.mapper_pipeline import MapperModelConfig
-    from clipnerf_ns.runs import read_run_config
+    from clipnerf_ns.runs import latest_checkpoint, read_run_config
 
     config = read_run_config(mapper_config)
     if not isinstance(config.pipeline.model, MapperModelConfig):
@@ -61,7 +57,7 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     stage1_path = Path(config.pipeline.stage1)
     stage1 = read_run_config(stage1_path)
     collection = json.loads((Path(stage1.pipeline.datamanager.data) / "collection.json").read_text())
-    checkpoint = _latest_checkpoint(config)
+    checkpoint = latest_checkpoint(config)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     weights = state["pipeline"]
     nerf = {k[len(NERF_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(NERF_PREFIX)}
@@ -74,7 +70,7 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
         "config": stage1_path.read_text(),
         "collection": json.dumps(collection["generator"]),
         "object_ids": json.dumps(train_ids),
-        "step": str(_latest_checkpoint(stage1).stem.split("-")[1]),
+        "step": str(latest_checkpoint(stage1).stem.split("-")[1]),
     })
     save_file(mappers, mappers_file, metadata={"config": Path(mapper_config).read_text(), "step": str(state["step"])})
     return stage1_file, mappers_file
@@ -105,6 +101,8 @@ def regenerate_collection(generator: dict, out: Path, views: int, eval_views: in
 
 def _write_run(config, state: dict, step: int, out_dir: Path, timestamp: str) -> Path:
     """An ns-train run folder: config.yml and nerfstudio_models/step-N.ckpt (pipeline weights only)."""
+    from clipnerf_ns.runs import write_render_config
+
     config.output_dir, config.experiment_name, config.timestamp = out_dir, "chairs", timestamp
     base = config.get_base_dir()
     checkpoints = base / config.relative_model_dir
@@ -112,8 +110,7 @@ def _write_run(config, state: dict, step: int, out_dir: Path, timestamp: str) ->
     for old in checkpoints.glob("step-*.ckpt"):
         old.unlink()
     torch.save({"step": step, "pipeline": state}, checkpoints / f"step-{step:09d}.ckpt")
-    (base / "config.yml").write_text(yaml.dump(config), "utf8")
-    return base / "config.yml"
+    return write_render_config(config, base, overwrite=True)
 
 
 def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: bool = False,
