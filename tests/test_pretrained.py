@@ -64,3 +64,11 @@ def test_the_shipped_files_say_how_they_were_made():
     collection = json.loads(meta["collection"])
     assert collection["command"].startswith("clipnerf synth chairs --num-objects 40")
     assert "clip-nerf-small" in meta["config"] and len(json.loads(meta["object_ids"])) == 36
+
+
+def test_pack_needs_a_mapper_run(pretrained_runs, tmp_path):
+    with pytest.raises(UserError, match="not a mapper run"):
+        pack(pretrained_runs.stage1, tmp_path / "out")
+    with pytest.raises(UserError, match="no such config file"):
+        pack(tmp_path / "nope.yml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
