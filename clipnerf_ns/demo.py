@@ -45,7 +45,7 @@ class Demo:
 
         from PIL import Image
 
-        from clipnerf_ns.cli import Invert, Turntable
+        from clipnerf_ns.cli import Invert
         from clipnerf_ns.data.collection import check_output_dir
         from clipnerf_ns.editing.commands import EditCommand
         from clipnerf_ns.editing.invert_config import InversionConfig
@@ -80,7 +80,7 @@ class Demo:
                           inversion=InversionConfig(steps=self.inversion_steps)).main()
         recoloured_dir = edit("inverted_recoloured", codes=inverted / "codes.safetensors", prompt=UNSEEN_PROMPT)
         print("5/5 turntable of the text edit with ns-render")
-        video = self._turntable(text_dir / "config.yml", Turntable)
+        video = self._turntable(text_dir / "config.yml")
         summary = self.out / "demo.png"
         Image.fromarray(self._summary(text_dir, exemplar_dir, exemplar, inverted, recoloured_dir)).save(summary)
         pose = json.loads((inverted / "pose.json").read_text())
@@ -95,13 +95,14 @@ class Demo:
         )
         return self.out
 
-    def _turntable(self, config: Path, turntable) -> Path:
+    def _turntable(self, config: Path) -> Path:
         from nerfstudio.scripts.render import RenderCameraPath
 
+        from clipnerf_ns.cli import Turntable
         from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 
         ensure_ffmpeg_on_path()
-        path = turntable(output=self.out / "turntable.json", frames=self.frames, resolution=self.resolution,
+        path = Turntable(output=self.out / "turntable.json", frames=self.frames, resolution=self.resolution,
                          seconds=self.frames / 12).main()
         video = self.out / "edited_turntable.mp4"
         RenderCameraPath(load_config=config, camera_path_filename=path, output_path=video).main()
@@ -110,7 +111,7 @@ class Demo:
     def _summary(self, text_dir: Path, exemplar_dir: Path, exemplar: Path, inverted: Path, recoloured: Path) -> np.ndarray:
         """One picture: text edit (before, after), exemplar and its edit, unseen chair, its
         inversion and its recolouring; all tiles at --resolution."""
-        from PIL import Image
+        from PIL import Image, ImageDraw
 
         def tile(path: Path, crop_thirds: int = -1) -> np.ndarray:
             image = Image.open(path).convert("RGBA")
@@ -120,8 +121,6 @@ class Demo:
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(white, image).convert("RGB")
             return np.asarray(image.resize((self.resolution, self.resolution), Image.LANCZOS))
-
-        from PIL import ImageDraw
 
         def captioned(image: np.ndarray, caption: str) -> np.ndarray:
             strip = Image.new("RGB", (image.shape[1], 16), (255, 255, 255))
