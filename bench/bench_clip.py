@@ -1,14 +1,19 @@
-"""Benchmark: zero-shot figures of CLIP weights on freshly generated (held-out) procedural objects.
+"""Benchmark: what CLIP weights and the attribute judge see, on freshly generated procedural objects.
 
     OMP_NUM_THREADS=1 python bench/bench_clip.py [--weights compact compact-eval FILE...]
-        [--seed 1000] [--objects 100] [--views 4] [--templates default alt] [--resolution 64]
+        [--judge FILE] [--seed 1000] [--objects 100] [--views 4] [--templates default alt]
 
-For each weights file and caption template set: image->text and text->image top-1/top-5
-retrieval among the captions of all objects (one caption per object), 12-way colour-word
-accuracy ("a <colour> chair/car") and the category of the best caption. The objects come from
-`--seed`, which neither shipped model was trained on (they use seeds 0 and 1), so every object
-is held out. `--resolution` other than the model's input size exercises the resize path.
-Prints figures; it is not a test.
+The objects come from `--seed`, which no shipped model was trained on (the CLIPs use seeds 0 and
+1, the judge seed 2), so every object is held out. For each weights file:
+
+- every binary test of the chairs and cars prompt libraries (`tests:` in configs/prompts/*.yaml):
+  the CLIP chooses between a prompt and its opposite ("a chair with a tall back" / "... a short
+  back") on renders where the attributes say which is true; balanced accuracy (chance 0.50) in
+  the library's words, in the test's synonyms, and framed as "a photo of ...";
+- 12-way colour words ("a <colour> chair/car"), with the library's colour names and with synonyms;
+- per caption template set: image->text and text->image retrieval among all objects' captions.
+
+Then the judge's accuracy for every question on the same renders. Prints figures; not a test.
 """
 
 import argparse
@@ -16,39 +21,93 @@ import time
 import warnings
 from pathlib import Path
 
-from clipnerf_ns.clip.domain import evaluate, format_figures, render_objects
+import numpy as np
+
+from clipnerf_ns.clip.domain import (
+    binary_tests, color_accuracy, evaluate, format_figures, image_features, render_objects,
+)
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
+from clipnerf_ns.editing.prompts import load_prompt_library
+from clipnerf_ns.eval.judge import Judge, accuracy, format_accuracy
 
 
 def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", nargs="+", default=list(SHIPPED_MODELS))
-    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--weights", nargs="+", default=list(SHIPPED_MODELS), help="shipped names or .safetensors files")
+    parser.add_argument("--judge", type=Path, default=None, help="attribute judge file (default: the shipped one)")
+    parser.add_argument("--seed", type=int, default=1000, help="objects' seed (no shipped model used it)")
     parser.add_argument("--objects", type=int, default=100, help="objects per category")
-    parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--templates", nargs="+", default=["default", "alt"], choices=["default", "alt"])
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--views", type=int, default=4, help="random views per object")
+    parser.add_argument("--templates", nargs="+", default=["default", "alt"], choices=["default", "alt"],
+                        help="caption template sets for the retrieval figures")
+    parser.add_argument("--resolution", type=int, default=64, help="render size (other than a model's input: resized)")
     parser.add_argument("--categories", nargs="+", default=["chairs", "cars"])
+    parser.add_argument("--framing", default="object", choices=["object", "collection"],
+                        help="views framed on the object (what the CLIPs see), or the collections' 40 deg views")
+    parser.add_argument("--band", default="front", choices=["front", "all"],
+                        help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
     args = parser.parse_args()
 
     encoders = [
         ClipEncoder.load(ClipConfig(model=w) if w in SHIPPED_MODELS else ClipConfig(model="compact", checkpoint=Path(w)))
         for w in args.weights
     ]
+    t0 = time.perf_counter()
+    data = render_objects(args.seed, args.categories, args.objects, args.views, 1, args.templates[0], args.resolution,
+                          description="rendering", band=args.band, framing=args.framing)
+    print(f"rendered {len(data.captions)} objects x {args.views} '{args.band}' views ({args.framing} framing) "
+          f"at {args.resolution} px in "
+          f"{time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
+    features = {e.name: image_features(e, data) for e in encoders}
+    print_binary_tests(encoders, features, data, args.categories, args.views)
+    print_colors(encoders, features, data, args.views)
     for templates in args.templates:
-        t0 = time.perf_counter()
-        data = render_objects(args.seed, args.categories, args.objects, args.views, 1, templates, args.resolution,
-                              description=f"rendering ({templates} captions)")
-        print(f"rendered {len(data.captions)} objects x {args.views} views at {args.resolution} px "
-              f"in {time.perf_counter() - t0:.0f} s (seed {args.seed})")
+        captioned = data if templates == args.templates[0] else render_objects(
+            args.seed, args.categories, args.objects, args.views, 1, templates, args.resolution, description="rendering",
+            band=args.band, framing=args.framing)
         for encoder in encoders:
-            t0 = time.perf_counter()
-            figures = evaluate(encoder, data)
-            print(f"\n{encoder.name}, '{templates}' captions ({time.perf_counter() - t0:.1f} s)")
-            print(format_figures(figures))
-        print()
+            print(f"\n{encoder.name}, '{templates}' captions:")
+            print(format_figures(evaluate(encoder, captioned)))
+    judge = Judge.load(args.judge)
+    print(f"\nattribute judge ({judge.name}), accuracy per question on the same renders:")
+    print(format_accuracy(accuracy(judge, data.rgba, data.categories, data.attributes)))
+
+
+def print_binary_tests(encoders, features, data, categories, views) -> None:
+    names = [Path(e.name.split(" (")[-1].rstrip(")")).stem for e in encoders]
+    header = f"{'prompt vs opposite':<72} {'n+/n-':>9} " + " ".join(f"{n + ' lib/syn/photo':>27}" for n in names)
+    for category in categories:
+        library = load_prompt_library(None, category)
+        framed = [type(t)(f"a photo of {t.prompt}", f"a photo of {t.opposite}", t.question, t.answer, t.where)
+                  for t in library.tests]
+        results = [(binary_tests(e, data, library.tests, category, features[e.name]),
+                    binary_tests(e, data, framed, category, features[e.name])) for e in encoders]
+        print(f"binary shape tests, {category} (balanced accuracy; chance 0.50; n = renders):")
+        print(header)
+        worst = [1.0] * len(encoders)
+        for i, test in enumerate(library.tests):
+            first = results[0][0][i]
+            row = f"{test.prompt + ' / ' + test.opposite:<72.72} {first['positives']:>4}/{first['negatives']:<4} "
+            for k, (plain, photo) in enumerate(results):
+                lib, syn, ph = plain[i]["accuracy"], plain[i].get("synonym_accuracy", float("nan")), photo[i]["accuracy"]
+                worst[k] = min(worst[k], *(v for v in (lib, syn, ph) if v == v))
+                row += f"{lib:>13.2f} {syn:>5.2f} {ph:>5.2f}   "
+            print(row)
+        print(f"{'lowest':<82} " + " ".join(f"{w:>25.2f}  " for w in worst) + "\n")
+
+
+def print_colors(encoders, features, data, views) -> None:
+    cats = [c for c in data.categories for _ in range(views)]
+    cols = [c for c in data.colors for _ in range(views)]
+    for encoder in encoders:
+        f = features[encoder.name]
+        plain = color_accuracy(encoder, f, cats, cols)
+        syn = color_accuracy(encoder, f, cats, cols, synonyms=True)
+        n = sum(1 for c in cols if c)
+        print(f"{encoder.name}: 12-way colour words {plain:.2f} (synonyms {syn:.2f}; {n} one-colour renders)")
 
 
 if __name__ == "__main__":
+    np.set_printoptions(precision=3)
     main()

@@ -25,6 +25,7 @@ from clipnerf_ns.data.synth import sample_object
 from clipnerf_ns.demo import Demo
 from clipnerf_ns.editing.commands import EditCommand, EvalCommand
 from clipnerf_ns.editing.invert_config import InversionConfig
+from clipnerf_ns.eval.judge_config import JudgeTraining
 from clipnerf_ns.errors import UserError
 
 
@@ -116,11 +117,30 @@ class TrainClip(DomainTraining):
         from clipnerf_ns.clip.domain import format_figures, train_clip
 
         path, training = train_clip(self)
-        if "heldout_figures" in training:
-            print(format_figures(training["heldout_figures"]))
-        print(f"trained in {training['train_seconds']:.0f} s (rendering {training['render_seconds']:.0f} s); "
-              f"final loss {training['final_loss']:.3f}")
+        _report(training, "heldout_figures", format_figures)
         return path
+
+
+@dataclass(kw_only=True)
+class TrainJudge(JudgeTraining):
+    """Train the attribute judge (a small ConvNet, no CLIP) on procedural renders against their true
+    attributes, then print its accuracy per question on held-out objects. The shipped judge comes
+    from this command (see the README)."""
+
+    def main(self) -> Path:
+        from clipnerf_ns.eval.judge import format_accuracy, train_judge
+
+        path, training = train_judge(self)
+        _report(training, "heldout_accuracy", format_accuracy)
+        return path
+
+
+def _report(training: dict, figures_key: str, format_figures) -> None:
+    """Held-out figures and timings of a training command."""
+    if figures_key in training:
+        print(format_figures(training[figures_key]))
+    print(f"trained in {training['train_seconds']:.0f} s (rendering {training['render_seconds']:.0f} s); "
+          f"final loss {training['final_loss']:.3f}")
 
 
 @dataclass
@@ -301,6 +321,7 @@ Command = Union[
     Annotated[Turntable, tyro.conf.subcommand("turntable")],
     Annotated[Demo, tyro.conf.subcommand("demo")],
     Annotated[TrainClip, tyro.conf.subcommand("train-clip")],
+    Annotated[TrainJudge, tyro.conf.subcommand("train-judge")],
     Annotated[EditCommand, tyro.conf.subcommand("edit")],
     Annotated[Invert, tyro.conf.subcommand("invert")],
     Annotated[EvalCommand, tyro.conf.subcommand("eval")],

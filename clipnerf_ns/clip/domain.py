@@ -1,11 +1,18 @@
 """The compact offline CLIP: contrastive training on renders and captions of procedural objects.
 
 Data: procedural chairs and cars (`synth.sample_object`), each rendered from several random
-cameras on the upper hemisphere (RGBA at the model's input size) and described by several
-captions (`synth.make_captions`, "default" or "alt" templates). The last objects of each
-category are held out. Training composites the renders over mostly white backgrounds and
-softens, shifts and perturbs them towards what NeRF renders look like; the loss is open_clip's
-symmetric InfoNCE. The result is a self-describing .safetensors file that `ClipEncoder` loads.
+cameras on the upper hemisphere and framed on the object (`render.framing_intrinsics`: the
+object fills the 64 px frame, so legs, slats and armrests are two to three pixels wide rather
+than one), and described by captions (`synth.make_captions`, "default" or "alt" templates). The
+last objects of each category are held out. Training composites the renders over mostly white
+backgrounds and softens, shifts and perturbs them towards what NeRF renders look like.
+
+The loss is open_clip's symmetric InfoNCE with three additions that make the model see what
+captions name, not only colour: a share of the captions is built around one attribute question
+(`data.attribute_captions`), each such caption's image is also contrasted with its hard negative
+(the same caption with that attribute changed, as NegCLIP does), and linear heads on the image
+embedding predict every attribute question's answer (an auxiliary loss; the heads are not saved).
+The result is a self-describing .safetensors file that `ClipEncoder` loads.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,8 +32,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
-from clipnerf_ns.data.render import Intrinsics, orbit_pose, render
-from clipnerf_ns.data.synth import CATEGORIES, NAMED_COLORS, make_captions, sample_object
+from clipnerf_ns.data.attribute_captions import applicable, focused_pair
+from clipnerf_ns.data.attributes import QUESTIONS
+from clipnerf_ns.data.render import FRAMING_MARGIN, Intrinsics, box_corners, framing_intrinsics, orbit_pose, render
+from clipnerf_ns.data.synth import CATEGORIES, COLOR_SYNONYMS, NAMED_COLORS, fix_articles, make_captions, sample_object
 from clipnerf_ns.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -34,8 +44,17 @@ COLOR_NOUNS = {"chairs": "chair", "cars": "car"}
 CAMERA_DISTANCE = (1.9, 2.6)
 """Range of camera distances (the collections use 2.2) for the training and evaluation renders."""
 ELEVATION_DEG = (0.0, 75.0)
+VIEW_BANDS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "all": ((0.0, 360.0), ELEVATION_DEG),
+    "front": ((-70.0, 70.0), (10.0, 40.0)),
+}
+"""(azimuth, elevation) ranges in degrees of the random cameras: "all" around the upper hemisphere
+(training), "front" where a product photo is taken from (the objects face +x, azimuth 0): thin
+parts that are edge-on from the side (slats, a back's tilt seen from the front) show there."""
 FOV_DEG = 40.0
-_CACHE_VERSION = 1
+FRAMING_MARGIN_RANGE = (0.03, 0.15)
+"""Margins of the training views around the object (`render.framing_intrinsics`)."""
+_CACHE_VERSION = 3
 
 
 @dataclass
@@ -49,12 +68,14 @@ class DomainData:
     """The object's one dominant colour name (chairs: seat = back; cars: body), or "" when none."""
     heldout: np.ndarray
     """(objects,) bool: held out from training."""
+    attributes: list[dict]
+    """Each object's true attributes (`synth`), the ground truth of the attribute questions."""
 
     def subset(self, mask: np.ndarray) -> "DomainData":
         idx = np.flatnonzero(mask)
         return DomainData(
             self.rgba[idx], [self.captions[i] for i in idx], [self.categories[i] for i in idx],
-            [self.colors[i] for i in idx], self.heldout[idx],
+            [self.colors[i] for i in idx], self.heldout[idx], [self.attributes[i] for i in idx],
         )
 
 
@@ -74,74 +95,86 @@ def dominant_color(attributes: dict) -> str:
     return attributes["seat_color"] if back in (None, attributes["seat_color"]) else ""
 
 
-def random_cameras(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 4, 4) cameras looking at the origin from the upper hemisphere, uniform by area in
-    elevation, at distances around the collections' 2.2."""
-    lo, hi = np.sin(np.radians(ELEVATION_DEG))
+def random_cameras(n: int, rng: np.random.Generator, band: str = "all") -> np.ndarray:
+    """(n, 4, 4) cameras looking at the origin from a band of the upper hemisphere (`VIEW_BANDS`),
+    uniform by area in elevation, at distances around the collections' 2.2."""
+    azimuth_range, elevation_range = VIEW_BANDS[band]
+    lo, hi = np.sin(np.radians(elevation_range))
     elevations = np.degrees(np.arcsin(rng.uniform(lo, hi, n)))
-    azimuths = rng.uniform(0.0, 360.0, n)
+    azimuths = rng.uniform(*azimuth_range, n)
     radii = rng.uniform(*CAMERA_DISTANCE, n)
     return np.stack([orbit_pose(r, a, e) for r, a, e in zip(radii, azimuths, elevations)])
 
 
-def render_object(category: str, seed: int, views: int, captions: int, templates: str, size: int):
-    """(rgba (views, size, size, 4) uint8, captions, dominant colour) of one procedural object."""
+def render_object(category: str, seed: int, views: int, captions: int, templates: str, size: int, band: str = "all",
+                  framing: str = "object"):
+    """(rgba (views, size, size, 4) uint8, captions, attributes) of one procedural object, framed on
+    the object (`framing` "object") or with the collections' 40 degree field of view ("collection")."""
     rng = np.random.default_rng(seed)
     obj = sample_object(category, rng)
     texts = make_captions(category, obj.attributes, rng, captions, templates)
-    rgba = render(obj.mesh, random_cameras(views, rng), Intrinsics.from_fov(size, size, FOV_DEG), supersample=2).rgba
-    return rgba, texts, dominant_color(obj.attributes)
+    cameras = random_cameras(views, rng, band)
+    margins = rng.uniform(*FRAMING_MARGIN_RANGE, views) if band == "all" else np.full(views, FRAMING_MARGIN)
+    # framed on the corners of the object's bounding box: what a NeRF's occupancy grid also gives
+    corners = box_corners(*obj.mesh.mesh.bounds)
+    intrinsics = [framing_intrinsics(corners, c2w, size, m) if framing == "object" else Intrinsics.from_fov(size, size, FOV_DEG)
+                  for c2w, m in zip(cameras, margins)]
+    rgba = render(obj.mesh, cameras, intrinsics, supersample=2).rgba
+    return rgba, texts, obj.attributes
 
 
 def render_objects(
     seed: int, categories, per_category: int, views: int, captions: int, templates: str, size: int,
-    heldout_per_category: int = 0, description: str = "rendering objects",
+    heldout_per_category: int = 0, description: str = "rendering objects", band: str = "all", framing: str = "object",
 ) -> DomainData:
     """Render `per_category` objects of each category; the last `heldout_per_category` are held out."""
-    rgba, texts, cats, colors, held = [], [], [], [], []
-    with _progress() as progress:
+    rgba, texts, cats, attrs, held = [], [], [], [], []
+    with progress_bar() as progress:
         bar = progress.add_task(description, total=per_category * len(categories), info="")
         for category in categories:
             for i in range(per_category):
-                image, caps, color = render_object(category, object_seed(seed, category, i), views, captions, templates, size)
+                image, caps, attributes = render_object(
+                    category, object_seed(seed, category, i), views, captions, templates, size, band, framing)
                 rgba.append(image)
                 texts.append(caps)
                 cats.append(category)
-                colors.append(color)
+                attrs.append(attributes)
                 held.append(i >= per_category - heldout_per_category)
                 progress.advance(bar)
-    return DomainData(np.stack(rgba), texts, cats, colors, np.array(held))
+    return DomainData(np.stack(rgba), texts, cats, [dominant_color(a) for a in attrs], np.array(held), attrs)
 
 
-def _cache_key(config: DomainTraining) -> str:
-    return json.dumps({
-        "version": _CACHE_VERSION, "seed": config.seed, "templates": config.templates,
-        "categories": list(config.categories), "num_objects": config.num_objects, "heldout": config.heldout_objects,
-        "views": config.views, "captions": config.captions, "size": config.arch.image_size,
-    }, sort_keys=True)
+def render_settings(config: DomainTraining) -> dict:
+    """The keyword arguments of `render_objects` that make `config`'s training data."""
+    return {
+        "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
+        "views": config.views, "captions": config.captions, "templates": config.templates,
+        "size": config.arch.image_size, "heldout_per_category": config.heldout_objects,
+    }
 
 
-def load_or_render(config: DomainTraining) -> DomainData:
-    """The training data of `config`, from its cache file when that matches, else rendered (and cached)."""
-    key = _cache_key(config)
-    if config.cache is not None and config.cache.is_file():
+def load_or_render(settings: dict, cache: Optional[Path]) -> DomainData:
+    """`render_objects(**settings)`, from the `cache` file when it holds those settings, else
+    rendered (and written to `cache` when given)."""
+    key = json.dumps({"version": _CACHE_VERSION, **{k: list(v) if isinstance(v, tuple) else v
+                                                     for k, v in settings.items()}}, sort_keys=True)
+    if cache is not None and cache.is_file():
         try:
-            with np.load(config.cache) as f:
+            with np.load(cache) as f:
                 if str(f["key"]) == key:
                     extra = json.loads(str(f["extra"]))
-                    return DomainData(f["rgba"], extra["captions"], extra["categories"], extra["colors"], f["heldout"])
+                    return DomainData(f["rgba"], extra["captions"], extra["categories"], extra["colors"], f["heldout"],
+                                      extra["attributes"])
         except (OSError, KeyError, ValueError) as err:
-            raise UserError(f"cannot read the dataset cache {config.cache} ({err}); delete it to re-render") from None
-    data = render_objects(
-        config.seed, config.categories, config.num_objects, config.views, config.captions, config.templates,
-        config.arch.image_size, config.heldout_objects,
-    )
-    if config.cache is not None:
-        extra = json.dumps({"captions": data.captions, "categories": data.categories, "colors": data.colors})
-        config.cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = config.cache.with_name(f".{config.cache.name}.tmp.npz")
+            raise UserError(f"cannot read the dataset cache {cache} ({err}); delete it to re-render") from None
+    data = render_objects(**settings)
+    if cache is not None:
+        extra = json.dumps({"captions": data.captions, "categories": data.categories, "colors": data.colors,
+                            "attributes": data.attributes})
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp.npz")
         np.savez(tmp, key=np.array(key), extra=np.array(extra), rgba=data.rgba, heldout=data.heldout)
-        tmp.replace(config.cache)
+        tmp.replace(cache)
     return data
 
 
@@ -243,10 +276,111 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def train_step(model, optimizer, loss_fn, images, tokens, image_size: int) -> float:
-    """One contrastive step; returns the loss. The logit scale is clamped at 100, as open_clip does."""
-    image_f, text_f = features(model, images, tokens, image_size)
-    loss = loss_fn(image_f, text_f, model.logit_scale.exp())
+def contrastive_loss(image_f: Tensor, text_f: Tensor, logit_scale: Tensor,
+                     negative_f: Optional[Tensor] = None, has_negative: Optional[Tensor] = None) -> Tensor:
+    """Symmetric InfoNCE over a batch of unit-norm pairs (open_clip's ClipLoss), where each image
+    may also be contrasted with its own hard-negative text (NegCLIP): image i must prefer text i
+    over every other text of the batch and over negative_f[i] where has_negative[i]."""
+    logits = logit_scale * image_f @ text_f.T
+    target = torch.arange(len(image_f))
+    image_logits = logits
+    if negative_f is not None:
+        own = logit_scale * (image_f * negative_f).sum(-1, keepdim=True)
+        image_logits = torch.cat([logits, own.masked_fill(~has_negative[:, None], float("-inf"))], dim=1)
+    return 0.5 * (F.cross_entropy(image_logits, target) + F.cross_entropy(logits.T, target))
+
+
+def head_key(category: str, question: str) -> str:
+    """Module name of a question's head (module names may not contain dots)."""
+    return f"{category}__{question}"
+
+
+class AttributeHeads(torch.nn.Module):
+    """One linear classifier per (category, question) over a feature vector."""
+
+    def __init__(self, in_dim: int, answers: dict[str, int]) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({key: torch.nn.Linear(in_dim, n) for key, n in answers.items()})
+
+    @staticmethod
+    def answer_counts(categories) -> dict[str, int]:
+        return {head_key(c, q.name): len(q.answers) for c in categories for q in QUESTIONS[c]}
+
+    def forward(self, features: Tensor, category: str, question: str) -> Tensor:
+        return self.heads[head_key(category, question)](features)
+
+    def loss(self, features: Tensor, categories: list[str], labels: Tensor) -> Tensor:
+        """Mean over the heads of the cross-entropy on the rows it applies to; labels (b, questions)
+        holds answer indices in `QUESTIONS[category]` order, -1 where a question does not apply."""
+        terms = []
+        for category in sorted(set(categories)):
+            rows = torch.tensor([c == category for c in categories])
+            for j, q in enumerate(QUESTIONS[category]):
+                y = labels[rows, j]
+                if bool((y >= 0).any()):
+                    terms.append(F.cross_entropy(self(features[rows], category, q.name), y, ignore_index=-1))
+        return torch.stack(terms).mean() if terms else features.sum() * 0.0
+
+
+def label_table(data: DomainData) -> Tensor:
+    """(objects, questions) answer indices of every object (-1: does not apply, or other category's column)."""
+    width = max(len(QUESTIONS[c]) for c in set(data.categories))
+    labels = torch.full((len(data.attributes), width), -1, dtype=torch.long)
+    for i, (c, a) in enumerate(zip(data.categories, data.attributes)):
+        row = [q.label(a) for q in QUESTIONS[c]]
+        labels[i, : len(row)] = torch.tensor(row)
+    return labels
+
+
+@dataclass
+class Batch:
+    images: Tensor
+    objects: np.ndarray
+    captions: list[str]
+    negatives: list[Optional[str]]
+
+
+def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining, g: torch.Generator) -> Batch:
+    """Distinct training objects, one random view each; a general caption, or on a share of them
+    a caption focused on one attribute question with its hard negative."""
+    pick = train_idx[torch.randperm(len(train_idx), generator=g)[: config.batch_size].numpy()]
+    views = torch.randint(0, data.rgba.shape[1], (len(pick),), generator=g).numpy()
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=g)))
+    captions, negatives = [], []
+    for i in pick:
+        questions = applicable(data.categories[i], data.attributes[i])
+        if questions and rng.random() < config.focused_captions:
+            focus = questions[int(rng.integers(len(questions)))]
+            positive, negative = focused_pair(data.categories[i], data.attributes[i], focus, rng, config.templates)
+            captions.append(positive)
+            negatives.append(negative if config.hard_negatives else None)
+        else:
+            captions.append(data.captions[i][int(rng.integers(len(data.captions[i])))])
+            negatives.append(None)
+    images = augment(torch.from_numpy(data.rgba[pick, views]), config.augment, g)
+    return Batch(images, pick, captions, negatives)
+
+
+def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, tokenize, labels: Tensor,
+               categories: list[str], config: DomainTraining) -> float:
+    """One step of contrastive (+ hard negative, + attribute) loss; returns the loss. The logit
+    scale is clamped at 100, as open_clip does."""
+    from clipnerf_ns.clip.encoder import preprocess_images
+
+    x = preprocess_images(batch.images, config.arch.image_size, CLIP_MEAN, CLIP_STD)
+    raw_image = model.encode_image(x)
+    image_f = F.normalize(raw_image, dim=-1)
+    has_negative = torch.tensor([n is not None for n in batch.negatives])
+    texts = batch.captions + [n for n in batch.negatives if n is not None]
+    text_all = F.normalize(model.encode_text(tokenize(texts)), dim=-1)
+    text_f, negative_f = text_all[: len(batch.captions)], None
+    if bool(has_negative.any()):
+        negative_f = torch.zeros_like(text_f)
+        negative_f[has_negative] = text_all[len(batch.captions):]
+    loss = contrastive_loss(image_f, text_f, model.logit_scale.exp(), negative_f, has_negative)
+    if heads is not None and config.attribute_weight > 0:
+        rows = torch.from_numpy(batch.objects)
+        loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -255,51 +389,46 @@ def train_step(model, optimizer, loss_fn, images, tokens, image_size: int) -> fl
     return float(loss.detach())
 
 
-def sample_batch(data: DomainData, train_idx: np.ndarray, tokens: Tensor, batch: int, aug: Augment, g: torch.Generator):
-    """Distinct training objects, one random view and one random caption each."""
-    pick = train_idx[torch.randperm(len(train_idx), generator=g)[:batch].numpy()]
-    views = torch.randint(0, data.rgba.shape[1], (len(pick),), generator=g).numpy()
-    caps = torch.randint(0, tokens.shape[1], (len(pick),), generator=g)
-    rgba = torch.from_numpy(data.rgba[pick, views])
-    return augment(rgba, aug, g), tokens[torch.from_numpy(pick), caps]
-
-
 def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     """Render (or load) the data, train, save atomically, evaluate on held-out objects.
     Returns (the weights file, the figures)."""
-    from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, Preprocess, contrastive_loss, save_compact
+    from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, Preprocess, new_tokenizer, save_compact
 
     _validate(config)
     start = time.perf_counter()
-    data = load_or_render(config)
+    data = load_or_render(render_settings(config), config.cache)
     render_s = time.perf_counter() - start
     train_idx = np.flatnonzero(~data.heldout)
-    tokens = tokenize_captions(data.captions, config.arch.context_length)
+    tokenize = new_tokenizer(config.arch.context_length)
+    labels = label_table(data)
     model = new_model(config.arch, config.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
-    loss_fn = contrastive_loss()
+    heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
+    trained = torch.nn.ModuleList([model, heads]) if config.attribute_weight > 0 else model
+    optimizer = torch.optim.AdamW(param_groups(trained, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
     g = torch.Generator().manual_seed(config.seed)
     losses = []
     model.train()
     t0 = time.perf_counter()
-    with _progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task("training compact CLIP", total=config.steps, info="")
         for step in range(config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.steps, config.lr, config.warmup_steps)
-            images, toks = sample_batch(data, train_idx, tokens, config.batch_size, config.augment, g)
-            losses.append(train_step(model, optimizer, loss_fn, images, toks, config.arch.image_size))
+            batch = sample_batch(data, train_idx, config, g)
+            losses.append(train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config))
             if step % 10 == 0 or step == config.steps - 1:
                 progress.update(bar, info=f"loss {np.mean(losses[-50:]):.3f}")
+                if not progress.console.is_terminal and step % 100 == 0:  # a log file gets a line now and then
+                    progress.console.print(f"step {step}/{config.steps} loss {np.mean(losses[-50:]):.3f}")
             progress.advance(bar)
     train_s = time.perf_counter() - t0
     model.eval()
     arch = config.arch
     preprocess = Preprocess(arch.image_size, CLIP_MEAN, CLIP_STD, arch.context_length)
     training = {
-        **_jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        **jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
-        "command": "clipnerf train-clip " + " ".join(_cli_args(config)),
+        "command": "clipnerf train-clip " + " ".join(cli_args(config)),
     }
     heldout = data.subset(data.heldout)
     if len(heldout.captions):
@@ -350,15 +479,18 @@ def retrieval_accuracy(
     return float(i2t), float(t2i)
 
 
-def color_accuracy(encoder, image_f: Float[Tensor, "n d"], categories: list[str], colors: list[str]) -> float:
-    """Share of images whose true colour name wins among "a <colour> <noun>" for the 12 names."""
+def color_accuracy(encoder, image_f: Float[Tensor, "n d"], categories: list[str], colors: list[str],
+                   synonyms: bool = False) -> float:
+    """Share of images whose true colour name wins among "a <colour> <noun>" for the 12 names
+    (`synonyms`: each colour's second word instead, "scarlet", "grey", "navy blue"...)."""
     names = list(NAMED_COLORS)
+    words = [COLOR_SYNONYMS[n][1] for n in names] if synonyms else names
     correct, total = 0, 0
     for category in sorted(set(categories)):
         rows = [i for i, (c, col) in enumerate(zip(categories, colors)) if c == category and col]
         if not rows:
             continue
-        text = encoder.encode_text([f"a {name} {COLOR_NOUNS[category]}" for name in names])
+        text = encoder.encode_text([fix_articles(f"a {word} {COLOR_NOUNS[category]}") for word in words])
         pred = (image_f[rows] @ text.T).argmax(1)
         truth = torch.tensor([names.index(colors[i]) for i in rows])
         correct += int((pred == truth).sum())
@@ -388,6 +520,44 @@ def evaluate(encoder, data: DomainData, caption_index: int = 0, batch: int = 256
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 
+def image_features(encoder, data: DomainData, batch: int = 256) -> Tensor:
+    """(objects * views, d) unit-norm embeddings of every view of `data`, composited over white."""
+    images = composite(torch.from_numpy(data.rgba.reshape(-1, *data.rgba.shape[2:])), torch.ones(1, 1, 1, 3))
+    with torch.no_grad():
+        return torch.cat([encoder.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def binary_accuracy(encoder, image_f: Tensor, truth: list[Optional[bool]], prompt: str, opposite: str) -> dict:
+    """How often `encoder` prefers the true one of (prompt, opposite): balanced accuracy over the
+    renders where `truth` (one entry per render) is True (prompt true) or False (opposite true)."""
+    text = encoder.encode_text([prompt, opposite])
+    prefers_prompt = (image_f @ text.T).argmax(1) == 0
+    pos = torch.tensor([t is True for t in truth])
+    neg = torch.tensor([t is False for t in truth])
+    if not bool(pos.any()) or not bool(neg.any()):
+        return {"positives": int(pos.sum()), "negatives": int(neg.sum()), "accuracy": float("nan")}
+    accuracy = 0.5 * (prefers_prompt[pos].float().mean() + (~prefers_prompt[neg]).float().mean())
+    return {"positives": int(pos.sum()), "negatives": int(neg.sum()), "accuracy": round(float(accuracy), 4)}
+
+
+def binary_tests(encoder, data: DomainData, tests, category: str, image_f: Optional[Tensor] = None) -> list[dict]:
+    """`binary_accuracy` of each test (`editing.prompts.BinaryTest`) on `data`'s objects of
+    `category`, in the test's words and, where it has them, in its synonyms."""
+    rows = np.array([c == category for c in data.categories])
+    sub = data.subset(rows)
+    feats = image_features(encoder, sub) if image_f is None else image_f[np.repeat(rows, data.rgba.shape[1])]
+    views = data.rgba.shape[1]
+    out = []
+    for test in tests:
+        truth = [t for a in sub.attributes for t in [test.truth(category, a)] * views]
+        figures = {"prompt": test.prompt, "opposite": test.opposite, **binary_accuracy(encoder, feats, truth, test.prompt, test.opposite)}
+        if test.synonyms:
+            figures["synonyms"] = list(test.synonyms)
+            figures["synonym_accuracy"] = binary_accuracy(encoder, feats, truth, *test.synonyms)["accuracy"]
+        out.append(figures)
+    return out
+
+
 def format_figures(figures: dict) -> str:
     """One readable paragraph of `evaluate`'s figures."""
     n = figures["objects"]
@@ -403,31 +573,34 @@ def format_figures(figures: dict) -> str:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
 
 
-def _cli_args(config: DomainTraining) -> list[str]:
+def cli_args(config: DomainTraining) -> list[str]:
     """The command-line options that reproduce `config` (architecture and augmentation included)."""
-    flat = _jsonable(asdict(config))
+    flat = jsonable(asdict(config))
     args = []
     for key, value in flat.items():
         if key in ("cache", "overwrite") or value is None:
             continue
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for sub, v in items:
-            name = "--" + (f"{key}.{sub}" if sub else key).replace("_", "-")
-            args += [name, *map(str, v)] if isinstance(v, list) else [name, str(v)]
+            name = (f"{key}.{sub}" if sub else key).replace("_", "-")
+            if isinstance(v, bool):  # tyro's flags: --name / --no-name
+                args.append(f"--{name}" if v else f"--no-{name}")
+            else:
+                args += [f"--{name}", *map(str, v)] if isinstance(v, list) else [f"--{name}", str(v)]
     return args
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), transient=False,

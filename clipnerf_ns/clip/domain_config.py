@@ -10,7 +10,8 @@ from typing import Literal, Optional
 
 @dataclass(frozen=True)
 class ClipArchitecture:
-    """Sizes of the compact CLIP: an open_clip `CLIP` with a small ViT and a small text transformer.
+    """Sizes of the compact CLIP: an open_clip `CLIP` with a small vision tower (open_clip's ViT or
+    its ModifiedResNet) and a small text transformer.
 
     The token embedding is vocabulary (49408) x text width, so the text width dominates the file
     size (fp16 on disk): keep it small."""
@@ -18,15 +19,17 @@ class ClipArchitecture:
     embed_dim: int = 128
     """Width of the joint image-text embedding (d_clip)."""
     image_size: int = 64
-    """Input image size in pixels (square)."""
+    """Input image size in pixels (square; a multiple of 32 for the ResNet tower)."""
+    vision_tower: Literal["vit", "resnet"] = "resnet"
+    """open_clip's ViT, or its ModifiedResNet (a ConvNet: suits small data and thin parts)."""
     patch_size: int = 16
     """ViT patch size in pixels."""
-    vision_width: int = 192
-    """ViT width."""
-    vision_layers: int = 4
-    """ViT depth."""
+    vision_width: int = 16
+    """ViT width, or the ResNet's base width (its stages have 4, 8, 16, 32 times this many channels)."""
+    vision_layers: int = 1
+    """ViT depth, or the number of residual blocks in each of the ResNet's four stages."""
     vision_head_width: int = 64
-    """ViT attention head width (heads = width / head width)."""
+    """Attention head width of the ViT or of the ResNet's attention pooling (heads = width / head width)."""
     text_width: int = 64
     """Text transformer width (the token embedding has 49408 rows of this width)."""
     text_layers: int = 3
@@ -38,12 +41,15 @@ class ClipArchitecture:
 
     def open_clip_config(self) -> dict:
         """The architecture as open_clip's CLIP(embed_dim, vision_cfg, text_cfg) keyword arguments."""
+        if self.vision_tower == "resnet":  # open_clip builds a ModifiedResNet when layers is a list
+            vision = {"image_size": self.image_size, "width": self.vision_width,
+                      "layers": [self.vision_layers] * 4, "head_width": self.vision_head_width}
+        else:
+            vision = {"image_size": self.image_size, "patch_size": self.patch_size, "width": self.vision_width,
+                      "layers": self.vision_layers, "head_width": self.vision_head_width}
         return {
             "embed_dim": self.embed_dim,
-            "vision_cfg": {
-                "image_size": self.image_size, "patch_size": self.patch_size, "width": self.vision_width,
-                "layers": self.vision_layers, "head_width": self.vision_head_width,
-            },
+            "vision_cfg": vision,
             "text_cfg": {
                 "context_length": self.context_length, "vocab_size": 49408, "width": self.text_width,
                 "heads": self.text_heads, "layers": self.text_layers,
@@ -90,10 +96,19 @@ class DomainTraining:
     """Rendered views per object, from random cameras on the upper hemisphere."""
     captions: int = 8
     """Captions per object."""
-    steps: int = 1200
+    steps: int = 1500
     """Optimisation steps."""
     batch_size: int = 128
     """Image-caption pairs per step (distinct objects within a batch)."""
+    focused_captions: float = 0.6
+    """Share of each batch whose caption is built around one attribute question
+    (`data.attribute_captions`) instead of a general caption."""
+    hard_negatives: bool = True
+    """Give each focused caption's image its hard negative too: the same caption with that one
+    attribute changed (NegCLIP), so matching must look at the attribute itself."""
+    attribute_weight: float = 1.0
+    """Weight of an auxiliary loss that predicts every attribute question's answer from the image
+    embedding (linear heads, used in training only and not saved)."""
     lr: float = 1e-3
     """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
     weight_decay: float = 0.1

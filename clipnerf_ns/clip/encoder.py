@@ -113,10 +113,6 @@ def contrastive_loss() -> nn.Module:
 def save_compact(model: nn.Module, architecture: dict, preprocess: Preprocess, training: dict, path: Path) -> Path:
     """Write a self-describing CLIP file (fp16 weights; architecture, preprocessing and training
     settings in the metadata) atomically: a temporary file in the same folder, then a rename."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT_TAG,
@@ -127,6 +123,16 @@ def save_compact(model: nn.Module, architecture: dict, preprocess: Preprocess, t
         ),
         "training": json.dumps(training),
     }
+    return save_safetensors_atomically(tensors, metadata, path)
+
+
+def save_safetensors_atomically(tensors: dict, metadata: dict, path: Path) -> Path:
+    """Write a safetensors file through a temporary file in the same folder and a rename, so a
+    reader never sees half a file and a failure leaves the old one in place."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

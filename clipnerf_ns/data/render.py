@@ -54,6 +54,36 @@ class Intrinsics:
         return Intrinsics(width, height, fx, fx, width / 2, height / 2)
 
 
+FRAMING_MARGIN = 0.08
+"""Margin (a fraction of the side) around the object in the CLIP's views: mapper training,
+optimize mode, exemplars and the benches use it; CLIP training draws it from 0.03 to 0.15."""
+
+
+def box_corners(lo, hi) -> np.ndarray:
+    """(8, 3) corners of the axis-aligned box [lo, hi]."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+
+
+def framing_intrinsics(points: np.ndarray, c2w: np.ndarray, size: int, margin: float) -> Intrinsics:
+    """A square `size` x `size` camera at `c2w` whose image is the smallest square around the
+    projections of `points` (N, 3), widened by `margin` (a fraction of its side) on every side.
+
+    The object then fills the frame whatever its size or distance, so a 64 px view shows its thin
+    parts (legs, slats, armrests) with two to three times the pixels of the collections' 40 degree
+    views. Pure pinhole maths: the camera's principal point and focal length change, its pose does not.
+    """
+    w2c = np.linalg.inv(np.asarray(c2w, dtype=np.float64))
+    cam = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+    depth = np.maximum(-cam[:, 2], 1e-6)  # the camera looks down its -z axis
+    x, y = cam[:, 0] / depth, cam[:, 1] / depth
+    x_c, y_c = 0.5 * (x.min() + x.max()), 0.5 * (y.min() + y.max())
+    half = 0.5 * max(x.max() - x.min(), y.max() - y.min(), 1e-6) * (1.0 + 2.0 * margin)
+    f = 0.5 * size / half
+    # pixel u = cx + f * x and v = cy - f * y (y up in the camera, rows down in the image)
+    return Intrinsics(size, size, f, f, 0.5 * size - f * x_c, 0.5 * size + f * y_c)
+
+
 def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """Camera-to-world (4, 4) for a camera at `eye` looking at `target` (OpenGL: looks down -z)."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
@@ -167,20 +197,22 @@ class RenderOutput:
     depth: np.ndarray  # (N, H, W) float32: distance along the pixel-centre ray; inf on background
 
 
-def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics: Intrinsics, supersample: int = 3) -> RenderOutput:
-    """Render `mesh` from each camera in `c2ws` (N, 4, 4).
+def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics, supersample: int = 3) -> RenderOutput:
+    """Render `mesh` from each camera in `c2ws` (N, 4, 4), with one `Intrinsics` for all of them or
+    a sequence of N (of one size).
 
     Antialiasing is adaptive: one ray through each pixel centre, then `supersample`^2 stratified
     rays only for pixels on a silhouette or part boundary (where a neighbour differs), which is
     where aliasing shows, at a fraction of the cost of supersampling everything.
     """
     c2ws = np.asarray(c2ws, dtype=np.float64).reshape(-1, 4, 4)
-    h, w = intrinsics.height, intrinsics.width
+    per_view = list(intrinsics) if isinstance(intrinsics, (list, tuple)) else [intrinsics] * len(c2ws)
+    h, w = per_view[0].height, per_view[0].width
     intersector = _intersector(mesh.mesh)
     centre = np.array([[0.5, 0.5]])
     rgba = np.zeros((len(c2ws), h, w, 4), dtype=np.uint8)
     depth = np.zeros((len(c2ws), h, w), dtype=np.float32)
-    for i, c2w in enumerate(c2ws):
+    for i, (c2w, intrinsics) in enumerate(zip(c2ws, per_view)):
         origins, dirs = pixel_rays(intrinsics, c2w, centre)
         color, hit, dist = _cast(intersector, mesh, origins, dirs)
         color, hit = color.reshape(h, w, 3), hit.reshape(h, w).astype(np.float64)

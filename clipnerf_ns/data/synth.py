@@ -814,7 +814,7 @@ def _alt_caption(facts: _Facts, rng: np.random.Generator) -> str:
     return _pick(rng, _ALT_FRAMES).format(np_)
 
 
-def _fix_articles(text: str) -> str:
+def fix_articles(text: str) -> str:
     """Choose 'a' or 'an' from the word that follows (written as 'a' everywhere above)."""
     words = text.split(" ")
     for i in range(len(words) - 1):
@@ -837,11 +837,11 @@ def make_captions(category: str, attributes: dict, rng: np.random.Generator, n: 
     write = _alt_caption if alt else _default_caption
     out: list[str] = []
     for _ in range(20 * n):  # prefer distinct captions; repeat only if the object is too plain
-        cap = _fix_articles(write(facts, rng))
+        cap = fix_articles(write(facts, rng))
         if cap not in out:
             out.append(cap)
         if len(out) == n:
             break
     while len(out) < n:
-        out.append(_fix_articles(write(facts, rng)))
+        out.append(fix_articles(write(facts, rng)))
     return out

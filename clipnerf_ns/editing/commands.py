@@ -118,6 +118,38 @@ def named_color_of(prompt: str, noun: str) -> Optional[str]:
     return None
 
 
+def judge_verdicts(judge, evaluator, test, category: str, before, after) -> dict:
+    """Does the object have what `test.prompt` asks for, before and after the edit: the judge's
+    answer to the test's question, and the evaluator CLIP's choice between prompt and opposite."""
+    import torch
+
+    answers = [judge.answers(x, category)[test.question][0] for x in (before, after)]
+    with torch.no_grad():
+        text = evaluator.encode_text([test.prompt, test.opposite])
+        picks = [bool((evaluator.encode_image(x) @ text.T).argmax(1)[0] == 0) for x in (before, after)]
+    return {"judge_question": test.question, "judge_before": answers[0], "judge_after": answers[1],
+            "judge_has_before": answers[0] == test.answer, "judge_has_after": answers[1] == test.answer,
+            "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
+
+
+def judged_flips(records: list[dict]) -> dict:
+    """Per shape prompt with a binary test: among the objects that lacked it before the edit, the
+    share that have it after, as the judge and as the evaluator CLIP see it."""
+    out = {}
+    for prompt in dict.fromkeys(r["prompt"] for r in records if "judge_has_before" in r):
+        rows = [r for r in records if r["prompt"] == prompt and "judge_has_before" in r]
+        lacking = [r for r in rows if not r["judge_has_before"]]
+        lacking_clip = [r for r in rows if not r["evaluator_has_before"]]
+        out[prompt] = {
+            "objects": len(rows),
+            "judge_lacking_before": len(lacking),
+            "judge_flip_rate": float(np.mean([r["judge_has_after"] for r in lacking])) if lacking else float("nan"),
+            "evaluator_flip_rate": float(np.mean([r["evaluator_has_after"] for r in lacking_clip]))
+            if lacking_clip else float("nan"),
+        }
+    return out
+
+
 @dataclass(kw_only=True)
 class EvalCommand:
     """Measure a mapper run's edits on objects the mappers never trained on: edit latency, colour
@@ -130,6 +162,9 @@ class EvalCommand:
     """Folder for eval.json and edits.png (written atomically)."""
     evaluator: ClipConfig = field(default_factory=lambda: ClipConfig(model="compact-eval"))
     """The judge of the five-way test: never the CLIP the mappers were trained with."""
+    judge: Optional[Path] = None
+    """Attribute judge file (no CLIP) whose verdicts on the shape edits are reported beside the
+    evaluator's (default: the shipped one)."""
     prior_objects: int = 4
     """Draws from the code prior edited besides the run's held-out objects."""
     resolution: int = 96
@@ -152,8 +187,9 @@ class EvalCommand:
         from clipnerf_ns.clip.encoder import ClipEncoder
         from clipnerf_ns.data.collection import atomic_output_dir, check_output_dir
         from clipnerf_ns.data.synth import NAMED_COLORS
-        from clipnerf_ns.editing.edit import Edit, editor_for
+        from clipnerf_ns.editing.edit import Edit, editor_for, render_views
         from clipnerf_ns.eval import metrics
+        from clipnerf_ns.eval.judge import Judge
         from clipnerf_ns.models.clip_nerf import Codes
         from clipnerf_ns.runs import load_run, orbit_camera, to_uint8
 
@@ -164,6 +200,10 @@ class EvalCommand:
             raise UserError(f"{self.load_config}: not a mapper run (train one with ns-train clip-nerf-mappers)")
         nerf, library, editor = model.nerf, model.library, editor_for(pipeline.model)
         evaluator = ClipEncoder.load(self.evaluator, device=nerf.box_min.device)
+        judge = Judge.load(self.judge)
+        category = model.category
+        tests = {t.prompt: t for t in library.tests}
+        judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed on the object, as the CLIPs see it
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device
         subjects = [(nerf.object_ids[i], nerf.object_codes(torch.tensor(i, device=device)).detach()) for i in model.heldout]
@@ -172,12 +212,15 @@ class EvalCommand:
         camera = orbit_camera(self.resolution, 40.0, 25.0)
         noun = library.neutral.split()[-1]
 
-        rows, records, grid_prompts = [], [], [library.appearance[0], library.appearance[4], library.shape[0], library.shape[7]]
+        grid_prompts = list(dict.fromkeys([*library.appearance[:5:4], *library.shape[:8:7]]))
+        rows, records = [], []
         from rich.progress import track
 
         for name, codes in track(subjects, description="editing held-out objects"):
             before = nerf.render_view(camera, codes)
             tiles = [to_uint8(before["rgb"])]
+            with torch.no_grad():
+                framed_before = render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64)
             for target in ("appearance", "shape"):
                 prompts = library.for_target(target)
                 for prompt in prompts:
@@ -201,9 +244,13 @@ class EvalCommand:
                         record.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
                                       delta_e_after=float(metrics.delta_e(after_color.cpu(), named)))
                     with torch.no_grad():
-                        record["_image"] = evaluator.encode_image(after["rgb"][None].to(device))[0]
-                        record["_image_before"] = evaluator.encode_image(before["rgb"][None].to(device))[0]
+                        framed = render_views(nerf, Codes(edited.z_s[None], edited.z_a[None]), *judged_view, 64)
+                        record["_image"] = evaluator.encode_image(framed)[0]
+                        record["_image_before"] = evaluator.encode_image(framed_before)[0]
                         record["_text"] = evaluator.encode_text(candidates)
+                        if prompt in tests and category in judge.questions:
+                            record.update(judge_verdicts(judge, evaluator, tests[prompt], category,
+                                                         framed_before, framed))
                     records.append(record)
             rows.append(np.concatenate(tiles, axis=1))
 
@@ -226,7 +273,8 @@ class EvalCommand:
             "appearance_edit_silhouette_iou_min": min(r["iou"] for r in records if r["target"] == "appearance"),
             "shape_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "shape"]),
             "appearance_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "appearance"]),
-            "evaluator": evaluator.name, "editor_clip": editor.clip.name,
+            "judged_shape_edits": judged_flips(records),
+            "evaluator": evaluator.name, "editor_clip": editor.clip.name, "judge": judge.name,
             "grid_columns": ["before"] + grid_prompts,
         }
         with atomic_output_dir(self.output_dir, self.overwrite) as tmp:

@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from clipnerf_ns.data.dataparser import make_cameras
+from clipnerf_ns.data.images import frame_on_object
+from clipnerf_ns.data.render import FRAMING_MARGIN, box_corners, framing_intrinsics, orbit_pose
 from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.errors import UserError
@@ -30,9 +33,10 @@ from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes
 
 Target = Literal["shape", "appearance", "both"]
 TARGETS = ("shape", "appearance", "both")
-# Cameras for CLIP views: the collections' orbit (distance 2.2, 40 deg field of view), elevations
-# where an object is seen from the side and a little above, as in its training views.
+# Cameras for CLIP views: on the collections' orbit (distance 2.2), at elevations where an object
+# is seen from the side and a little above, framed on the object as the CLIP's training views are.
 ELEVATION_RANGE = (10.0, 40.0)
+ORBIT_DISTANCE = 2.2
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,17 @@ class EditLossConfig:
     """Side of the views rendered for CLIP (pixels)."""
 
 
-def read_exemplar(path: Path) -> Float[Tensor, "h w 3"]:
-    """An exemplar image as RGB in [0, 1] (RGBA composited over white)."""
-    from clipnerf_ns.editing.invert import read_rgba
+def read_exemplar(path: Path) -> Float[Tensor, "s s 3"]:
+    """An exemplar image as RGB in [0, 1] (RGBA composited over white), framed on its object as the
+    CLIP's views are: the object is found by its alpha, else as what differs from the border colour."""
+    from clipnerf_ns.editing.invert import has_alpha, read_rgba, threshold_mask
 
-    rgba = read_rgba(path, "exemplar image").astype(np.float32) / 255.0
-    rgb, alpha = rgba[..., :3], rgba[..., 3:]
-    return torch.from_numpy(rgb * alpha + (1.0 - alpha))
+    rgba = read_rgba(path, "exemplar image")
+    x = torch.from_numpy(rgba.astype(np.float32) / 255.0)
+    rgb, alpha = x[..., :3], x[..., 3:]
+    rgb = rgb * alpha + (1.0 - alpha)
+    mask = alpha[..., 0] if has_alpha(rgba) else threshold_mask(rgb, 0.1)
+    return frame_on_object(rgb, mask, FRAMING_MARGIN)
 
 
 def random_views(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -104,18 +112,20 @@ def render_views(
     nerf: ClipNerfModel, codes: Codes, azimuths: Tensor, elevations: Tensor, resolution: int
 ) -> Float[Tensor, "n h w 3"]:
     """Differentiable renders of n objects (`codes` (n, d)), one orbit view each, over the render
-    background. Empty space is skipped with each shape code's own occupancy grid."""
-    from clipnerf_ns.runs import orbit_camera  # runs imports nerfstudio, whose plugin discovery imports us
-
+    background, each framed on its object's occupied cells (`framing_intrinsics`, the framing of
+    the CLIP's training views). Empty space is skipped with each shape code's own occupancy grid."""
     device = nerf.box_min.device
+    grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
     origins, directions = [], []
-    for az, el in zip(azimuths.tolist(), elevations.tolist()):
-        bundle = orbit_camera(resolution, az, el).generate_rays(camera_indices=0, keep_shape=True)
+    for grid, az, el in zip(grids, azimuths.tolist(), elevations.tolist()):
+        c2w = orbit_pose(ORBIT_DISTANCE, az, el)
+        k = framing_intrinsics(box_corners(*nerf.occupied_bounds(grid)), c2w, resolution, FRAMING_MARGIN)
+        camera = make_cameras(c2w[None], [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
         origins.append(bundle.origins.reshape(-1, 3))
         directions.append(bundle.directions.reshape(-1, 3))
     views, pixels = len(origins), resolution * resolution
     origins, directions = torch.cat(origins).to(device), torch.cat(directions).to(device)
-    grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
     view_of_ray = torch.arange(views, device=device).repeat_interleave(pixels)
     per_ray = Codes(codes.z_s[view_of_ray], codes.z_a[view_of_ray])
     background = nerf.box_min.new_tensor(BACKGROUNDS[nerf.config.render_background]).expand(views * pixels, 3)

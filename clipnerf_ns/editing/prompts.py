@@ -12,9 +12,34 @@ from typing import Optional
 
 import yaml
 
+from clipnerf_ns.data.attributes import QUESTIONS, question
 from clipnerf_ns.errors import UserError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+
+
+@dataclass(frozen=True)
+class BinaryTest:
+    """A prompt against its opposite, with the attribute question that tells which one is true."""
+
+    prompt: str
+    opposite: str
+    question: str
+    """The attribute judge's question (`clipnerf_ns.data.attributes`)."""
+    answer: str
+    """The answer to `question` that `prompt` asks for; any other answer makes `opposite` true."""
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Only objects whose attribute (key) is one of the values."""
+    synonyms: Optional[tuple[str, str]] = None
+    """The same pair in other words users type."""
+
+    def truth(self, category: str, attributes: dict) -> Optional[bool]:
+        """True if `prompt` describes the object, False if `opposite` does, None if the test does not apply."""
+        for key, values in self.where:
+            if str(attributes.get(key)) not in values:
+                return None
+        answer = question(category, self.question).answer(attributes)
+        return None if answer is None else answer == self.answer
 
 
 @dataclass(frozen=True)
@@ -22,6 +47,8 @@ class PromptLibrary:
     neutral: str
     shape: tuple[str, ...]
     appearance: tuple[str, ...]
+    tests: tuple[BinaryTest, ...] = ()
+    """Binary tests of the library's shape prompts (empty when the file has none)."""
 
     def for_target(self, target: str) -> tuple[str, ...]:
         return self.shape if target == "shape" else self.appearance
@@ -44,4 +71,25 @@ def load_prompt_library(path: Optional[Path], category: str) -> PromptLibrary:
         if not isinstance(items, list) or not items or not all(isinstance(p, str) and p.strip() for p in items):
             raise UserError(f"{path}: '{key}' must be a non-empty list of prompts")
         lists[key] = tuple(items)
-    return PromptLibrary(raw["neutral"], lists["shape"], lists["appearance"])
+    return PromptLibrary(raw["neutral"], lists["shape"], lists["appearance"], _tests(path, raw.get("tests") or [], category))
+
+
+def _tests(path: Path, items, category: str) -> tuple[BinaryTest, ...]:
+    known = {q.name: q.answers for q in QUESTIONS.get(category, ())}
+    tests = []
+    for i, item in enumerate(items if isinstance(items, list) else [None]):
+        fields = ("prompt", "opposite", "question", "answer")
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k].strip() for k in fields):
+            raise UserError(f"{path}: tests[{i}] needs the strings {', '.join(fields)}")
+        if known and item["answer"] not in known.get(item["question"], ()):
+            raise UserError(f"{path}: tests[{i}]: {item['question']!r} has no answer {item['answer']!r} for {category}")
+        where, synonyms = item.get("where") or {}, item.get("synonyms")
+        if not isinstance(where, dict) or not all(isinstance(v, list) for v in where.values()):
+            raise UserError(f"{path}: tests[{i}]: 'where' must map attribute names to lists of values")
+        if synonyms is not None and not (isinstance(synonyms, list) and len(synonyms) == 2
+                                         and all(isinstance(x, str) and x.strip() for x in synonyms)):
+            raise UserError(f"{path}: tests[{i}]: 'synonyms' must be two prompts [prompt, opposite]")
+        tests.append(BinaryTest(item["prompt"], item["opposite"], item["question"], item["answer"],
+                                tuple((k, tuple(str(v) for v in vs)) for k, vs in where.items()),
+                                tuple(synonyms) if synonyms else None))
+    return tuple(tests)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
@@ -227,6 +228,21 @@ class ClipNerfModel(Model):
     def occupancy_for_codes(self, z_s: Float[Tensor, "d_shape"], jitter: bool = False) -> Bool[Tensor, "1 r r r"]:
         """Occupancy grid of one shape code (cell densities against the threshold, dilated)."""
         return occupancy_from_density(self._cell_density(z_s, jitter)[None], self._density_threshold())
+
+    def occupied_bounds(self, grid: Bool[Tensor, "r r r"]) -> tuple[np.ndarray, np.ndarray]:
+        """World-space (lo, hi) corners of the box around an occupancy grid's occupied cells (the
+        scene box when none is occupied), less the half cell that the grid's dilation adds."""
+        lo_box, hi_box = self.box_min.cpu().numpy(), self.box_max.cpu().numpy()
+        res = grid.shape[-1]
+        cells = torch.nonzero(grid.cpu()).numpy()
+        if len(cells) == 0:
+            return lo_box, hi_box
+        cell = (hi_box - lo_box) / res
+        first, last = cells.min(0), cells.max(0)
+        # the outermost dilated cell's centre plus half a cell, except where the dilation met the box
+        lo = np.where(first == 0, lo_box, lo_box + (first + 1.0) * cell)
+        hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
+        return np.minimum(lo, hi), np.maximum(lo, hi)
 
     def _cell_density(self, z_s: Float[Tensor, "d_shape"], jitter: bool) -> Float[Tensor, "r r r"]:
         res = self.config.occupancy_resolution

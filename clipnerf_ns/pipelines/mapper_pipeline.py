@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type
 
 import torch
+import torch.nn.functional as F
 import yaml
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -27,6 +28,8 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from clipnerf_ns.clip.config import ClipConfig
+from clipnerf_ns.data.images import frame_on_object
+from clipnerf_ns.data.render import FRAMING_MARGIN
 from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, editor_for, random_views
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.editing.mappers import Mappers
@@ -96,6 +99,7 @@ class MapperModel(Model):
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width)
         self.nerf.editor.use_mappers(lambda: editor_for(self))
         category = self.kwargs["metadata"].get("category", "")
+        self.category = category
         self.library = load_prompt_library(self.config.prompts, category)
         with torch.no_grad():
             self.prompt_embeddings = {
@@ -234,7 +238,8 @@ class MapperPipeline(VanillaPipeline):
 
     @torch.no_grad()
     def _collect_exemplars(self) -> None:
-        """CLIP embeddings of the first `exemplar_views` training views of every object."""
+        """CLIP embeddings of the first `exemplar_views` training views of every object, each framed
+        on its object (by its alpha) as the CLIP's views are."""
         dataset = self.datamanager.train_dataset
         index = dataset.cameras.metadata["object_index"].reshape(-1).tolist()
         per_object: dict[int, list[int]] = {}
@@ -244,7 +249,12 @@ class MapperPipeline(VanillaPipeline):
         white = torch.tensor(BACKGROUNDS["white"])
         embeddings = []
         for obj in sorted(per_object):
-            images = torch.stack([over_background(dataset.get_image_float32(i), white) for i in per_object[obj]])
+            views = [dataset.get_image_float32(i) for i in per_object[obj]]
+            framed = [frame_on_object(over_background(v, white), v[..., 3] if v.shape[-1] == 4 else torch.ones(v.shape[:2]),
+                                      FRAMING_MARGIN) for v in views]
+            size = self.model.clip.image_size
+            images = torch.stack([F.interpolate(f.permute(2, 0, 1)[None], size=(size, size), mode="bilinear",
+                                                antialias=True)[0].permute(1, 2, 0) for f in framed])
             embeddings.append(self.model.clip.encode_image(images.to(self.device)))
         self.model.exemplar_embeddings = torch.stack(embeddings)
 

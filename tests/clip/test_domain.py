@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from clipnerf_ns.cli import entrypoint
 from clipnerf_ns.clip import domain
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
-from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, read_compact_metadata
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, new_tokenizer, read_compact_metadata
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -52,21 +53,41 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
 def test_cache_gives_the_same_data(tmp_path):
     config = DomainTraining(out=tmp_path / "x.safetensors", num_objects=3, heldout_objects=1, views=2, captions=2,
                             categories=("cars",), arch=TINY_ARCH, cache=tmp_path / "c.npz")
-    fresh = domain.load_or_render(config)
-    cached = domain.load_or_render(config)
+    settings = domain.render_settings(config)
+    fresh = domain.load_or_render(settings, config.cache)
+    cached = domain.load_or_render(settings, config.cache)
     assert np.array_equal(fresh.rgba, cached.rgba) and fresh.captions == cached.captions
     assert fresh.rgba.shape == (3, 2, 32, 32, 4) and fresh.heldout.tolist() == [False, False, True]
     assert all(c for c in fresh.colors)  # a car's body colour names the whole car
+    assert cached.attributes == fresh.attributes and fresh.attributes[0]["category"] == "cars"
 
 
 def test_loss_decreases_on_a_fixed_batch():
     data = domain.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
-    tokens = domain.tokenize_captions(data.captions, 40)[:, 0]
-    images = domain.composite(torch.from_numpy(data.rgba[:, 0]), torch.ones(1, 1, 1, 3))
+    config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, focused_captions=0.5,
+                            hard_negatives=True, attribute_weight=0.5, categories=("chairs", "cars"))
+    batch = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
+    assert any(n is not None for n in batch.negatives) and len(batch.captions) == 8
     model = domain.new_model(TINY_ARCH, 0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    losses = [domain.train_step(model, optimizer, contrastive_loss(), images, tokens, 32) for _ in range(12)]
+    heads = domain.AttributeHeads(32, domain.AttributeHeads.answer_counts(config.categories))
+    optimizer = torch.optim.AdamW(torch.nn.ModuleList([model, heads]).parameters(), lr=2e-3)
+    tokenize = new_tokenizer(40)
+    labels = domain.label_table(data)
+    losses = [domain.train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config)
+              for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_contrastive_loss_with_and_without_hard_negatives():
+    image = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    text = torch.nn.functional.normalize(image + 0.1 * torch.randn(4, 8), dim=-1)
+    plain = domain.contrastive_loss(image, text, torch.tensor(10.0))
+    assert torch.allclose(plain, contrastive_loss()(image, text, torch.tensor(10.0)))  # open_clip's ClipLoss
+    none = torch.zeros(4, dtype=torch.bool)
+    assert torch.allclose(domain.contrastive_loss(image, text, torch.tensor(10.0), torch.zeros_like(text), none), plain)
+    # a hard negative as close as the positive makes the loss larger
+    harder = domain.contrastive_loss(image, text, torch.tensor(10.0), text.clone(), torch.ones(4, dtype=torch.bool))
+    assert harder > plain + 0.3
 
 
 def test_retrieval_accuracy_hand_made():
@@ -97,6 +118,6 @@ def test_cli_args_reproduce_the_config(tmp_path):
     from clipnerf_ns.cli import TrainClip
 
     config = TrainClip(out=tmp_path / "a.safetensors", seed=3, templates="alt", arch=TINY_ARCH)
-    args = domain._cli_args(config)
+    args = domain.cli_args(config)
     assert tyro.cli(TrainClip, args=args) == config
-    json.dumps(domain._jsonable(dataclasses.asdict(config)))
+    json.dumps(domain.jsonable(dataclasses.asdict(config)))

@@ -147,3 +147,34 @@ def test_shipped_compact_models_load_and_embed(model):
     image = encoder.encode_image(torch.rand(3, 50, 50, 3))
     assert text.shape == (2, encoder.embed_dim) and image.shape == (3, encoder.embed_dim)
     torch.testing.assert_close(image.norm(dim=-1), torch.ones(3))
+
+
+@pytest.fixture(scope="module")
+def fresh_front_views():
+    """Fresh objects (seed 777: no shipped model trained on it), two front views each."""
+    from clipnerf_ns.clip.domain import render_objects
+
+    return render_objects(777, ("chairs", "cars"), 30, 2, 1, "default", 64, band="front")
+
+
+@pytest.mark.parametrize("model", ["compact", "compact-eval"])
+def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
+    """A few of bench/bench_clip.py's figures on a small fresh set, with loose thresholds (on 100
+    objects per category the bench measures 0.91 to 1.00 for these tests, 0.90 to 0.99 for colour)."""
+    from clipnerf_ns.clip.domain import binary_tests, color_accuracy, image_features
+    from clipnerf_ns.editing.prompts import load_prompt_library
+
+    encoder = ClipEncoder.load(ClipConfig(model=model))
+    data = fresh_front_views
+    features = image_features(encoder, data)
+    wanted = {"chairs": ["a stool", "an armchair", "a chair with armrests", "an office chair", "a chair with a star base"],
+              "cars": ["a van", "an suv", "a car with a tall roof"]}
+    for category, prompts in wanted.items():
+        tests = [t for t in load_prompt_library(None, category).tests if t.prompt in prompts]
+        assert len(tests) == len(prompts)
+        for figures in binary_tests(encoder, data, tests, category, features):
+            assert figures["accuracy"] >= 0.7, figures
+    views = data.rgba.shape[1]
+    cats = [c for c in data.categories for _ in range(views)]
+    colors = [c for c in data.colors for _ in range(views)]
+    assert color_accuracy(encoder, features, cats, colors) >= 0.75

@@ -118,3 +118,25 @@ def test_pure_numpy_intersector_renders_the_same_image(monkeypatch):
     hit = np.isfinite(fast.depth[0]) & np.isfinite(slow.depth[0])
     np.testing.assert_allclose(fast.depth[0][hit], slow.depth[0][hit], atol=1e-4)
     np.testing.assert_allclose(fast.rgba[0][hit].astype(int), slow.rgba[0][hit].astype(int), atol=2)
+
+
+def test_framing_fills_the_frame_with_the_object_and_its_margin():
+    """A box off the centre, seen from an oblique camera: framed on its corners, its silhouette
+    spans the frame less the margin on its longer side and is centred on both axes."""
+    from clipnerf_ns.data.render import box_corners, framing_intrinsics, orbit_pose
+
+    lo, hi = np.array([0.1, -0.3, -0.5]), np.array([0.3, 0.0, 0.2])
+    box = trimesh.creation.box(bounds=np.stack([lo, hi]))
+    mesh = ColoredMesh.from_parts([(box, (0.8, 0.2, 0.2))])
+    c2w = orbit_pose(2.2, 35.0, 20.0)
+    size, margin = 64, 0.1
+    k = framing_intrinsics(box_corners(lo, hi), c2w, size, margin)
+    alpha = render(mesh, c2w[None], k, supersample=1).rgba[0, ..., 3] > 127
+    rows, cols = np.nonzero(alpha)
+    extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    assert abs(extent - size / (1 + 2 * margin)) <= 2  # the longer side fills the frame less the margins
+    for a, b in ((rows.min(), rows.max()), (cols.min(), cols.max())):
+        assert abs((a + b + 1) / 2 - size / 2) <= 1.5  # centred
+    # the collections' 40 degree view of the same box covers far fewer pixels
+    wide = render(mesh, c2w[None], Intrinsics.from_fov(size, size, 40.0), supersample=1).rgba[0, ..., 3] > 127
+    assert alpha.sum() > 2.5 * wide.sum()

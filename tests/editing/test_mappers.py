@@ -99,9 +99,14 @@ def test_exemplar_files(tmp_path):
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[2:6, 2:6] = (255, 0, 0, 255)
     Image.fromarray(rgba).save(tmp_path / "ex.png")
-    image = read_exemplar(tmp_path / "ex.png")
-    assert image.shape == (8, 8, 3)
-    assert torch.allclose(image[0, 0], torch.ones(3)) and torch.allclose(image[3, 3], torch.tensor([1.0, 0, 0]))
+    image = read_exemplar(tmp_path / "ex.png")  # framed on the red square (alpha), as the CLIP's views are
+    assert image.shape == (5, 5, 3)  # 4 px and an 8% margin on each side
+    assert torch.allclose(image[0, 0], torch.ones(3)) and torch.allclose(image[2, 2], torch.tensor([1.0, 0, 0]))
+    rgb = np.full((12, 20, 3), 200, np.uint8)  # no alpha: the object is what differs from the border colour
+    rgb[3:9, 12:16] = (0, 0, 255)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    framed = read_exemplar(tmp_path / "photo.png")
+    assert framed.shape == (7, 7, 3) and torch.allclose(framed[3, 3], torch.tensor([0.0, 0, 1]))
     (tmp_path / "notes.png").write_text("hello")
     with pytest.raises(UserError, match="not a readable exemplar image"):
         read_exemplar(tmp_path / "notes.png")
@@ -119,3 +124,25 @@ def test_prompt_libraries(tmp_path):
         load_prompt_library(tmp_path / "bad.yaml", "chairs")
     with pytest.raises(UserError, match="no prompt library"):
         load_prompt_library(None, "boats")
+
+
+def test_binary_tests_of_the_libraries(tmp_path):
+    chairs = load_prompt_library(None, "chairs")
+    by_prompt = {t.prompt: t for t in chairs.tests}
+    assert {"a chair with a tall back", "an armchair", "a stool", "a chair with a slatted back"} <= set(by_prompt)
+    assert all(t.synonyms for t in chairs.tests) and all(t.prompt in chairs.shape for t in chairs.tests)
+    armchair, slatted = by_prompt["an armchair"], by_prompt["a chair with a slatted back"]
+    chair = {"back_style": "solid", "armrests": True, "kind": "armchair", "back_height": 0.3, "back_tilt": 8.0}
+    assert armchair.truth("chairs", chair) is True
+    assert armchair.truth("chairs", {**chair, "armrests": False, "kind": "dining chair"}) is False
+    assert armchair.truth("chairs", {**chair, "kind": "office chair"}) is None  # not among `where`
+    assert slatted.truth("chairs", chair) is False and slatted.truth("chairs", {**chair, "back_style": "none"}) is None
+    assert len(load_prompt_library(None, "cars").tests) >= 8
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("neutral: a chair\nshape: [a stool]\nappearance: [a red chair]\n"
+                   "tests: [{prompt: a stool, opposite: a chair, question: back_style, answer: maybe}]\n")
+    with pytest.raises(UserError, match="has no answer 'maybe'"):
+        load_prompt_library(bad, "chairs")
+    bad.write_text("neutral: a chair\nshape: [a stool]\nappearance: [a red chair]\ntests: [{prompt: a stool}]\n")
+    with pytest.raises(UserError, match=r"tests\[0\] needs the strings"):
+        load_prompt_library(bad, "chairs")

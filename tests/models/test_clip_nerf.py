@@ -1,4 +1,5 @@
 import pytest
+import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
@@ -151,3 +152,19 @@ def test_viewer_panel_lists_the_object_picker_then_the_editor():
     assert found[4][0] == "Custom Elements/editor/a_prompt"
     assert model.editor.e_mode.options == ["optimize"]  # a stage-1 run has no mappers
     assert len(parse_object(model, ViewerControl, "Custom Elements")) == 1  # the camera's start on the orbit
+
+
+def test_occupied_bounds_undo_the_dilation():
+    """A block of occupied cells, dilated by one cell as the grids are: the bounds are the block's
+    faces (within half a cell); an empty grid gives the scene box."""
+    from clipnerf_ns.models.rendering import occupancy_from_density
+
+    model = make_model()
+    density = torch.zeros(1, 16, 16, 16)
+    density[0, 4:8, 6:10, 0:12] = 1.0  # cells 4..7 in x: x from -0.25 to 0.0 in the unit box
+    grid = occupancy_from_density(density, 0.5)[0]
+    lo, hi = model.occupied_bounds(grid)
+    np.testing.assert_allclose(lo, [-0.25, -0.125, -0.5], atol=1 / 32 + 1e-6)
+    np.testing.assert_allclose(hi, [0.0, 0.125, 0.25], atol=1 / 32 + 1e-6)
+    lo, hi = model.occupied_bounds(torch.zeros(16, 16, 16, dtype=torch.bool))
+    np.testing.assert_allclose(lo, [-0.5] * 3) and np.testing.assert_allclose(hi, [0.5] * 3)

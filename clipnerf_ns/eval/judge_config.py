@@ -1,0 +1,56 @@
+"""Settings of the attribute judge and its training (`clipnerf train-judge`). Standard library
+only, so the command line can describe them without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from clipnerf_ns.clip.domain_config import Augment
+
+
+@dataclass(kw_only=True)
+class JudgeTraining:
+    """Train the attribute judge: a small ConvNet that answers visual questions about a render
+    (back style, armrests, leg count, part colours...), supervised by the procedural objects'
+    true attributes. It is no CLIP, so it can judge edits made with one."""
+
+    out: Path
+    """The .safetensors file to write (atomically), self-describing: architecture, questions and
+    these settings in its metadata."""
+    seed: int = 2
+    """Seed of everything: objects, cameras, initialisation, batches. The shipped CLIPs use seeds 0
+    and 1, the benches 1000: the judge's objects are none of theirs."""
+    categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
+    """Procedural categories to learn (one set of answer heads each)."""
+    num_objects: int = 1500
+    """Objects per category (held-out ones included)."""
+    heldout_objects: int = 200
+    """Objects per category held out for the accuracy figures, never trained on."""
+    views: int = 6
+    """Rendered views per object, from random cameras on the upper hemisphere."""
+    image_size: int = 64
+    """Input size in pixels (square): renders are resized to it. Views are framed on the object
+    (`render.framing_intrinsics`), as the CLIPs' are."""
+    stem_stride: int = 1
+    """Stride of the first convolution (2 halves the cost of a larger input; its 3 x 3 kernels
+    still see every pixel)."""
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    """Channels of the conv stages (each later stage works at half the resolution of the one before)."""
+    steps: int = 1500
+    """Optimisation steps."""
+    batch_size: int = 128
+    """Renders per step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
+    weight_decay: float = 5e-4
+    """AdamW weight decay on the conv and linear weights."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    augment: Augment = field(default_factory=Augment)
+    """Augmentation towards what NeRF renders look like (as for the compact CLIP)."""
+    cache: Optional[Path] = None
+    """Optional .npz cache of the rendered dataset: reused when its settings match, else written."""
+    overwrite: bool = False
+    """Replace the output file if it exists."""

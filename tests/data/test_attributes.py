@@ -1,0 +1,66 @@
+"""Attribute questions and the captions built around them (focused captions, hard negatives)."""
+
+import numpy as np
+import pytest
+
+from clipnerf_ns.data.attribute_captions import applicable, focused_pair
+from clipnerf_ns.data.attributes import QUESTIONS, labels, question
+from clipnerf_ns.data.synth import CATEGORY_NOUNS, sample_attributes
+
+STOOL = {"category": "chairs", "back_style": "none", "back_height": 0.0, "back_tilt": 0.0, "armrests": False,
+         "leg_style": "round", "leg_count": 3, "leg_thickness": 0.03, "stretchers": False, "seat_shape": "round",
+         "seat_width": 0.45, "seat_height": 0.6, "seat_color": "red", "back_color": None, "leg_color": "black",
+         "arm_color": None, "kind": "stool"}
+
+
+def test_answers_of_a_hand_made_stool():
+    answers = {q.name: q.answer(STOOL) for q in QUESTIONS["chairs"]}
+    assert answers["back_style"] == "none" and answers["back_height"] is None and answers["armrests"] is None
+    assert answers["leg_style"] == "vertical" and answers["leg_count"] == "3" and answers["leg_thickness"] == "low"
+    assert answers["stool_height"] == "high" and answers["seat_width"] is None  # 0.45: the middle third
+    assert answers["seat_color"] == "red" and answers["back_color"] is None
+    row = labels("chairs", STOOL)
+    assert row[0] == 0 and row[1] == -1 and len(row) == len(QUESTIONS["chairs"])
+    with pytest.raises(KeyError, match="valid"):
+        question("chairs", "wings")
+
+
+def test_every_answer_occurs_in_sampled_objects():
+    rng = np.random.default_rng(0)
+    for category in ("chairs", "cars"):
+        objects = [sample_attributes(category, rng) for _ in range(1500)]
+        for q in QUESTIONS[category]:
+            seen = {q.answer(a) for a in objects} - {None}
+            assert seen == set(q.answers), (category, q.name, seen)
+
+
+@pytest.mark.parametrize("category", ["chairs", "cars"])
+@pytest.mark.parametrize("templates", ["default", "alt"])
+def test_focused_pairs_differ_in_the_focus_only(category, templates):
+    rng = np.random.default_rng(1)
+    nouns = CATEGORY_NOUNS[category] + ("seat", "vehicle")
+    for _ in range(40):
+        a = sample_attributes(category, rng)
+        for q in applicable(category, a):
+            positive, negative = focused_pair(category, a, q, rng, templates)
+            assert positive != negative, (q.name, positive)
+            assert any(n in positive for n in nouns) and any(n in negative for n in nouns)
+            if templates == "alt":
+                assert positive.split(" ")[0] in ("a", "this", "an")
+
+
+def test_the_words_users_type_are_in_the_vocabulary():
+    rng = np.random.default_rng(2)
+    seen = set()
+    for _ in range(400):
+        a = sample_attributes("chairs", rng)
+        for q in applicable("chairs", a):
+            seen.update(" ".join(focused_pair("chairs", a, q, rng)).split(" "))
+    for word in ("backrest", "armrests", "backless", "legs", "cushion", "scarlet", "grey"):
+        assert word in seen, word
+
+
+def test_a_stool_focused_on_its_back_is_contrasted_with_a_chair():
+    positive, negative = focused_pair("chairs", STOOL, question("chairs", "back_style"), np.random.default_rng(3))
+    assert "stool" in positive or "backless" in positive
+    assert "stool" not in negative and "chair" in negative and "back" in negative
