@@ -58,6 +58,7 @@ def test_trained_mappers_move_renders_towards_their_prompts(mapper_run):
     assert np.mean(gains) > 0.01, gains
 
 
+@pytest.mark.slow  # CLIP views framed on a small sphere: minutes of CPU
 def test_edit_by_prompt_then_render_an_mp4_turntable(mapper_run, tmp_path):
     out = tmp_path / "edit"
     run("clipnerf", "edit", "--load-config", str(mapper_run / "config.yml"), "--object", "marker_0",

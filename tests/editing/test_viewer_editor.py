@@ -297,6 +297,7 @@ def test_uploaded_exemplar_is_read_like_a_file(pretrained_runs):
         exemplar_from_upload("notes.txt", b"not an image")
 
 
+@pytest.mark.slow  # CLIP views framed on a small sphere: minutes of CPU
 def test_a_stage1_run_edits_in_optimize_mode_from_the_panel(trained_run, marker_collection):
     """No mappers: the panel offers optimize mode only, and an exemplar of the green sphere makes
     the red one greener."""
