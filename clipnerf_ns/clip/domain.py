@@ -242,24 +242,6 @@ def new_model(arch: ClipArchitecture, seed: int) -> torch.nn.Module:
     return build_clip(arch.open_clip_config())
 
 
-def tokenize_captions(captions: list[list[str]], context_length: int) -> Tensor:
-    """(objects, captions, context) token ids."""
-    from clipnerf_ns.clip.encoder import new_tokenizer
-
-    tokenizer = new_tokenizer(context_length)
-    n = len(captions[0])
-    flat = tokenizer([c for caps in captions for c in caps])
-    return flat.view(len(captions), n, context_length)
-
-
-def features(model, images: Float[Tensor, "b h w 3"], tokens: Tensor, image_size: int):
-    """Unit-norm (image, text) features of a batch, as the loss and `ClipEncoder` see them."""
-    from clipnerf_ns.clip.encoder import preprocess_images
-
-    x = preprocess_images(images, image_size, CLIP_MEAN, CLIP_STD)
-    return F.normalize(model.encode_image(x), dim=-1), F.normalize(model.encode_text(tokens), dim=-1)
-
-
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (not on gains, biases, embeddings or the logit scale)."""
     decay, no_decay = [], []

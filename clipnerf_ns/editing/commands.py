@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
 
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported by the commands that run, not at start-up
+    from torch import Tensor
 
 
 @dataclass(kw_only=True)
@@ -118,15 +121,11 @@ def named_color_of(prompt: str, noun: str) -> Optional[str]:
     return None
 
 
-def judge_verdicts(judge, evaluator, test, category: str, before, after) -> dict:
+def judge_verdicts(test, answers: tuple[str, str], test_text: Tensor, embeddings: tuple[Tensor, Tensor]) -> dict:
     """Does the object have what `test.prompt` asks for, before and after the edit: the judge's
-    answer to the test's question, and the evaluator CLIP's choice between prompt and opposite."""
-    import torch
-
-    answers = [judge.answers(x, category)[test.question][0] for x in (before, after)]
-    with torch.no_grad():
-        text = evaluator.encode_text([test.prompt, test.opposite])
-        picks = [bool((evaluator.encode_image(x) @ text.T).argmax(1)[0] == 0) for x in (before, after)]
+    answers to the test's question, and the evaluator CLIP's choice between prompt and opposite
+    (`test_text`: their embeddings) for the (before, after) image embeddings."""
+    picks = [bool(float(e @ test_text[0]) > float(e @ test_text[1])) for e in embeddings]
     return {"judge_question": test.question, "judge_before": answers[0], "judge_after": answers[1],
             "judge_has_before": answers[0] == test.answer, "judge_has_after": answers[1] == test.answer,
             "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
@@ -203,6 +202,8 @@ class EvalCommand:
         judge = Judge.load(self.judge)
         category = model.category
         tests = {t.prompt: t for t in library.tests}
+        with torch.no_grad():
+            test_texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
         judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed on the object, as the CLIPs see it
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device
@@ -219,8 +220,10 @@ class EvalCommand:
         for name, codes in track(subjects, description="editing held-out objects"):
             before = nerf.render_view(camera, codes)
             tiles = [to_uint8(before["rgb"])]
-            with torch.no_grad():
+            with torch.no_grad():  # the unedited object, seen once for every prompt
                 framed_before = render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64)
+                image_before = evaluator.encode_image(framed_before)[0]
+                judged_before = judge.answers(framed_before, category) if category in judge.questions else {}
             for target in ("appearance", "shape"):
                 prompts = library.for_target(target)
                 for prompt in prompts:
@@ -246,11 +249,13 @@ class EvalCommand:
                     with torch.no_grad():
                         framed = render_views(nerf, Codes(edited.z_s[None], edited.z_a[None]), *judged_view, 64)
                         record["_image"] = evaluator.encode_image(framed)[0]
-                        record["_image_before"] = evaluator.encode_image(framed_before)[0]
+                        record["_image_before"] = image_before
                         record["_text"] = evaluator.encode_text(candidates)
-                        if prompt in tests and category in judge.questions:
-                            record.update(judge_verdicts(judge, evaluator, tests[prompt], category,
-                                                         framed_before, framed))
+                        if prompt in tests and judged_before:
+                            test = tests[prompt]
+                            answers = (judged_before[test.question][0], judge.answers(framed, category)[test.question][0])
+                            record.update(judge_verdicts(test, answers, test_texts[prompt],
+                                                         (image_before, record["_image"])))
                     records.append(record)
             rows.append(np.concatenate(tiles, axis=1))
 

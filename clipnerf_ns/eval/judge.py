@@ -187,7 +187,8 @@ def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: 
         rows = [i for i, c in enumerate(categories) if c == category]
         views = rgba.shape[1]
         images = composite(torch.from_numpy(rgba[rows].reshape(-1, *rgba.shape[2:])), torch.ones(1, 1, 1, 3))
-        probs = {q: torch.cat([p for p in _batched(judge, images, category, q)]) for q, _ in judge.questions[category]}
+        batches = [judge.answer_probabilities(images[i : i + 512], category) for i in range(0, len(images), 512)]
+        probs = {q: torch.cat([b[q] for b in batches]) for q, _ in judge.questions[category]}
         table = torch.tensor([[q.label(attributes[i]) for q in QUESTIONS[category]] for i in rows]).repeat_interleave(views, 0)
         figures = {}
         for j, q in enumerate(QUESTIONS[category]):
@@ -206,11 +207,6 @@ def format_accuracy(accuracy_by_category: dict[str, dict]) -> str:
         worst = sorted(figures.items(), key=lambda kv: kv[1])
         lines.append(f"{category}: " + ", ".join(f"{q} {v:.1%}" for q, v in worst))
     return "\n".join(lines)
-
-
-def _batched(judge: Judge, images: Tensor, category: str, question: str, batch: int = 512):
-    for i in range(0, len(images), batch):
-        yield judge.answer_probabilities(images[i : i + batch], category)[question]
 
 
 def _save(net: JudgeNet, config: JudgeTraining, questions: dict, training: dict) -> Path:
