@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_out
 
-.PHONY: venv browser demo test test-slow bench clean
+.PHONY: venv browser demo test test-slow wheel-check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP) browser
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The wheel installed into a fresh venv outside the checkout, as a user installs it (CI runs it).
+wheel-check:
+	bash .ci/install_check
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_synth.py

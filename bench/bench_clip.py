@@ -6,7 +6,7 @@
 The objects come from `--seed`, which no shipped model was trained on (the CLIPs use seeds 0 and
 1, the judge seed 2), so every object is held out. For each weights file:
 
-- every binary test of the chairs and cars prompt libraries (`tests:` in configs/prompts/*.yaml):
+- every binary test of the chairs and cars prompt libraries (`tests:` in clipnerf_ns/editing/prompt_libraries/*.yaml):
   the CLIP chooses between a prompt and its opposite ("a chair with a tall back" / "... a short
   back") on renders where the attributes say which is true; balanced accuracy (chance 0.50) in
   the library's words, in the test's synonyms, and framed as "a photo of ...";

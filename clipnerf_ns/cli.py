@@ -27,6 +27,8 @@ from clipnerf_ns.editing.commands import EditCommand, EvalCommand
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.eval.judge_config import JudgeTraining
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.export import ExportCommand
+from clipnerf_ns.validation import MAX_COUNT, MAX_RESOLUTION, Bounds, check_numbers
 
 
 def _synth_object(category: str, seed: int):
@@ -51,7 +53,7 @@ class _WritesCollection:
     """Fraction of objects held out entirely (split 'test' in collection.json), never trained on."""
     plan: Annotated[ViewPlan, tyro.conf.OmitArgPrefixes] = field(default_factory=ViewPlan)
     """Cameras and rendering."""
-    workers: int = 0
+    workers: Annotated[int, Bounds(0, 256)] = 0
     """Parallel worker processes; 0 means one per CPU core."""
     overwrite: bool = False
     """Replace the output folder if it exists."""
@@ -74,12 +76,10 @@ class Synth(_WritesCollection):
 
     category: tyro.conf.Positional[Literal["chairs", "cars"]]
     """Which procedural category to generate."""
-    num_objects: int = 100
+    num_objects: Annotated[int, Bounds(1, 100_000)] = 100
     """Number of objects."""
 
     def main(self) -> Path:
-        if self.num_objects < 1:
-            raise UserError(f"--num-objects must be at least 1, got {self.num_objects}")
         prefix = self.category.rstrip("s")
         ids = [f"{prefix}_{i:04d}" for i in range(self.num_objects)]
         return self._build(self.category, ids, [functools.partial(_synth_object, self.category)] * len(ids))
@@ -228,13 +228,13 @@ class Interpolate:
     """The two end objects (ids or indices)."""
     output: Path = Path("interpolation.png")
     """PNG to write."""
-    steps: int = 7
+    steps: Annotated[int, Bounds(2, 64)] = 7
     """Images per row, ends included."""
-    resolution: int = 128
+    resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128
     """Image size in pixels."""
     azimuth: float = 40.0
     """Camera azimuth in degrees (0 looks at the object's front)."""
-    elevation: float = 25.0
+    elevation: Annotated[float, Bounds(-90, 90)] = 25.0
     """Camera elevation in degrees."""
 
     def main(self) -> Path:
@@ -242,8 +242,6 @@ class Interpolate:
 
         from clipnerf_ns.runs import interpolation_strip, load_run, nerf_of, resolve_object
 
-        if self.steps < 2 or self.resolution < 8:
-            raise UserError(f"--steps must be at least 2 and --resolution at least 8, got {self.steps}, {self.resolution}")
         _, pipeline = load_run(self.load_config)
         model = nerf_of(pipeline)
         a, b = (resolve_object(model.object_ids, name) for name in self.objects)
@@ -261,17 +259,17 @@ class Turntable:
 
     output: Path = Path("turntable.json")
     """JSON file to write."""
-    frames: int = 60
+    frames: Annotated[int, Bounds(1, MAX_COUNT)] = 60
     """Cameras on the orbit."""
-    seconds: float = 4.0
+    seconds: Annotated[float, Bounds(0.01, 3600)] = 4.0
     """Length of the video ns-render makes of it."""
-    resolution: int = 128
+    resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128
     """Image size in pixels (square)."""
-    elevation: float = 20.0
+    elevation: Annotated[float, Bounds(-90, 90)] = 20.0
     """Camera elevation in degrees."""
-    distance: float = 2.2
+    distance: Annotated[float, Bounds(0.01, 100)] = 2.2
     """Distance from the centre of the scene box (the collections' cameras use 2.2)."""
-    fov: float = 40.0
+    fov: Annotated[float, Bounds(1, 179)] = 40.0
     """Field of view in degrees."""
 
     def main(self) -> Path:
@@ -279,8 +277,6 @@ class Turntable:
 
         from clipnerf_ns.data.render import ring_poses
 
-        if self.frames < 1 or self.resolution < 8 or self.seconds <= 0 or not 0 < self.fov < 180:
-            raise UserError("--frames must be at least 1, --resolution at least 8, --seconds positive, --fov in (0, 180)")
         poses = ring_poses(self.frames, self.distance, self.elevation)
         path = {
             "camera_type": "perspective",
@@ -301,8 +297,18 @@ def _object_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _generator_info(command) -> dict:
-    return {"command": shlex.join(["clipnerf", *sys.argv[1:]]), "options": _jsonable(asdict(command))}
+def _generator_info(command: _WritesCollection) -> dict:
+    """collection.json's record of its generator: its options, and the clipnerf command that writes
+    this collection, built from them (sys.argv may be another command's: `clipnerf demo` regenerates
+    the shipped model's collection)."""
+    options = _jsonable(asdict(command))
+    name, positional = {Synth: ("synth", ("category",)), RenderMeshes: ("render-meshes", ())}[type(command)]
+    words = ["clipnerf", name, *(str(options[key]) for key in positional)]
+    # Worker processes and overwriting change how a collection is written, not what it holds.
+    flags = {k: v for k, v in options.items() if k not in (*positional, "workers", "overwrite", "plan")}
+    for key, value in {**flags, **options["plan"]}.items():
+        words += [f"--{key.replace('_', '-')}", str(value)]
+    return {"command": shlex.join(words), "options": options}
 
 
 def _jsonable(value):
@@ -325,6 +331,7 @@ Command = Union[
     Annotated[EditCommand, tyro.conf.subcommand("edit")],
     Annotated[Invert, tyro.conf.subcommand("invert")],
     Annotated[EvalCommand, tyro.conf.subcommand("eval")],
+    Annotated[ExportCommand, tyro.conf.subcommand("export")],
     Annotated[Pack, tyro.conf.subcommand("pack")],
 ]
 
@@ -334,6 +341,7 @@ def entrypoint(argv: list[str] | None = None) -> None:
     command = tyro.cli(Command, args=argv, prog="clipnerf")
     start = time.perf_counter()
     try:
+        check_numbers(command)
         result = command.main()
     except UserError as err:
         print(f"clipnerf: error: {err}", file=sys.stderr)

@@ -46,7 +46,7 @@ class Demo:
         from PIL import Image
 
         from clipnerf_ns.cli import Invert
-        from clipnerf_ns.data.collection import check_output_dir
+        from clipnerf_ns.atomic import check_output_dir
         from clipnerf_ns.editing.commands import EditCommand
         from clipnerf_ns.editing.invert_config import InversionConfig
         from clipnerf_ns.pretrained import UNSEEN_CHAIR, materialize

@@ -13,6 +13,8 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.utils.eval_utils import eval_setup
 
+from clipnerf_ns.checkpoints import read_newest_checkpoint
+from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.dataparser import make_cameras
 from clipnerf_ns.data.render import Intrinsics, orbit_pose
 from clipnerf_ns.errors import UserError
@@ -25,10 +27,7 @@ def read_run_config(config_path: Path) -> TrainerConfig:
     config_path = Path(config_path)
     if not config_path.is_file():
         raise UserError(f"{config_path}: no such config file (ns-train writes RUN/config.yml)")
-    try:
-        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
-    except yaml.YAMLError as err:
-        raise UserError(f"{config_path}: not a readable nerfstudio config ({err.__class__.__name__})") from None
+    config = load_config_yaml(config_path.read_text(), str(config_path))
     from clipnerf_ns.pipelines.mapper_pipeline import MapperModelConfig
 
     if not isinstance(config, TrainerConfig) or not isinstance(config.pipeline.model, (ClipNerfModelConfig, MapperModelConfig)):
@@ -39,9 +38,9 @@ def read_run_config(config_path: Path) -> TrainerConfig:
     return config
 
 
-def latest_checkpoint(config: TrainerConfig) -> Path:
-    """The run's checkpoint of the highest step (nerfstudio's step-NNNNNNNNN.ckpt)."""
-    return max(config.get_checkpoint_dir().glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+def latest_checkpoint(config: TrainerConfig) -> tuple[Path, dict]:
+    """The run's newest checkpoint that loads, and its contents (weights only)."""
+    return read_newest_checkpoint(config.get_checkpoint_dir())
 
 
 def load_run(config_path: Path) -> tuple[TrainerConfig, ClipNerfPipeline]:

@@ -132,6 +132,7 @@ def object_colour(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return mask, image[mask].mean(axis=0)
 
 
+@pytest.mark.slow  # 100 s; CI also runs `clipnerf demo` from the installed wheel (.ci/install_check)
 def test_demo_as_the_readme_runs_it(tmp_path):
     """`make demo`: the shipped chairs model edits a chair by text and by exemplar, inverts an
     unseen chair and recolours it, and ns-render makes a turntable of the edit."""
@@ -169,3 +170,35 @@ def test_demo_keeps_earlier_output(tmp_path):
     (tmp_path / "demo" / "keep.txt").write_text("mine")
     assert_user_error(run("clipnerf", "demo", "--out", str(tmp_path / "demo"), check=False), "exists", "--overwrite")
     assert (tmp_path / "demo" / "keep.txt").read_text() == "mine"
+
+
+def test_a_collection_records_the_command_that_generates_it(tmp_path, monkeypatch):
+    """Not the command that called the generator (`clipnerf demo` regenerates the shipped model's
+    collection): the recorded command, parsed as clipnerf parses it, is the generator with its options."""
+    import shlex
+    from dataclasses import asdict
+
+    import trimesh
+    import tyro
+
+    from clipnerf_ns.cli import Command, RenderMeshes, _jsonable
+    from clipnerf_ns.data.build import ViewPlan
+    from clipnerf_ns.pretrained import regenerate_collection
+
+    monkeypatch.setattr(sys, "argv", ["clipnerf", "demo", "--out", str(tmp_path / "demo")])
+    options = {"out": "elsewhere", "seed": 3, "heldout_fraction": 0.5, "workers": 0, "overwrite": False,
+               "category": "chairs", "num_objects": 2,
+               "plan": {"views": 9, "eval_views": 9, "resolution": 16, "fov_deg": 35.0, "camera_distance": 2.5,
+                        "eval_elevation_deg": 20.0, "supersample": 1}}
+    synth = regenerate_collection({"options": options}, tmp_path / "chairs", views=1, eval_views=1, overwrite=False)
+    trimesh.creation.box().export(tmp_path / "box.obj")
+    meshes = RenderMeshes(meshes=tmp_path / "box.obj", out=tmp_path / "boxes", category="boxes", up="z", colors="gray",
+                          plan=ViewPlan(views=1, eval_views=1, resolution=16, supersample=1), workers=1).main()
+    for folder, start in ((synth, f"clipnerf synth chairs --out {synth} "), (meshes, f"clipnerf render-meshes --out {meshes} ")):
+        generator = json.loads((folder / "collection.json").read_text())["generator"]
+        assert generator["command"].startswith(start), generator["command"]
+        parsed = _jsonable(asdict(tyro.cli(Command, args=shlex.split(generator["command"])[1:])))
+        # How it was written (worker processes, overwriting) is not what it holds.
+        assert {k: v for k, v in parsed.items() if k not in ("workers", "overwrite")} == \
+            {k: v for k, v in generator["options"].items() if k not in ("workers", "overwrite")}
+    assert "--num-objects 2 " in json.loads((synth / "collection.json").read_text())["generator"]["command"] + " "

@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from clipnerf_ns.runs import load_run, orbit_camera
+from tests.helpers import clipnerf_in_process, one_line
 from tests.test_cli import run
 
 METHODS = sorted(e.name for e in entry_points(group="nerfstudio.method_configs") if e.value.startswith("clipnerf_ns"))
@@ -164,13 +165,13 @@ def moved_run(trained_run, tmp_path):
     return copy / "config.yml"
 
 
-def test_missing_checkpoint_is_refused(trained_run, tmp_path):
-    result = run("clipnerf", "select-object", "--load-config", str(moved_run(trained_run, tmp_path)), "--object", "0",
-                 "--output-dir", str(tmp_path / "sel"), check=False)
-    assert_user_error(result, "no checkpoint in")
+def test_missing_checkpoint_is_refused(trained_run, tmp_path, capsys):
+    code, err = clipnerf_in_process(capsys, "select-object", "--load-config", moved_run(trained_run, tmp_path),
+                                    "--object", "0", "--output-dir", tmp_path / "sel")
+    assert code == 2 and "no checkpoint in" in one_line(err)
     assert not (tmp_path / "sel").exists()
-    result = run("clipnerf", "interpolate", "--load-config", str(tmp_path / "nope.yml"), "--objects", "0", "1", check=False)
-    assert_user_error(result, "nope.yml: no such config file")
+    code, err = clipnerf_in_process(capsys, "interpolate", "--load-config", tmp_path / "nope.yml", "--objects", "0", "1")
+    assert code == 2 and "nope.yml: no such config file" in one_line(err)
 
 
 @pytest.mark.slow  # ns-eval's own start-up is most of it
@@ -179,7 +180,7 @@ def test_ns_eval_refuses_a_run_without_checkpoint(trained_run, tmp_path):
     assert result.returncode != 0 and not (tmp_path / "e.json").exists()
 
 
-def test_unknown_object_is_refused(trained_run, tmp_path):
-    result = run("clipnerf", "select-object", "--load-config", str(trained_run / "config.yml"), "--object", "chair_9",
-                 "--output-dir", str(tmp_path / "sel"), check=False)
-    assert_user_error(result, "object 'chair_9' is not in the run")
+def test_unknown_object_is_refused(trained_run, tmp_path, capsys):
+    code, err = clipnerf_in_process(capsys, "select-object", "--load-config", trained_run / "config.yml",
+                                    "--object", "chair_9", "--output-dir", tmp_path / "sel")
+    assert code == 2 and "object 'chair_9' is not in the run" in err.strip().splitlines()[-1]

@@ -20,13 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from PIL import Image
 
-from clipnerf_ns.data.collection import (
-    UNIT_SCENE_BOX,
-    atomic_output_dir,
-    read_transforms,
-    write_collection_json,
-    write_object_views,
-)
+from clipnerf_ns.atomic import atomic_output_dir
+from clipnerf_ns.data.collection import UNIT_SCENE_BOX, read_transforms, write_collection_json, write_object_views
 from clipnerf_ns.data.render import ColoredMesh, Intrinsics, hemisphere_poses, render, ring_poses
 from clipnerf_ns.errors import UserError
 

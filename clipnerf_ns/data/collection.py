@@ -15,17 +15,14 @@ matrices in nerfstudio's (OpenGL) convention, per-view intrinsics and named view
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
+from clipnerf_ns.data.images import image_size, verify_image
 from clipnerf_ns.data.render import Intrinsics
 from clipnerf_ns.errors import UserError
 
@@ -70,36 +67,6 @@ class Collection:
 
 # --------------------------------------------------------------------------------------------
 # Writing
-
-
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to write into `out` if it is a file, or a non-empty folder without `overwrite`."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `out`; rename it to `out` only if the block succeeds.
-
-    A failed or interrupted run leaves no half-written `out` behind.
-    """
-    out = Path(out)
-    check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def write_object_views(
@@ -164,7 +131,10 @@ def read_json(path: Path) -> dict:
 
 def check_rigid(c2w: np.ndarray, where: str) -> np.ndarray:
     """Return `c2w` as a (4, 4) float array, or fail if it is not a rigid camera-to-world transform."""
-    c2w = np.asarray(c2w, dtype=np.float64)
+    try:
+        c2w = np.asarray(c2w, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: pose must be a 4x4 matrix of numbers (rows of equal length)") from None
     if c2w.shape == (3, 4):
         c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
     if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
@@ -177,21 +147,10 @@ def check_rigid(c2w: np.ndarray, where: str) -> np.ndarray:
     return c2w
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise UserError(f"{path}: image file not found") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: unreadable image ({err})") from None
-
-
 def check_image_sizes(views: ObjectViews) -> None:
-    """Every image must exist, decode, and match its camera's width and height."""
+    """Every image must exist, be complete (not truncated), and match its camera's width and height."""
     for path, intr in zip(views.image_paths, views.intrinsics):
-        size = _image_size(path)
+        size = verify_image(path)
         if size != (intr.width, intr.height):
             raise UserError(
                 f"{path}: image is {size[0]}x{size[1]} but its camera says {intr.width}x{intr.height}"
@@ -254,10 +213,17 @@ def read_clipnerf_collection(root: Path) -> Collection:
         views = read_transforms(root / entry.get("path", entry["id"]), entry["id"])
         views.split = split
         views.attributes = entry.get("attributes", {})
-        views.captions = list(entry.get("captions", []))
+        views.captions = entry.get("captions", [])
+        if not isinstance(views.attributes, dict):
+            raise UserError(f"{path}: object {entry['id']!r}: 'attributes' must be an object (name: value)")
+        if not isinstance(views.captions, list) or not all(isinstance(c, str) for c in views.captions):
+            raise UserError(f"{path}: object {entry['id']!r}: 'captions' must be a list of strings")
         objects.append(views)
-    box = np.asarray(doc.get("scene_box", UNIT_SCENE_BOX), dtype=np.float64)
-    if box.shape != (2, 3) or not np.all(box[1] > box[0]):
+    try:
+        box = np.asarray(doc.get("scene_box", UNIT_SCENE_BOX), dtype=np.float64)
+    except (TypeError, ValueError):
+        box = np.zeros(0)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or not np.all(box[1] > box[0]):
         raise UserError(f"{path}: 'scene_box' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]")
     return Collection(str(doc.get("category", "objects")), objects, box, "collection")
 
@@ -297,10 +263,16 @@ def read_srn_object(folder: Path, eval_every: int) -> ObjectViews:
             raise UserError(f"{pose_path}: expected 16 numbers (a 4x4 pose), got {values.size}")
         c2ws.append(check_rigid(values.reshape(-1, 4), str(pose_path)) @ _CV_TO_GL)
     n = len(images)
-    held_out = list(range(0, n, eval_every)) if eval_every > 0 and n > 1 else []
+    held_out = every_kth(n, eval_every)
     splits = {"train": [i for i in range(n) if i not in held_out], "val": held_out, "test": held_out}
     intr = Intrinsics(width, height, focal, focal, cx, cy)
     return ObjectViews(folder.name, images, np.stack(c2ws), [intr] * n, splits)
+
+
+def every_kth(n: int, k: int) -> list[int]:
+    """Indices of every k-th of n views, the first included: those held out for evaluation
+    (none when k is not positive or there is a single view, which training needs)."""
+    return list(range(0, n, k)) if k > 0 and n > 1 else []
 
 
 def _is_srn_object(folder: Path) -> bool:
@@ -313,10 +285,11 @@ def read_srn_collection(root: Path, eval_every: int) -> Collection:
     return Collection(root.name, objects, cube(SRN_HALF_SIZE), "srn")
 
 
-def read_blender_scene(root: Path) -> Collection:
+def read_blender_scene(root: Path, eval_every: int = 8) -> Collection:
     """A Blender synthetic scene (transforms_{train,val,test}.json) as a one-object collection.
 
-    A missing val split uses the test views and vice versa.
+    A missing val split uses the test views and vice versa; a scene with neither (one's own
+    renders, often) holds out every `eval_every`-th training view, as the SRN reader does.
     """
     paths, c2ws, intrinsics, splits = [], [], [], {}
     for split in VIEW_SPLITS:
@@ -331,20 +304,27 @@ def read_blender_scene(root: Path) -> Collection:
             files.append(file if file.suffix else file.with_suffix(".png"))
             c2ws.append(check_rigid(frame["transform_matrix"], f"{path} frame {frame['file_path']}"))
         # The format has no image size: take the first image's; check_image_sizes checks the rest.
-        width, height = _image_size(files[0])
+        width, height = image_size(files[0])
         intrinsics += [Intrinsics.from_fov(width, height, fov_deg)] * len(files)
         splits[split] = list(range(len(paths), len(paths) + len(files)))
         paths += files
+    if "val" not in splits and "test" not in splits:
+        held_out = [splits["train"][i] for i in every_kth(len(splits["train"]), eval_every)]
+        splits["train"] = [i for i in splits["train"] if i not in held_out]
+        splits["val"] = held_out
     splits["val"] = splits.get("val") or splits.get("test", [])
     splits["test"] = splits.get("test") or splits["val"]
     views = ObjectViews(root.name, paths, np.stack(c2ws), intrinsics, splits)
     return Collection("scene", [views], cube(BLENDER_HALF_SIZE), "blender")
 
 
-def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float | None = None) -> Collection:
+def read_collection(
+    root: Path, srn_eval_every: int = 8, scene_half_size: float | None = None, blender_eval_every: int = 8
+) -> Collection:
     """Read any supported layout under `root`, detected from its files.
 
-    scene_half_size, when given, replaces the scene box with a cube of that half size.
+    scene_half_size, when given, replaces the scene box with a cube of that half size;
+    srn_eval_every and blender_eval_every: see the readers.
     """
     root = Path(root)
     if scene_half_size is not None and not scene_half_size > 0:
@@ -356,7 +336,7 @@ def read_collection(root: Path, srn_eval_every: int = 8, scene_half_size: float 
     if (root / "collection.json").exists():
         collection = read_clipnerf_collection(root)
     elif (root / "transforms_train.json").exists():
-        collection = read_blender_scene(root)
+        collection = read_blender_scene(root, blender_eval_every)
     elif _is_srn_object(root) or any(_is_srn_object(p) for p in root.iterdir() if p.is_dir()):
         collection = read_srn_collection(root, srn_eval_every)
     else:

@@ -40,6 +40,8 @@ class CollectionDataParserConfig(DataParserConfig):
     """Background composited under RGBA images; 'none' keeps the alpha channel for the model."""
     srn_eval_every: int = 8
     """SRN layout only: every this-many-th view of each object is held out for evaluation."""
+    blender_eval_every: int = 8
+    """Blender scene with only transforms_train.json: every this-many-th view is held out for evaluation."""
     scene_half_size: Optional[float] = None
     """Half the side of the scene box; default: collection.json's box, 1.0 for SRN, 1.5 for Blender."""
 
@@ -99,7 +101,8 @@ class CollectionDataParser(DataParser):
     config: CollectionDataParserConfig
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
-        collection = read_collection(self.config.data, self.config.srn_eval_every, self.config.scene_half_size)
+        collection = read_collection(self.config.data, self.config.srn_eval_every, self.config.scene_half_size,
+                                     self.config.blender_eval_every)
         objects = select_objects(collection, self.config.objects, self.config.max_objects)
         view_split = split if split in ("train", "val", "test") else "test"
         cameras, paths = build_cameras(objects, view_split)

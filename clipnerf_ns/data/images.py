@@ -1,12 +1,71 @@
-"""Image helpers shared by the CLIP views of renders, exemplars and photos."""
+"""Image helpers shared by the CLIP views of renders, exemplars and photos, and the one reader of
+image files a user gives (exemplars, photos to invert, masks, collection views)."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from jaxtyping import Float
-from torch import Tensor
+import numpy as np
+
+from clipnerf_ns.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads images before it needs torch
+    from jaxtyping import Float
+    from torch import Tensor
+
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Largest image (width x height) read: a 16 M pixel RGBA image is 64 MB decoded. The header is
+checked before any pixel is decoded, so a decompression bomb (a tiny file that decodes to
+gigabytes) costs nothing."""
+
+
+@contextlib.contextmanager
+def open_image(path: Path, what: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator:
+    """A PIL image of a file, opened (header read, pixels not yet decoded) and size-checked; every
+    failure, decoding inside the block included, is one UserError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():  # also refuses folders, devices and pipes, which PIL would read forever
+        raise UserError(f"{path}: no such {what} file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UserError(f"{path}: the {what} is {width} x {height} pixels; at most "
+                                    f"{max_pixels / 1e6:.1f} million pixels are read")
+                yield image
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:
+        raise UserError(f"{path}: not a readable {what} ({err.__class__.__name__})") from None
+
+
+def read_rgba(path: Path, what: str = "image") -> np.ndarray:
+    """(h, w, 4) uint8 of any image PIL reads (alpha 255 where the file has none)."""
+    with open_image(path, what) as image:
+        image.load()
+        return np.asarray(image.convert("RGBA"))
+
+
+def image_size(path: Path, what: str = "image") -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    with open_image(path, what) as image:
+        return image.size
+
+
+def verify_image(path: Path, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image whose data is complete: PIL's verify reads every chunk and its
+    checksum without decoding, so a truncated file fails here rather than mid-training."""
+    with open_image(path, what) as image:
+        size = image.size
+        image.verify()
+        return size
 
 
 def frame_on_object(
@@ -15,6 +74,8 @@ def frame_on_object(
     """The smallest square around the mask's foreground (> 0.5), widened by `margin` (a fraction
     of its side) on every side and padded with `background` where it leaves the image: an image
     framed as the compact CLIPs' views are (`render.framing_intrinsics`). No foreground: unchanged."""
+    import torch
+
     rows, cols = torch.nonzero(mask > 0.5, as_tuple=True)
     if len(rows) == 0:
         return rgb

@@ -64,7 +64,13 @@ def read_codes_file(path: Path) -> tuple[dict[str, Tensor], dict]:
         raise UserError(f"{path}: not a codes file ({err})") from None
     if metadata.get("format") != FORMAT or "z_s" not in tensors or "z_a" not in tensors:
         raise UserError(f"{path}: not a clipnerf codes file (written by clipnerf edit or clipnerf invert)")
-    metadata["info"] = json.loads(metadata.get("info") or "{}")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: its '{name}' holds non-finite values (NaN or inf); these codes cannot be rendered")
+    try:
+        metadata["info"] = json.loads(metadata.get("info") or "{}")
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: its 'info' metadata is not JSON (not written by clipnerf)") from None
     return tensors, metadata
 
 

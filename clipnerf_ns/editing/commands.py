@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import numpy as np
 
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.validation import MAX_COUNT, MAX_RESOLUTION, STRENGTH_BOUNDS, Bounds
 
 if TYPE_CHECKING:  # torch is imported by the commands that run, not at start-up
     from torch import Tensor
@@ -36,21 +37,21 @@ class EditCommand:
     """An image whose look the object should take (instead of a prompt)."""
     target: Literal["shape", "appearance", "both"] = "both"
     """Which code(s) the edit may change; `both` changes the shape code first, then the appearance code."""
-    strength: float = 1.0
-    """Scale of the code change (0 = no edit; above 1 exaggerates)."""
+    strength: Annotated[float, Bounds(*STRENGTH_BOUNDS)] = 1.0
+    """Scale of the code change (0 = no edit; above 1 exaggerates; negative: the opposite way)."""
     mode: Literal["mapper", "optimize"] = "mapper"
     """`mapper`: one forward pass through the trained mappers; `optimize`: optimise this object's code change."""
-    steps: int = 40
+    steps: Annotated[int, Bounds(1, MAX_COUNT)] = 40
     """Optimisation steps (optimize mode)."""
     seed: int = 0
     """Seed of the optimize mode's random views."""
     clip: ClipConfig = field(default_factory=ClipConfig)
     """CLIP for optimize mode on a clip-nerf run (a mapper run always uses the CLIP its mappers were trained with)."""
-    resolution: int = 128
+    resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128
     """Side of the before/after images (pixels)."""
     azimuth: float = 40.0
     """Camera azimuth of the before/after images (degrees)."""
-    elevation: float = 25.0
+    elevation: Annotated[float, Bounds(-90, 90)] = 25.0
     """Camera elevation of the before/after images (degrees)."""
     overwrite: bool = False
     """Replace the output folder if it exists."""
@@ -59,7 +60,7 @@ class EditCommand:
         import torch
         from PIL import Image
 
-        from clipnerf_ns.data.collection import atomic_output_dir, check_output_dir
+        from clipnerf_ns.atomic import atomic_output_dir, check_output_dir, output_lock
         from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint, save_codes
         from clipnerf_ns.editing.edit import Edit, editor_for, read_exemplar
         from clipnerf_ns.runs import load_run, nerf_of, orbit_camera, read_run_config, resolve_object, to_uint8, write_render_config
@@ -70,38 +71,37 @@ class EditCommand:
             raise UserError("give exactly one of --prompt TEXT or --exemplar IMAGE")
         if self.prompt is not None and not self.prompt.strip():
             raise UserError("empty prompt: describe the edit, e.g. --prompt 'a red chair'")
-        if self.resolution < 8:
-            raise UserError(f"--resolution must be at least 8, got {self.resolution}")
         check_output_dir(self.output_dir, self.overwrite)
-        exemplar = read_exemplar(self.exemplar) if self.exemplar is not None else None
-        config = read_run_config(self.load_config)
-        _, pipeline = load_run(self.load_config)
-        nerf = nerf_of(pipeline)
-        fingerprint = model_fingerprint(nerf.field)
-        if self.codes is not None:
-            sizes = nerf.config.field
-            codes, source_info = load_codes(self.codes, fingerprint, sizes.shape_dim, sizes.appearance_dim)
-            source = {"codes": str(self.codes), "from": source_info}
-        else:
-            index = resolve_object(nerf.object_ids, self.object)
-            codes = nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
-            source = {"object": nerf.object_ids[index]}
-        editor = editor_for(pipeline.model, self.clip)
-        edit = Edit(self.prompt, exemplar, self.target, self.strength, self.mode, self.steps, self.seed)
-        start = time.perf_counter()
-        edited = editor.apply(edit, codes)
-        seconds = time.perf_counter() - start
-        camera = orbit_camera(self.resolution, self.azimuth, self.elevation)
-        before = to_uint8(nerf.render_view(camera, codes)["rgb"])
-        after = to_uint8(nerf.render_view(camera, edited)["rgb"])
-        with atomic_output_dir(self.output_dir, self.overwrite) as tmp:
-            Image.fromarray(before).save(tmp / "before.png")
-            Image.fromarray(after).save(tmp / "after.png")
-            Image.fromarray(np.concatenate([before, after], axis=1)).save(tmp / "comparison.png")
-            info = {"source": source, "edit": edit.describe(), "clip": editor.clip.name, "seconds": seconds}
-            save_codes(tmp / "codes.safetensors", edited, fingerprint, info)
-            config.pipeline.model.render_codes = (self.output_dir / "codes.safetensors").resolve()
-            write_render_config(config, tmp)
+        with output_lock(self.output_dir):  # held for the whole run: a second edit into this folder stops at once
+            exemplar = read_exemplar(self.exemplar) if self.exemplar is not None else None
+            config = read_run_config(self.load_config)
+            _, pipeline = load_run(self.load_config)
+            nerf = nerf_of(pipeline)
+            fingerprint = model_fingerprint(nerf.field)
+            if self.codes is not None:
+                sizes = nerf.config.field
+                codes, source_info = load_codes(self.codes, fingerprint, sizes.shape_dim, sizes.appearance_dim)
+                source = {"codes": str(self.codes), "from": source_info}
+            else:
+                index = resolve_object(nerf.object_ids, self.object)
+                codes = nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
+                source = {"object": nerf.object_ids[index]}
+            editor = editor_for(pipeline.model, self.clip)
+            edit = Edit(self.prompt, exemplar, self.target, self.strength, self.mode, self.steps, self.seed)
+            start = time.perf_counter()
+            edited = editor.apply(edit, codes)
+            seconds = time.perf_counter() - start
+            camera = orbit_camera(self.resolution, self.azimuth, self.elevation)
+            before = to_uint8(nerf.render_view(camera, codes)["rgb"])
+            after = to_uint8(nerf.render_view(camera, edited)["rgb"])
+            with atomic_output_dir(self.output_dir, self.overwrite) as tmp:
+                Image.fromarray(before).save(tmp / "before.png")
+                Image.fromarray(after).save(tmp / "after.png")
+                Image.fromarray(np.concatenate([before, after], axis=1)).save(tmp / "comparison.png")
+                info = {"source": source, "edit": edit.describe(), "clip": editor.clip.name, "seconds": seconds}
+                save_codes(tmp / "codes.safetensors", edited, fingerprint, info)
+                config.pipeline.model.render_codes = (self.output_dir / "codes.safetensors").resolve()
+                write_render_config(config, tmp)
         print(f"edit took {seconds:.2f} s ({self.mode}); before/after in {self.output_dir}/comparison.png")
         print(f"render it: ns-render camera-path --load-config {self.output_dir}/config.yml --camera-path-filename PATH --output-path edited.mp4")
         return self.output_dir
@@ -164,13 +164,21 @@ class EvalCommand:
     judge: Optional[Path] = None
     """Attribute judge file (no CLIP) whose verdicts on the shape edits are reported beside the
     evaluator's (default: the shipped one)."""
-    prior_objects: int = 4
+    prompts: Optional[Path] = None
+    """Prompt library (YAML, in the format of the shipped ones) whose prompts are evaluated;
+    default: the library the mappers were trained with."""
+    pictured: tuple[str, ...] = ()
+    """Prompts whose edits edits.png shows, one column each (prompts of the library); default: the
+    first two of each list."""
+    max_objects: Annotated[Optional[int], Bounds(0, 100_000)] = None
+    """Edit only the first this many of the run's held-out objects (default: all of them)."""
+    prior_objects: Annotated[int, Bounds(0, 1000)] = 4
     """Draws from the code prior edited besides the run's held-out objects."""
-    resolution: int = 96
+    resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 96
     """Side of the judged renders (pixels)."""
-    latency_resolution: int = 128
+    latency_resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128
     """Side of the view rendered in the latency measurement (pixels)."""
-    latency_repeats: int = 10
+    latency_repeats: Annotated[int, Bounds(1, 1000)] = 10
     """Edits timed for the latency figure."""
     seed: int = 0
     """Seed of the prior draws and of the five-way candidates."""
@@ -183,10 +191,11 @@ class EvalCommand:
         import torch
         from PIL import Image
 
+        from clipnerf_ns.atomic import atomic_output_dir, check_output_dir
         from clipnerf_ns.clip.encoder import ClipEncoder
-        from clipnerf_ns.data.collection import atomic_output_dir, check_output_dir
         from clipnerf_ns.data.synth import NAMED_COLORS
         from clipnerf_ns.editing.edit import Edit, editor_for, render_views
+        from clipnerf_ns.editing.prompts import load_prompt_library
         from clipnerf_ns.eval import metrics
         from clipnerf_ns.eval.judge import Judge
         from clipnerf_ns.models.clip_nerf import Codes
@@ -197,7 +206,16 @@ class EvalCommand:
         model = pipeline.model
         if not hasattr(model, "mappers"):
             raise UserError(f"{self.load_config}: not a mapper run (train one with ns-train clip-nerf-mappers)")
-        nerf, library, editor = model.nerf, model.library, editor_for(pipeline.model)
+        nerf, editor = model.nerf, editor_for(pipeline.model)
+        library = model.library if self.prompts is None else load_prompt_library(self.prompts, model.category)
+        # Named columns, not fixed positions: a short library (or another one) has no 8th prompt.
+        grid_prompts = list(dict.fromkeys(self.pictured or (*library.appearance[:2], *library.shape[:2])))
+        for prompt in grid_prompts:
+            if prompt not in (*library.appearance, *library.shape):
+                raise UserError(f"--pictured: {prompt!r} is not in the prompt library")
+        heldout = model.heldout[: self.max_objects]
+        if not heldout and not self.prior_objects:
+            raise UserError(f"{self.load_config}: no held-out objects to edit; pass --prior-objects N")
         evaluator = ClipEncoder.load(self.evaluator, device=nerf.box_min.device)
         judge = Judge.load(self.judge)
         category = model.category
@@ -207,19 +225,18 @@ class EvalCommand:
         judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed on the object, as the CLIPs see it
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device
-        subjects = [(nerf.object_ids[i], nerf.object_codes(torch.tensor(i, device=device)).detach()) for i in model.heldout]
+        subjects = [(nerf.object_ids[i], nerf.object_codes(torch.tensor(i, device=device)).detach()) for i in heldout]
         drawn = nerf.sample_prior(self.prior_objects, generator).to(device)
         subjects += [(f"prior_{k}", Codes(drawn.z_s[k], drawn.z_a[k])) for k in range(self.prior_objects)]
         camera = orbit_camera(self.resolution, 40.0, 25.0)
         noun = library.neutral.split()[-1]
 
-        grid_prompts = list(dict.fromkeys([*library.appearance[:5:4], *library.shape[:8:7]]))
         rows, records = [], []
         from rich.progress import track
 
         for name, codes in track(subjects, description="editing held-out objects"):
             before = nerf.render_view(camera, codes)
-            tiles = [to_uint8(before["rgb"])]
+            tiles = {}
             with torch.no_grad():  # the unedited object, seen once for every prompt
                 framed_before = render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64)
                 image_before = evaluator.encode_image(framed_before)[0]
@@ -230,7 +247,7 @@ class EvalCommand:
                     edited = editor.apply(Edit(prompt=prompt, target=target), codes)
                     after = nerf.render_view(camera, edited)
                     if prompt in grid_prompts:
-                        tiles.append(to_uint8(after["rgb"]))
+                        tiles[prompt] = to_uint8(after["rgb"])
                     others = [p for p in prompts if p != prompt]
                     picks = torch.randperm(len(others), generator=generator)[:4].tolist()
                     candidates = [prompt] + [others[i] for i in picks]
@@ -257,7 +274,7 @@ class EvalCommand:
                             record.update(judge_verdicts(test, answers, test_texts[prompt],
                                                          (image_before, record["_image"])))
                     records.append(record)
-            rows.append(np.concatenate(tiles, axis=1))
+            rows.append(np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in grid_prompts], axis=1))
 
         def five_way(key: str, target: str) -> float:
             chosen = [r for r in records if r["target"] == target]
@@ -272,6 +289,8 @@ class EvalCommand:
             "latency_s": latency,
             "five_way_accuracy": {t: five_way("_image", t) for t in ("appearance", "shape")},
             "five_way_accuracy_unedited": {t: five_way("_image_before", t) for t in ("appearance", "shape")},
+            # Fewer than five when the library has fewer prompts for the target.
+            "candidates": {t: min(5, len(library.for_target(t))) for t in ("appearance", "shape")},
             "color_delta_e_before": mean([r["delta_e_before"] for r in coloured]),
             "color_delta_e_after": mean([r["delta_e_after"] for r in coloured]),
             "color_closer_share": mean([float(r["delta_e_after"] < r["delta_e_before"]) for r in coloured]),

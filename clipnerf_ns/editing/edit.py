@@ -90,7 +90,8 @@ class EditLossConfig:
 def read_exemplar(path: Path) -> Float[Tensor, "s s 3"]:
     """An exemplar image as RGB in [0, 1] (RGBA composited over white), framed on its object as the
     CLIP's views are: the object is found by its alpha, else as what differs from the border colour."""
-    from clipnerf_ns.editing.invert import has_alpha, read_rgba, threshold_mask
+    from clipnerf_ns.data.images import read_rgba
+    from clipnerf_ns.editing.invert import has_alpha, threshold_mask
 
     rgba = read_rgba(path, "exemplar image")
     x = torch.from_numpy(rgba.astype(np.float32) / 255.0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,8 @@ from jaxtyping import Float, Int
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
 from torch import Tensor, nn
 
+from clipnerf_ns.atomic import output_lock, partial_path, remove_stale_partials
+from clipnerf_ns.data.images import read_rgba
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes
@@ -79,21 +80,6 @@ class Target:
 
     def to(self, device) -> "Target":
         return Target(self.rgb.to(device), self.mask.to(device), self.focal)
-
-
-def read_rgba(path: Path, what: str = "image") -> np.ndarray:
-    """(h, w, 4) uint8 of any image PIL reads (alpha 255 where the file has none)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such {what} file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable {what} ({err.__class__.__name__})") from None
 
 
 def has_alpha(rgba: np.ndarray) -> bool:
@@ -604,7 +590,7 @@ def write_results(inversion: Inversion, out_dir: Path, fingerprint: str, info: d
 
 
 def _atomic(path: Path, write) -> Path:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial = partial_path(path)
     try:
         write(partial)
         partial.replace(path)
@@ -625,7 +611,8 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
 def staged_output(out_dir: Path) -> Path:
     """A fresh sibling folder to write into; `publish` moves its files into `out_dir` at the end."""
     out_dir = Path(out_dir)
-    stage = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    remove_stale_partials(out_dir)
+    stage = partial_path(out_dir)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     return stage
@@ -656,25 +643,26 @@ def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_d
 
     check_output_dir(out_dir, overwrite)
     config.check()
-    photo = read_photo(image, mask, config.mask_threshold)
-    run_config = read_run_config(load_config)
-    _, pipeline = load_run(load_config)
-    model = nerf_of(pipeline)
-    model.requires_grad_(False)
-    model.eval()
-    clip = load_clip_for(config, model.box_min.device)
-    inversion = start_inversion(model, photo, config, run_config.pipeline.datamanager.data, clip)
-    run_inversion(inversion, config.steps, progress)
-    info = {"image": str(image), "mask": str(mask) if mask else photo.mask_source, "stage1": str(load_config),
-            "steps": config.steps, "seed": config.seed, "method": "clipnerf invert"}
-    stage = staged_output(out_dir)
-    try:
-        write_results(inversion, stage, model_fingerprint(model.field), info)
-        if isinstance(run_config.pipeline.model, ClipNerfModelConfig):
-            run_config.pipeline.model.render_codes = (Path(out_dir) / "codes.safetensors").resolve()
-            write_render_config(run_config, stage, overwrite=True)
-        document = json.loads((stage / "pose.json").read_text())
-        publish(stage, out_dir)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return Path(out_dir), document
+    with output_lock(out_dir):  # a second inversion into the same folder stops at once
+        photo = read_photo(image, mask, config.mask_threshold)
+        run_config = read_run_config(load_config)
+        _, pipeline = load_run(load_config)
+        model = nerf_of(pipeline)
+        model.requires_grad_(False)
+        model.eval()
+        clip = load_clip_for(config, model.box_min.device)
+        inversion = start_inversion(model, photo, config, run_config.pipeline.datamanager.data, clip)
+        run_inversion(inversion, config.steps, progress)
+        info = {"image": str(image), "mask": str(mask) if mask else photo.mask_source, "stage1": str(load_config),
+                "steps": config.steps, "seed": config.seed, "method": "clipnerf invert"}
+        stage = staged_output(out_dir)
+        try:
+            write_results(inversion, stage, model_fingerprint(model.field), info)
+            if isinstance(run_config.pipeline.model, ClipNerfModelConfig):
+                run_config.pipeline.model.render_codes = (Path(out_dir) / "codes.safetensors").resolve()
+                write_render_config(run_config, stage, overwrite=True)
+            document = json.loads((stage / "pose.json").read_text())
+            publish(stage, out_dir)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return Path(out_dir), document

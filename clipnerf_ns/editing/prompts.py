@@ -1,4 +1,5 @@
-"""Prompt libraries (`configs/prompts/<category>.yaml`): what the mappers are trained to follow.
+"""Prompt libraries (`prompt_libraries/<category>.yaml` beside this module, shipped in the package):
+what the mappers are trained to follow.
 
 A library names the category's neutral prompt (the source of directional losses) and two lists
 of prompts: shape edits for the shape mapper, appearance edits for the appearance mapper.
@@ -15,7 +16,8 @@ import yaml
 from clipnerf_ns.data.attributes import QUESTIONS, question
 from clipnerf_ns.errors import UserError
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+# Inside the package, so that an installed wheel has them as a checkout does.
+PROMPTS_DIR = Path(__file__).parent / "prompt_libraries"
 
 
 @dataclass(frozen=True)

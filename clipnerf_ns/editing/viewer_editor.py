@@ -11,10 +11,13 @@ the model's object picker, and picking another object forgets the edits.
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import numpy as np
 from nerfstudio.viewer.viewer_elements import (
@@ -26,9 +29,15 @@ from viser import ViserServer
 from clipnerf_ns.editing.edit import TARGETS, Edit, Editor, editor_for, read_exemplar, with_changes
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import Codes
+from clipnerf_ns.validation import Bounds, check_number
 
 STRENGTH_RANGE = (-1.0, 2.0)
 UPLOADED = "(uploaded) "
+T = TypeVar("T")
+MAX_UPLOAD_BYTES = 16 * 2**20
+"""Largest exemplar upload (the pixel limit of `data.images` applies too)."""
+VIEWER_DIR_VARIABLE = "CLIPNERF_VIEWER_DIR"
+"""When set, the panel's path fields (exemplar image, codes file) only read files under this folder."""
 
 
 class ViewerUpload(ViewerElement):
@@ -72,8 +81,32 @@ class OrbitStart(ViewerControl):
             client.camera.position = tuple(direction * self.distance * VISER_NERFSTUDIO_SCALE_RATIO)
 
 
+def read_panel_path(text: str, what: str, read: Callable[[Path], T]) -> T:
+    """`read` of the file a browser names by its path on the server. Whoever reaches the viewer can
+    type any path, so the answer never tells a missing file from an unreadable, a foreign or a
+    forbidden one (no oracle of the server's files); `read` only accepts its own kind of file, and
+    only files under $CLIPNERF_VIEWER_DIR are read when it is set."""
+    allowed = os.environ.get(VIEWER_DIR_VARIABLE)
+    refused = UserError(f"cannot use {text!r} as {what}" + (f" under {allowed}" if allowed else ""))
+    path = Path(text).expanduser()
+    if allowed and not path.resolve().is_relative_to(Path(allowed).expanduser().resolve()):
+        raise refused
+    try:
+        return read(path)
+    except UserError:
+        raise refused from None
+
+
+def exemplar_from_path(text: str) -> Tensor:
+    """The exemplar image a browser names by its path on the server (`read_panel_path`)."""
+    return read_panel_path(text, "an exemplar: not a readable image file", read_exemplar)
+
+
 def exemplar_from_upload(name: str, content: bytes) -> Tensor:
     """An uploaded exemplar image as RGB in [0, 1], read like an exemplar file."""
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise UserError(f"{name}: the upload is {len(content) / 2**20:.0f} MB; exemplars may be at most "
+                        f"{MAX_UPLOAD_BYTES // 2**20} MB")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(name).name
         path.write_bytes(content)
@@ -138,7 +171,7 @@ class ViewerEditor(nn.Module):
             return Edit(exemplar=self._upload, **common)
         if not path:
             raise UserError("no exemplar: type an image path or upload one")
-        return Edit(exemplar=read_exemplar(Path(path).expanduser()), **common)
+        return Edit(exemplar=exemplar_from_path(path), **common)
 
     def apply(self, edit: Edit) -> float:
         """Apply an edit to the codes on screen and show it at the slider's strength; returns seconds."""
@@ -151,7 +184,8 @@ class ViewerEditor(nn.Module):
         return seconds
 
     def _show(self) -> None:
-        self._model.set_display(with_changes(self._base, self._changes, float(self.f_strength.value)))
+        strength = check_number("Strength", self.f_strength.value, Bounds(*STRENGTH_RANGE))
+        self._model.set_display(with_changes(self._base, self._changes, float(strength)))
 
     def _apply_from(self, source: str) -> None:
         self.j_status.value = "editing..."
@@ -161,12 +195,19 @@ class ViewerEditor(nn.Module):
         except UserError as error:
             self.j_status.value = f"error: {error}"
             return
+        except Exception as error:  # never leave the panel at "editing...": say so, log the trace
+            traceback.print_exc(file=sys.stderr)
+            self.j_status.value = f"error: the edit failed ({error.__class__.__name__}; see the viewer's log)"
+            return
         what = repr(edit.prompt) if edit.prompt is not None else "exemplar"
         self.j_status.value = f"{edit.mode} {edit.target} edit {what}: {seconds:.2f} s"
 
     def _on_strength(self, _element) -> None:
         if self._changes:
-            self._show()
+            try:
+                self._show()
+            except UserError as error:
+                self.j_status.value = f"error: {error}"
 
     def _on_reset(self, _element) -> None:
         self.forget()
@@ -179,6 +220,10 @@ class ViewerEditor(nn.Module):
             self._upload = exemplar_from_upload(upload.name, upload.content)
         except UserError as error:
             self.j_status.value = f"error: {error}"
+            return
+        except Exception as error:
+            traceback.print_exc(file=sys.stderr)
+            self.j_status.value = f"error: the upload failed ({error.__class__.__name__}; see the viewer's log)"
             return
         self.b_exemplar.value = UPLOADED + upload.name
         self.j_status.value = f"exemplar {upload.name} uploaded: press Apply exemplar"

@@ -15,6 +15,7 @@ match the alpha mask; evaluation and rendering use `render_background` (white by
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type, Union
@@ -36,10 +37,25 @@ from torchmetrics.functional import structural_similarity_index_measure
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
-from clipnerf_ns.models.rendering import grid_cell_centers, occupancy_from_density, render_rays
+from clipnerf_ns.models.rendering import (
+    grid_cell_centers, normalize_points, occupancy_from_density, ray_box_interval, render_rays,
+)
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 PRIOR_SAMPLE = "sample from the code prior"
+NORMALS_MIN_OPACITY = 0.5
+"""Rays less opaque than this see no surface: no normal, and their depth is the background's
+(ns-export keeps only points above 0.5 too)."""
+
+
+def no_sdf_field(_config):
+    """`sdf_field` of our model configs. In nerfstudio 1.1.5 only `ns-export marching-cubes` asks a
+    model config for it (and asserts it exists); a density field has no SDF, so that command stops
+    with one line naming what works instead."""
+    print("clipnerf_ns: error: ns-export marching-cubes needs an SDF field and clip-nerf has a density field: "
+          "use `clipnerf export --load-config CONFIG --object ID --output mesh.ply` (marching cubes on the "
+          "density), or ns-export tsdf / poisson / pointcloud", file=sys.stderr)
+    raise SystemExit(2)
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,8 @@ class ClipNerfModelConfig(ModelConfig):
         if self.adversarial and (self.patch_size < 4 or self.patch_size & (self.patch_size - 1)):
             found.append(f"patch_size must be a power of two of at least 4, got {self.patch_size}")
         return found
+
+    sdf_field = property(no_sdf_field)
 
 
 class ClipNerfModel(Model):
@@ -329,9 +347,11 @@ class ClipNerfModel(Model):
         self.pick(Codes(drawn.z_s[0], drawn.z_a[0]))
 
     def _on_choose_codes_file(self, _element) -> None:
-        path = Path(self.chosen_object_file.value.strip()).expanduser()
+        from clipnerf_ns.editing.viewer_editor import read_panel_path
+
+        text = self.chosen_object_file.value.strip()
         try:
-            self.add_codes_file(path)
+            read_panel_path(text, "a codes file: not a readable codes file of this model", self.add_codes_file)
         except UserError as error:
             self.editor.j_status.value = f"error: {error}"
 
@@ -430,11 +450,50 @@ class ClipNerfModel(Model):
             codes = Codes(display.z_s.reshape(1, -1), display.z_a.reshape(1, -1))
             grids, grid_index = grid, torch.zeros(rays, dtype=torch.long, device=origins.device)
         outputs = self.render_rays(origins, directions, codes, grids, grid_index, background)
+        if not self.training:  # for the viewer and ns-export (its point clouds and poisson meshes take normals)
+            outputs["normals"] = self.surface_normals(origins, directions, outputs, codes.z_s)
+            # Rays that see no surface end on a background a box diagonal beyond the scene box:
+            # ns-export tsdf carves free space along them up to there (depth 0 would leave it
+            # unknown, and a depth on the box's side would put a surface there).
+            _, far, _ = ray_box_interval(origins, directions, self.box_min, self.box_max)
+            background_depth = far + torch.linalg.norm(self.box_max - self.box_min)
+            outputs["depth"] = torch.where(outputs["accumulation"] > NORMALS_MIN_OPACITY, outputs["depth"], background_depth)
         if self.training:
             outputs["background"] = background
             if self.discriminator is not None:
                 outputs["rgb_fake"] = self._render_fake_patches(origins, directions, background)
         return outputs
+
+    @torch.no_grad()
+    def surface_normals(
+        self, origins: Float[Tensor, "rays 3"], directions: Float[Tensor, "rays 3"], outputs: Dict[str, Tensor],
+        z_s: Float[Tensor, "rays_or_1 d_shape"],
+    ) -> Float[Tensor, "rays 3"]:
+        """World-space outward normals at each ray's depth, mapped to [0, 1] as nerfstudio's
+        "normals" outputs are: minus the density gradient, by central differences (six density
+        calls per ray instead of a backward pass). Rays that see no surface get (0.5, 0.5, 0.5)."""
+        normals = torch.full_like(origins, 0.5)
+        seen = torch.nonzero(outputs["accumulation"].reshape(-1) > NORMALS_MIN_OPACITY).squeeze(-1)
+        if len(seen) == 0:
+            return normals
+        step = float((self.box_max - self.box_min).max()) / 256
+        surface = origins[seen] + directions[seen] * outputs["depth"].reshape(-1, 1)[seen]
+        offsets = torch.cat([torch.eye(3, device=origins.device), -torch.eye(3, device=origins.device)]) * step
+        points = normalize_points(surface[:, None] + offsets[None], self.box_min, self.box_max).reshape(-1, 3)
+        codes = z_s if z_s.shape[0] == 1 else z_s[seen].repeat_interleave(6, dim=0)
+        sigma = self.field.density(points, codes)[0].reshape(-1, 6)
+        gradient = sigma[:, :3] - sigma[:, 3:]
+        normals[seen] = (0.5 - 0.5 * F.normalize(gradient, dim=-1)).clamp(0.0, 1.0)
+        return normals
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """The object's own colour (the background taken out again) and its opacity, as nerfstudio's
+        exporters and ns-render's RGBA images ask of a model."""
+        rgb = outputs[output_name]
+        accumulation = outputs[output_name.replace("rgb", "accumulation")].reshape(*rgb.shape[:-1], 1)
+        background = self._rendered_background(outputs).reshape(rgb.shape)
+        straight = (rgb - (1.0 - accumulation) * background) / accumulation.clamp(min=1e-6)
+        return torch.cat([straight.clamp(0.0, 1.0), accumulation], dim=-1)
 
     def _render_fake_patches(self, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
         """The first `fake_patches` patches of the batch, rendered with codes drawn from the prior."""

@@ -13,6 +13,7 @@ import torchvision.utils as vutils
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from clipnerf_ns import nerfstudio_hooks
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
 
@@ -44,7 +45,10 @@ class ClipNerfPipeline(VanillaPipeline):
         ensure_ffmpeg_on_path()  # ns-render checks for ffmpeg right after building the pipeline
         if config.model.adversarial:  # the discriminator judges whole patches, so rays come as patches
             config.datamanager.patch_size = config.model.patch_size
+        nerfstudio_hooks.install()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        if test_mode != "val":
+            show_selected_object_in_training_views(self.datamanager)
 
     @torch.no_grad()
     def get_average_eval_image_metrics(
@@ -72,6 +76,25 @@ class ClipNerfPipeline(VanillaPipeline):
                 progress.advance(task)
         self.train()
         return summarize_per_object(per_object, self.model.object_ids, get_std)
+
+
+def show_selected_object_in_training_views(datamanager) -> None:
+    """Strip the object index from the training cameras (every copy the datamanager keeps), so that
+    their rays show the model's display object: `render_object` or `render_codes` of the config.
+
+    For pipelines loaded to use a trained run rather than to train it (`eval_setup`: ns-export,
+    ns-eval, ns-render, ns-viewer): nerfstudio's exporters rebuild "the scene" from the training
+    cameras (pointcloud and poisson sample their rays, tsdf renders them), and the scene of a run
+    is the object its config selects; with each camera showing its own object they would pile the
+    whole category into one cloud. The evaluation cameras keep their objects, so ns-eval still
+    scores every object on its own views."""
+    dataset = getattr(datamanager, "train_dataset", None)
+    holders = (dataset, getattr(dataset, "_dataparser_outputs", None), getattr(datamanager, "train_dataparser_outputs", None),
+               getattr(datamanager, "train_ray_generator", None))
+    for holder in holders:
+        cameras = getattr(holder, "cameras", None)
+        if cameras is not None and cameras.metadata:
+            cameras.metadata.pop("object_index", None)
 
 
 def summarize_per_object(

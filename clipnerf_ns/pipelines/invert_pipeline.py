@@ -23,6 +23,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipelineConfig
 from torch.nn import Parameter
 
+from clipnerf_ns import nerfstudio_hooks
 from clipnerf_ns.editing.invert import (
     Inversion,
     InversionConfig,
@@ -126,6 +127,7 @@ class InvertPipeline(Pipeline):
         from clipnerf_ns.editing.codes_io import model_fingerprint
         from clipnerf_ns.runs import load_run
 
+        nerfstudio_hooks.install()
         super().__init__()
         ensure_ffmpeg_on_path()
         self.config, self.test_mode, self.world_size = config, test_mode, world_size
@@ -160,12 +162,10 @@ class InvertPipeline(Pipeline):
 
     def _dataset(self) -> InputDataset:
         """The image at its own size, with the camera of the initial pose (for the viewer)."""
-        from PIL import Image
-
         from clipnerf_ns.data.dataparser import make_cameras
+        from clipnerf_ns.data.images import image_size
 
-        with Image.open(self.config.image) as image:
-            width, height = image.size
+        width, height = image_size(self.config.image)
         scale = max(width, height) / self.inversion.target.resolution
         focal = self.inversion.target.focal * scale
         c2w = orbit_c2w(self.inversion.pose(detach=True)).cpu().numpy()[None]

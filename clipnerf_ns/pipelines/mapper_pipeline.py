@@ -20,14 +20,15 @@ from typing import Dict, List, Literal, Optional, Type
 
 import torch
 import torch.nn.functional as F
-import yaml
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch import Tensor
 from torch.nn import Parameter
 
+from clipnerf_ns import nerfstudio_hooks
 from clipnerf_ns.clip.config import ClipConfig
+from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.images import frame_on_object
 from clipnerf_ns.data.render import FRAMING_MARGIN
 from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, editor_for, random_views
@@ -36,7 +37,8 @@ from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
-from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, ClipNerfModelConfig, Codes, over_background
+from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, ClipNerfModelConfig, Codes, no_sdf_field, over_background
+from clipnerf_ns.pipelines.clip_nerf_pipeline import show_selected_object_in_training_views
 
 
 @dataclass
@@ -65,7 +67,7 @@ class MapperModelConfig(ModelConfig):
     heldout_objects: float = 0.2
     """Fraction of the training objects (the last ones) never used to train the mappers: evaluation edits them."""
     prompts: Optional[Path] = None
-    """Prompt library (YAML); default: configs/prompts/<category>.yaml."""
+    """Prompt library (YAML); default: the package's clipnerf_ns/editing/prompt_libraries/<category>.yaml."""
     render_object: int = 0
     """Training object shown when the viewer opens and rendered along ns-render camera paths."""
     render_codes: Optional[Path] = None
@@ -74,6 +76,8 @@ class MapperModelConfig(ModelConfig):
     """Seed of the sampled codes, views and targets."""
     eval_num_rays_per_chunk: int = 16384
     """Rays rendered per chunk in the viewer."""
+
+    sdf_field = property(no_sdf_field)
 
 
 class MapperModel(Model):
@@ -132,6 +136,9 @@ class MapperModel(Model):
 
     def get_image_metrics_and_images(self, outputs, batch):
         return self.nerf.get_image_metrics_and_images(outputs, batch)
+
+    def get_rgba_image(self, outputs, output_name: str = "rgb"):
+        return self.nerf.get_rgba_image(outputs, output_name)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         nerf = {k[len("nerf."):]: v for k, v in state_dict.items() if k.startswith("nerf.")}
@@ -198,7 +205,7 @@ def read_stage1(path: Optional[Path], need_checkpoint: bool) -> TrainerConfig:
     else:
         if not Path(path).is_file():
             raise UserError(f"{path}: the stage-1 run of these mappers is gone (no such config file)")
-        config = yaml.load(Path(path).read_text(), Loader=yaml.Loader)
+        config = load_config_yaml(Path(path).read_text(), str(path))
     if not isinstance(config.pipeline.model, ClipNerfModelConfig):
         raise UserError(f"{path}: stage 1 must be a clip-nerf run (ns-train clip-nerf or clip-nerf-small)")
     return config
@@ -223,16 +230,19 @@ class MapperPipeline(VanillaPipeline):
         nerf.render_object, nerf.render_codes = config.model.render_object, config.model.render_codes
         nerf.eval_num_rays_per_chunk = config.model.eval_num_rays_per_chunk
         config.model.nerf = nerf
+        nerfstudio_hooks.install()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         if training:
             self._load_stage1(stage1)
             self._collect_exemplars()
+        else:
+            show_selected_object_in_training_views(self.datamanager)
 
     def _load_stage1(self, stage1: TrainerConfig) -> None:
         from clipnerf_ns.runs import latest_checkpoint
 
-        checkpoint = latest_checkpoint(stage1)
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+        _, checkpoint = latest_checkpoint(stage1)
+        state = checkpoint["pipeline"]
         model_state = {k[len("_model."):]: v for k, v in state.items() if k.startswith("_model.")}
         self.model.nerf.load_state_dict(model_state)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 
+from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).parent
@@ -57,8 +57,7 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     stage1_path = Path(config.pipeline.stage1)
     stage1 = read_run_config(stage1_path)
     collection = json.loads((Path(stage1.pipeline.datamanager.data) / "collection.json").read_text())
-    checkpoint = latest_checkpoint(config)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    _, state = latest_checkpoint(config)
     weights = state["pipeline"]
     nerf = {k[len(NERF_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(NERF_PREFIX)}
     mappers = {k[len(MAPPERS_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(MAPPERS_PREFIX)}
@@ -70,19 +69,27 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
         "config": stage1_path.read_text(),
         "collection": json.dumps(collection["generator"]),
         "object_ids": json.dumps(train_ids),
-        "step": str(latest_checkpoint(stage1).stem.split("-")[1]),
+        "step": str(latest_checkpoint(stage1)[1]["step"]),
     })
     save_file(mappers, mappers_file, metadata={"config": Path(mapper_config).read_text(), "step": str(state["step"])})
     return stage1_file, mappers_file
 
 
-def _read(path: Path) -> tuple[dict, dict]:
-    from safetensors import safe_open
+def _read(path: Path, keys: tuple[str, ...]) -> tuple[dict, dict]:
+    """Tensors and metadata of a shipped weights file, whose metadata must hold `keys`."""
+    from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise UserError(f"{path}: the pretrained weights are missing from the package (reinstall it)")
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable weights file ({err})") from None
+    missing = [key for key in keys if key not in metadata]
+    if missing:
+        raise UserError(f"{path}: not a clipnerf pretrained file (its metadata has no {missing[0]!r}; see clipnerf pack)")
+    return tensors, metadata
 
 
 def regenerate_collection(generator: dict, out: Path, views: int, eval_views: int, overwrite: bool) -> Path:
@@ -119,19 +126,20 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
     the regenerated collection (`out_dir/chairs`, or an existing copy at `data`)."""
     from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 
-    nerf, stage1_meta = _read(CHAIRS_SMALL)
-    mappers, mappers_meta = _read(CHAIRS_SMALL_MAPPERS)
+    nerf, stage1_meta = _read(CHAIRS_SMALL, ("config", "collection", "object_ids", "step"))
+    mappers, mappers_meta = _read(CHAIRS_SMALL_MAPPERS, ("config", "step"))
+    # The configs are parsed (safely: a weights file may come from anyone) before any work.
+    stage1 = load_config_yaml(stage1_meta["config"], f"{CHAIRS_SMALL} (its metadata)")
+    mapper = load_config_yaml(mappers_meta["config"], f"{CHAIRS_SMALL_MAPPERS} (its metadata)")
     out_dir = Path(out_dir)
     if data is None:
         data = regenerate_collection(json.loads(stage1_meta["collection"]), out_dir / "chairs", views, eval_views, overwrite)
     ids = CollectionDataParserConfig(data=data).setup().get_dataparser_outputs("train").metadata["object_ids"]
     if list(ids) != json.loads(stage1_meta["object_ids"]):
         raise UserError(f"{data}: its training objects are not the ones the pretrained chairs model was trained on")
-    stage1 = yaml.load(stage1_meta["config"], Loader=yaml.Loader)
     stage1.data = stage1.pipeline.datamanager.data = Path(data).resolve()
     stage1_path = _write_run(stage1, {"_model." + k: v for k, v in nerf.items()}, int(stage1_meta["step"]),
                              (out_dir / "runs").resolve(), "pretrained")
-    mapper = yaml.load(mappers_meta["config"], Loader=yaml.Loader)
     mapper.pipeline.stage1 = stage1_path
     mapper.data = mapper.pipeline.datamanager.data = Path(data).resolve()
     state = {"_model.nerf." + k: v for k, v in nerf.items()} | {"_model.mappers." + k: v for k, v in mappers.items()}

@@ -142,6 +142,34 @@ def test_blender_scene_is_a_one_object_collection(tmp_path, marker_collection):
     expect_error(tmp_path, "--scene-half-size", scene_half_size=-1.0)
 
 
+def test_blender_scene_with_only_train_views_holds_every_kth_view_out(tmp_path):
+    """One's own renders often come as transforms_train.json alone: views are held out as SRN's are."""
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    from clipnerf_ns.data.render import ring_poses
+
+    poses = ring_poses(10, 3.0)
+    (tmp_path / "train").mkdir()
+    frames = []
+    for i, pose in enumerate(poses):
+        image = np.zeros((16, 16, 4), np.uint8)
+        image[4:12, 4:12] = (25 * i, 100, 200, 255)  # view i is told by its red value
+        Image.fromarray(image, mode="RGBA").save(tmp_path / "train" / f"r_{i}.png")
+        frames.append({"file_path": f"./train/r_{i}", "transform_matrix": pose.tolist()})
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
+
+    names = lambda outputs: [p.name for p in outputs.image_filenames]  # noqa: E731
+    assert names(parse(tmp_path, "val")) == ["r_0.png", "r_8.png"]  # the default: every 8th
+    val = parse(tmp_path, "val", blender_eval_every=3)
+    assert names(val) == ["r_0.png", "r_3.png", "r_6.png", "r_9.png"]
+    assert names(parse(tmp_path, "test", blender_eval_every=3)) == names(val)
+    assert names(parse(tmp_path, "train", blender_eval_every=3)) == [f"r_{i}.png" for i in (1, 2, 4, 5, 7, 8)]
+    assert torch.allclose(val.cameras.camera_to_worlds, torch.from_numpy(poses[[0, 3, 6, 9], :3, :4]).float())
+    held_out = InputDataset(val)[1]["image"]  # read by nerfstudio, composited on white
+    assert held_out.shape == (16, 16, 3) and held_out[8, 8, 0] == pytest.approx(75 / 255, abs=1e-3)
+    assert len(parse(tmp_path, "train", blender_eval_every=3, srn_eval_every=2).image_filenames) == 6
+
+
 # ---- bad input: a one-line error that names the file and the problem ------------------------
 
 
@@ -183,7 +211,7 @@ def test_inconsistent_image_size(tmp_path, marker_collection):
 def test_unreadable_image(tmp_path, marker_collection):
     data = copy_collection(marker_collection, tmp_path / "c")
     (data / "marker_0" / "images" / "001.png").write_text("not a png")
-    expect_error(data, "marker_0/images/001.png", "unreadable image")
+    expect_error(data, "marker_0/images/001.png", "not a readable image")
 
 
 def test_pose_that_is_not_rigid(tmp_path, marker_collection):
@@ -198,7 +226,7 @@ def test_pose_that_is_not_rigid(tmp_path, marker_collection):
 def test_missing_image_and_bad_split_and_no_objects(tmp_path, marker_collection):
     data = copy_collection(marker_collection, tmp_path / "c")
     (data / "marker_1" / "images" / "000.png").unlink()
-    expect_error(data, "marker_1/images/000.png", "not found")
+    expect_error(data, "marker_1/images/000.png", "no such image file")
     data = copy_collection(marker_collection, tmp_path / "d")
     doc = json.loads((data / "collection.json").read_text())
     doc["objects"][0]["split"] = "validation"

@@ -140,3 +140,15 @@ def test_framing_fills_the_frame_with_the_object_and_its_margin():
     # the collections' 40 degree view of the same box covers far fewer pixels
     wide = render(mesh, c2w[None], Intrinsics.from_fov(size, size, 40.0), supersample=1).rgba[0, ..., 3] > 127
     assert alpha.sum() > 2.5 * wide.sum()
+
+
+def test_unlit_render_shows_the_face_colours_as_they_are():
+    """For meshes whose colours already hold the light (exported from a NeRF): no second shading."""
+    intr = Intrinsics.from_fov(32, 32, 40.0)
+    c2w = look_at([0.0, -DISTANCE, 0.5])[None]
+    lit, unlit = (render(sphere(color=(0.8, 0.3, 0.2)), c2w, intr, supersample=2, lit=flag) for flag in (True, False))
+    inside = unlit.rgba[0, ..., 3] == 255
+    assert inside.sum() > 100
+    np.testing.assert_allclose(unlit.rgba[0][inside][:, :3], np.broadcast_to(np.array([0.8, 0.3, 0.2]) * 255, (inside.sum(), 3)), atol=1)
+    assert np.abs(lit.rgba[0][inside][:, :3].astype(int) - unlit.rgba[0][inside][:, :3]).max() > 20
+    np.testing.assert_array_equal(lit.rgba[..., 3], unlit.rgba[..., 3])

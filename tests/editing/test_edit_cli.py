@@ -138,3 +138,37 @@ def test_mapper_stage_needs_a_trained_stage1_run(trained_run, tmp_path):
     missing = train(None, tmp_path / "o", method="clip-nerf-mappers", steps=2, check=False,
                     extra=["--pipeline.stage1", str(tmp_path / "config.yml")])
     assert_user_error(missing, "no checkpoint")
+
+
+def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
+    """`clipnerf eval --prompts FILE` on 5 prompts (fewer than five per list: n-way with what there
+    is), with one binary test for the judge; edits.png shows the prompts asked for."""
+    library = tmp_path / "few.yaml"
+    library.write_text(
+        "neutral: a chair\n"
+        "shape: [a chair with a tall back, an armchair]\n"
+        "appearance: [a red chair, a blue chair, a green chair]\n"
+        "tests:\n"
+        "  - {prompt: an armchair, opposite: a dining chair, question: armrests, answer: 'yes',\n"
+        "     where: {kind: [armchair, dining chair]}}\n"
+    )
+    out = tmp_path / "eval"
+    quick = ["--load-config", pretrained_runs.mappers, "--prompts", library, "--max-objects", "1", "--prior-objects", "0",
+             "--resolution", "16", "--latency-resolution", "16", "--latency-repeats", "1"]
+    code, err = clipnerf(capsys, "eval", *quick, "--output-dir", out, "--pictured", "a blue chair", "an armchair")
+    assert code == 0, err
+    doc = json.loads((out / "eval.json").read_text())
+    summary, edits = doc["summary"], doc["edits"]
+    objects = summary["objects"]
+    assert objects == 1 and summary["edits"] == 5  # one held-out chair, each prompt once
+    assert {e["prompt"] for e in edits} == {"a chair with a tall back", "an armchair", "a red chair", "a blue chair",
+                                            "a green chair"}
+    assert {len(e["candidates"]) for e in edits if e["target"] == "shape"} == {2}
+    assert summary["candidates"] == {"appearance": 3, "shape": 2}
+    assert 0.0 <= summary["five_way_accuracy"]["appearance"] <= 1.0
+    assert summary["judged_shape_edits"]["an armchair"]["objects"] == 1
+    assert summary["grid_columns"] == ["before", "a blue chair", "an armchair"]
+    assert Image.open(out / "edits.png").size == (3 * 16, objects * 16)
+    code, err = clipnerf(capsys, "eval", *quick, "--pictured", "a purple chair", "--output-dir", tmp_path / "bad")
+    assert code == 2 and "'a purple chair' is not in" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "bad").exists()

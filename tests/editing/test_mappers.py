@@ -1,5 +1,7 @@
 """Mappers, the edit maths and the Editor on a tiny model with the real compact CLIP."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -124,6 +126,8 @@ def test_prompt_libraries(tmp_path):
         load_prompt_library(tmp_path / "bad.yaml", "chairs")
     with pytest.raises(UserError, match="no prompt library"):
         load_prompt_library(None, "boats")
+    example = load_prompt_library(Path(__file__).resolve().parents[2] / "configs" / "prompts" / "lamps.yaml", "lamps")
+    assert example.neutral == "a lamp" and len(example.shape) == 5  # the README's own-category example
 
 
 def test_binary_tests_of_the_libraries(tmp_path):

@@ -149,6 +149,29 @@ def viewer_url(pretrained_runs, tmp_path_factory):
             process.kill()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port` (IPv4 and IPv6, from /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(":")
+            if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_viewer_listens_on_loopback_only(viewer_url):
+    """ns-viewer's default is every interface (0.0.0.0); our runs' viewer binds to 127.0.0.1."""
+    port = int(viewer_url.rsplit(":", 1)[1])
+    addresses = listening_addresses(port)
+    assert addresses, f"nothing listens on port {port}"
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1, as /proc/net writes them
+    assert addresses <= loopback, addresses
+
+
 @pytest.fixture(scope="module")
 def browser_page(viewer_url):
     import playwright.sync_api as playwright_api  # the dev extra installs it
@@ -271,6 +294,19 @@ def test_viewer_edits_report_bad_input_in_the_panel(pretrained_runs, tmp_path):
     assert panel.j_status.value.startswith("error:")
     shown_after, _ = nerf.display_codes()
     assert torch.equal(shown_before.z_a, shown_after.z_a)  # nothing changed on screen
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(bomb, optimize=True)
+    for path in (bomb, tmp_path / "missing.png", tmp_path):  # refused alike, from the header
+        panel.b_exemplar.value = str(path)
+        panel._apply_from("exemplar")
+        assert panel.j_status.value == f"error: cannot use {str(path)!r} as an exemplar: not a readable image file"
+    panel.a_prompt.value = "a red chair"
+    panel._apply_from("prompt")
+    edited, _ = nerf.display_codes()
+    panel.f_strength.value = float("nan")  # what a crafted client can send
+    panel._on_strength(None)
+    assert panel.j_status.value == "error: Strength must be a finite number, got nan"
+    assert torch.equal(nerf.display_codes()[0].z_a, edited.z_a)
 
 
 def test_codes_files_join_the_object_picker(pretrained_runs, tmp_path):
