@@ -3,7 +3,6 @@ and render configs that ns-render and ns-viewer load."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.utils.eval_utils import eval_setup
 
+from clipnerf_ns.atomic import partial_path
 from clipnerf_ns.checkpoints import read_newest_checkpoint
 from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.dataparser import make_cameras
@@ -108,7 +108,7 @@ def write_render_config(config: TrainerConfig, out_dir: Path, overwrite: bool = 
     if target.exists() and not overwrite:
         raise UserError(f"{target}: exists (pass --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".config.yml.partial-{os.getpid()}"
+    partial = partial_path(target)
     partial.write_text(yaml.dump(config), "utf8")
     partial.replace(target)
     return target

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from clipnerf_ns.atomic import partial_path
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import Codes
 
@@ -45,7 +45,7 @@ def save_codes(path: Path, codes: Codes, fingerprint: str, info: Optional[dict] 
         tensors[key] = value.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "model": fingerprint, "info": json.dumps(info or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial = partial_path(path)
     save_file(tensors, str(partial), metadata=metadata)
     partial.replace(path)
     return path

@@ -15,20 +15,9 @@ from clipnerf_ns.editing.edit import Edit, editor_for, render_views
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.models.clip_nerf import Codes
 from clipnerf_ns.runs import load_run, nerf_of
+from tests.helpers import clipnerf_in_process as clipnerf
 from tests.test_cli import run
 from tests.test_train_cli import assert_user_error
-
-
-def clipnerf(capsys, *args):
-    """`clipnerf ARGS` in this process (the same entry point as the installed command): exit code, stderr."""
-    from clipnerf_ns.cli import entrypoint
-
-    try:
-        entrypoint([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
 
 
 def mean_color(path):

@@ -30,6 +30,7 @@ from clipnerf_ns.editing.invert import (
 )
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.runs import load_run, orbit_camera
+from tests.helpers import clipnerf_in_process
 from tests.test_cli import run
 from tests.test_train_cli import assert_user_error
 
@@ -221,14 +222,8 @@ def test_the_trainer_pipeline_takes_the_same_steps(markers, trained_run, tmp_pat
 
 def cli(argv: list[str], capsys) -> tuple[int, str]:
     """`clipnerf ARGV` in this process (the console script's own entry point): exit code, last stderr line."""
-    from clipnerf_ns.cli import entrypoint
-
-    try:
-        entrypoint(argv)
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    lines = capsys.readouterr().err.strip().splitlines()
+    code, err = clipnerf_in_process(capsys, *argv)
+    lines = err.strip().splitlines()
     return code, lines[-1] if lines else ""
 
 
