@@ -13,7 +13,8 @@ The objects come from `--seed`, which no shipped model was trained on (the CLIPs
 - 12-way colour words ("a <colour> chair/car"), with the library's colour names and with synonyms;
 - per caption template set: image->text and text->image retrieval among all objects' captions.
 
-Then the judge's accuracy for every question on the same renders. Prints figures; not a test.
+Each model sees the objects framed as its training views were (`--framing model`). Then the
+judge's accuracy for every question on the same objects. Prints figures; not a test.
 """
 
 import argparse
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from clipnerf_ns.clip.domain import (
-    binary_tests, color_accuracy, evaluate, format_figures, image_features, render_objects,
+    binary_tests, color_accuracy, evaluate, format_figures, framing_of, image_features, render_objects,
 )
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
 from clipnerf_ns.editing.prompts import load_prompt_library
@@ -43,8 +44,9 @@ def main() -> None:
                         help="caption template sets for the retrieval figures")
     parser.add_argument("--resolution", type=int, default=64, help="render size (other than a model's input: resized)")
     parser.add_argument("--categories", nargs="+", default=["chairs", "cars"])
-    parser.add_argument("--framing", default="object", choices=["object", "collection"],
-                        help="views framed on the object (what the CLIPs see), or the collections' 40 deg views")
+    parser.add_argument("--framing", default="model", choices=["model", "object", "category", "collection"],
+                        help="views framed as each model's training views were ('model'), on the object, on its "
+                             "category's box (sizes kept), or the collections' 40 deg views")
     parser.add_argument("--band", default="front", choices=["front", "all"],
                         help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
     args = parser.parse_args()
@@ -53,25 +55,35 @@ def main() -> None:
         ClipEncoder.load(ClipConfig(model=w) if w in SHIPPED_MODELS else ClipConfig(model="compact", checkpoint=Path(w)))
         for w in args.weights
     ]
-    t0 = time.perf_counter()
-    data = render_objects(args.seed, args.categories, args.objects, args.views, 1, args.templates[0], args.resolution,
-                          description="rendering", band=args.band, framing=args.framing)
-    print(f"rendered {len(data.captions)} objects x {args.views} '{args.band}' views ({args.framing} framing) "
-          f"at {args.resolution} px in "
-          f"{time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
-    features = {e.name: image_features(e, data) for e in encoders}
+    judge = Judge.load(args.judge)
+
+    def framing(model) -> str:
+        return framing_of(model, args.categories[0]) if args.framing == "model" else args.framing
+
+    renders: dict[tuple[str, str], object] = {}
+
+    def views(how: str, templates: str):
+        """The bench's objects framed one way, captioned with one template set (rendered once)."""
+        if (how, templates) not in renders:
+            t0 = time.perf_counter()
+            renders[how, templates] = render_objects(
+                args.seed, args.categories, args.objects, args.views, 1, templates, args.resolution,
+                description="rendering", band=args.band, framing=how)
+            print(f"rendered {args.objects} objects per category x {args.views} '{args.band}' views ({how} "
+                  f"framing) at {args.resolution} px in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
+        return renders[how, templates]
+
+    data = views(framing(encoders[0]), args.templates[0])  # truth and captions: the same objects in every framing
+    features = {e.name: image_features(e, views(framing(e), args.templates[0])) for e in encoders}
     print_binary_tests(encoders, features, data, args.categories, args.views)
     print_colors(encoders, features, data, args.views)
     for templates in args.templates:
-        captioned = data if templates == args.templates[0] else render_objects(
-            args.seed, args.categories, args.objects, args.views, 1, templates, args.resolution, description="rendering",
-            band=args.band, framing=args.framing)
         for encoder in encoders:
-            print(f"\n{encoder.name}, '{templates}' captions:")
-            print(format_figures(evaluate(encoder, captioned)))
-    judge = Judge.load(args.judge)
-    print(f"\nattribute judge ({judge.name}), accuracy per question on the same renders:")
-    print(format_accuracy(accuracy(judge, data.rgba, data.categories, data.attributes)))
+            print(f"\n{encoder.name}, '{templates}' captions ({framing(encoder)} framing):")
+            print(format_figures(evaluate(encoder, views(framing(encoder), templates))))
+    judged = views(framing(judge), args.templates[0])
+    print(f"\nattribute judge ({judge.name}, {framing(judge)} framing), accuracy per question:")
+    print(format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
 
 
 def print_binary_tests(encoders, features, data, categories, views) -> None:
@@ -91,7 +103,7 @@ def print_binary_tests(encoders, features, data, categories, views) -> None:
             row = f"{test.prompt + ' / ' + test.opposite:<72.72} {first['positives']:>4}/{first['negatives']:<4} "
             for k, (plain, photo) in enumerate(results):
                 lib, syn, ph = plain[i]["accuracy"], plain[i].get("synonym_accuracy", float("nan")), photo[i]["accuracy"]
-                worst[k] = min(worst[k], *(v for v in (lib, syn, ph) if v == v))
+                worst[k] = min([worst[k], *(v for v in (lib, syn, ph) if v == v)])
                 row += f"{lib:>13.2f} {syn:>5.2f} {ph:>5.2f}   "
             print(row)
         print(f"{'lowest':<82} " + " ".join(f"{w:>25.2f}  " for w in worst) + "\n")

@@ -9,9 +9,11 @@ one switch changed. Real chairs: a collection rendered by `clipnerf render-meshe
 meshes; view 0 of each chair is inverted, and a held-out view of the same chair is compared with
 the inverted codes rendered from that camera (novel-view quality).
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python bench/bench_invert.py \\
-        --config /work/runs/out/final/clip-nerf-small/t0/config.yml --cases 20 \\
-        --real /work/runs/real_chairs64 --ablation-cases 10
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python bench/bench_invert.py [--config RUN/config.yml] \\
+        --cases 20 [--real COLLECTION] --ablation-cases 10
+
+Without --config, the shipped pretrained chairs model is used (its run folder is written to a
+temporary folder first, as `make demo` does).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -152,7 +155,8 @@ def save_grid(tiles: list[list[torch.Tensor]], path: Path, scale: int = 2) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=Path("/work/runs/out/final/clip-nerf-small/t0/config.yml"))
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a clip-nerf run's config.yml (default: the shipped pretrained chairs model)")
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--ablation-cases", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
@@ -166,6 +170,10 @@ def main() -> None:
     args = parser.parse_args()
     only = set(args.only or ["roundtrip", "ablations", "real"])
 
+    if args.config is None:
+        from clipnerf_ns.pretrained import materialize
+
+        args.config = materialize(Path(tempfile.mkdtemp(prefix="bench_invert_"))).stage1
     run_config, pipeline = load_run(args.config)
     model = nerf_of(pipeline)
     model.requires_grad_(False)

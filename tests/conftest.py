@@ -2,16 +2,13 @@
 
 import functools
 
-import numpy as np
 import pytest
 import trimesh
 
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection
 from clipnerf_ns.data.render import ColoredMesh
+from tests.helpers import MARKER_CENTER, MARKER_RADIUS, run_dir, train
 
-# A small sphere off the centre of the unit box: its projection is easy to predict in every view.
-MARKER_CENTER = np.array([0.15, -0.1, 0.2])
-MARKER_RADIUS = 0.12
 
 
 def marker_object(color, seed):
@@ -37,7 +34,6 @@ def marker_collection(tmp_path_factory):
 def trained_run(marker_collection, tmp_path_factory):
     """clip-nerf-small trained long enough on the red and green spheres to tell them apart
     (RUN folder: RUN/config.yml, RUN/nerfstudio_models/)."""
-    from tests.test_train_cli import run_dir, train
 
     out = tmp_path_factory.mktemp("runs")
     train(marker_collection, out, steps=400, extra=[
@@ -63,7 +59,6 @@ def marker_prompts(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mapper_run(trained_run, marker_prompts, tmp_path_factory):
     """Mappers trained through `ns-train clip-nerf-mappers` on the trained markers (RUN folder)."""
-    from tests.test_train_cli import run_dir, train
 
     out = tmp_path_factory.mktemp("mapper_runs")
     train(None, out, method="clip-nerf-mappers", steps=40, extra=[

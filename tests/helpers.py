@@ -1,4 +1,74 @@
-"""Helpers shared by the test modules."""
+"""Helpers shared by the test modules (test modules import from here, never from each other)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clipnerf_ns.fields.conditional_field import FieldSizes
+
+BIN = Path(sys.executable).parent
+# Every method, cut down to seconds on the CPU: fewer rays and samples, same architecture.
+QUICK = [
+    "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.local-writer.enable", "False",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.model.eval-num-rays-per-chunk", "1024",
+]
+# Sample counts of the NeRF; later stages render with their stage-1 run's.
+QUICK_NERF = ["--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "4"]
+# A small sphere off the centre of the unit box: its projection is easy to predict in every view.
+MARKER_CENTER = np.array([0.15, -0.1, 0.2])
+MARKER_RADIUS = 0.12
+TINY_OBJECTS = ["a", "b", "c"]
+TINY = FieldSizes(shape_dim=8, appearance_dim=6, deform_layers=2, deform_width=16, trunk_layers=2, trunk_width=16,
+                  color_layers=1, color_width=16, backend="torch")
+"""Field sizes small enough for hand-sized tests (pure torch)."""
+
+
+def run(*args, check=True, timeout=300):
+    """A console script of this environment (clipnerf, ns-train...) as a subprocess."""
+    result = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_user_error(result, *fragments, alone=False):
+    """Exit 2, our one-line message last on stderr (`alone`: and nothing before it; nerfstudio's
+    imports may warn first), no traceback, naming every fragment."""
+    assert result.returncode == 2, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("clipnerf: error:") and (len(lines) == 1 or not alone), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+
+
+def train(data, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True, timeout=300):
+    """ns-train through the real CLI; `data` None: the method finds it (the mapper stage: in its stage-1 run)."""
+    return run(
+        "ns-train", method, *(["--data", str(data)] if data is not None else []), "--output-dir", str(out), "--experiment-name", "e",
+        "--timestamp", "t", "--max-num-iterations", str(steps), "--steps-per-save", str(max(steps - 1, 1)),
+        *QUICK, *(QUICK_NERF if method in ("clip-nerf", "clip-nerf-small") else []), *extra,
+        check=check, timeout=timeout,
+    )
+
+
+def run_dir(out: Path, method: str = "clip-nerf-small") -> Path:
+    return out / "e" / method / "t"
+
+
+def make_model(**overrides):
+    """A tiny untrained ClipNerfModel over TINY_OBJECTS in the unit box."""
+    import torch
+    from nerfstudio.data.scene_box import SceneBox
+
+    from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig
+
+    torch.manual_seed(0)
+    config = ClipNerfModelConfig(**{"field": TINY, "num_coarse_samples": 12, "num_fine_samples": 6, **overrides})
+    box = SceneBox(aabb=torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]]))
+    return config.setup(scene_box=box, num_train_data=6, metadata={"object_ids": TINY_OBJECTS})
 
 
 def clipnerf_in_process(capsys, *args) -> tuple[int, str]:

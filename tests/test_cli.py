@@ -1,7 +1,6 @@
 """The `clipnerf` command line and nerfstudio's, run as a user runs them (real subprocesses)."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,25 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BIN = Path(sys.executable).parent
+from tests.helpers import assert_user_error, run
+
 SHARED_MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
 TINY = ["--views", "4", "--eval-views", "2", "--resolution", "32", "--workers", "2"]
-
-
-def run(*args, check=True, timeout=300):
-    result = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_user_error(result, *fragments):
-    """Non-zero exit, one line on stderr naming the problem, no traceback."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("clipnerf: error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_synth_is_deterministic_and_readable(tmp_path):
@@ -73,7 +57,7 @@ def test_existing_output_needs_overwrite(tmp_path):
     out = tmp_path / "c"
     run("clipnerf", "synth", "chairs", "--num-objects", "1", "--out", str(out), *TINY)
     assert_user_error(run("clipnerf", "synth", "chairs", "--num-objects", "1", "--out", str(out), *TINY, check=False),
-                      str(out), "--overwrite")
+                      str(out), "--overwrite", alone=True)
     run("clipnerf", "synth", "cars", "--num-objects", "1", "--out", str(out), "--overwrite", *TINY)
     assert json.loads((out / "collection.json").read_text())["category"] == "cars"
 
@@ -88,7 +72,7 @@ def test_a_mesh_that_fails_to_load_leaves_nothing_behind(tmp_path):
     (meshes / "broken.ply").write_text("this is not a mesh\n")
     out = tmp_path / "out"
     result = run("clipnerf", "render-meshes", "--meshes", str(meshes), "--out", str(out), *TINY, check=False)
-    assert_user_error(result, "broken.ply")
+    assert_user_error(result, "broken.ply", alone=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meshes"]  # no output, no partial folder
 
 
@@ -100,14 +84,14 @@ def test_a_mesh_that_fails_to_load_leaves_nothing_behind(tmp_path):
 ])
 def test_bad_arguments(tmp_path, args, fragments):
     result = run("clipnerf", *args, "--out", str(tmp_path / "out"), check=False)
-    assert_user_error(result, *fragments)
+    assert_user_error(result, *fragments, alone=True)
     assert not (tmp_path / "out").exists()
 
 
 def test_empty_mesh_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run("clipnerf", "render-meshes", "--meshes", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), check=False)
-    assert_user_error(result, "empty", "no meshes")
+    assert_user_error(result, "empty", "no meshes", alone=True)
 
 
 def test_nerfstudio_sees_the_dataparser_and_nothing_is_broken():
@@ -168,7 +152,8 @@ def test_demo_as_the_readme_runs_it(tmp_path):
 def test_demo_keeps_earlier_output(tmp_path):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "keep.txt").write_text("mine")
-    assert_user_error(run("clipnerf", "demo", "--out", str(tmp_path / "demo"), check=False), "exists", "--overwrite")
+    assert_user_error(run("clipnerf", "demo", "--out", str(tmp_path / "demo"), check=False), "exists", "--overwrite",
+                      alone=True)
     assert (tmp_path / "demo" / "keep.txt").read_text() == "mine"
 
 

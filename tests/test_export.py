@@ -18,7 +18,7 @@ from clipnerf_ns.editing.codes_io import model_fingerprint, save_codes
 from clipnerf_ns.eval.metrics import delta_e, silhouette_iou
 from clipnerf_ns.export import MeshExtraction, as_colored_mesh, extract_mesh, open_edge_fraction
 from clipnerf_ns.runs import load_run, nerf_of
-from tests.test_cli import run
+from tests.helpers import run
 
 CHAIR = "chair_0031"  # the chair the demo edits
 

@@ -12,43 +12,9 @@ import yaml
 from PIL import Image
 
 from clipnerf_ns.runs import load_run, orbit_camera
-from tests.helpers import clipnerf_in_process, one_line
-from tests.test_cli import run
+from tests.helpers import assert_user_error, clipnerf_in_process, one_line, run, run_dir, train
 
 METHODS = sorted(e.name for e in entry_points(group="nerfstudio.method_configs") if e.value.startswith("clipnerf_ns"))
-# Every method, cut down to seconds on the CPU: fewer rays and samples, same architecture.
-QUICK = [
-    "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.local-writer.enable", "False",
-    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.model.eval-num-rays-per-chunk", "1024",
-]
-# Sample counts of the NeRF; later stages render with their stage-1 run's.
-QUICK_NERF = ["--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "4"]
-
-
-def assert_user_error(result, *fragments):
-    """Exit 2, our one-line message last on stderr, no traceback (nerfstudio's imports may warn first)."""
-    assert result.returncode == 2, (result.stdout[-3000:], result.stderr[-3000:])
-    assert "Traceback" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("clipnerf: error:"), result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in last, last
-
-
-def train(data, out: Path, method: str = "clip-nerf-small", steps: int = 3, extra=(), check=True, timeout=300):
-    """ns-train through the real CLI; `data` None: the method finds it (the mapper stage: in its stage-1 run)."""
-    return run(
-        "ns-train", method, *(["--data", str(data)] if data is not None else []), "--output-dir", str(out), "--experiment-name", "e",
-        "--timestamp", "t", "--max-num-iterations", str(steps), "--steps-per-save", str(max(steps - 1, 1)),
-        *QUICK, *(QUICK_NERF if method in ("clip-nerf", "clip-nerf-small") else []), *extra,
-        check=check, timeout=timeout,
-    )
-
-
-def run_dir(out: Path, method: str = "clip-nerf-small") -> Path:
-    return out / "e" / method / "t"
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_every_registered_method_trains_and_saves(method, marker_collection, tmp_path, request):
     """A few steps through the real CLI, with nerfstudio's evaluation steps (a batch, an image, all
@@ -142,6 +108,7 @@ def test_interpolation_strip(trained_run, tmp_path):
     assert red_minus_green[0] > red_minus_green[1] > red_minus_green[2]  # red to green through an in-between
 
 
+@pytest.mark.slow  # 27 s; keeps make test within 15 min (test_hostile covers the other refused checkpoints)
 def test_checkpoint_of_another_object_count_is_refused(trained_run, marker_collection, tmp_path):
     result = train(marker_collection, tmp_path, steps=2, check=False, extra=[
         "--load-dir", str(trained_run / "nerfstudio_models"), "clipnerf-collection", "--max-objects", "1",

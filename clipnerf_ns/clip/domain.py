@@ -3,7 +3,9 @@
 Data: procedural chairs and cars (`synth.sample_object`), each rendered from several random
 cameras on the upper hemisphere and framed on the object (`render.framing_intrinsics`: the
 object fills the 64 px frame, so legs, slats and armrests are two to three pixels wide rather
-than one), and described by captions (`synth.make_captions`, "default" or "alt" templates). The
+than one) or, with `framing` "category", on a box of its category's largest size centred on it
+(`render.framing_corners`: a taller back or a longer car fills more of the frame, so sizes can be
+seen; the shipped CLIPs are trained so), and described by captions (`synth.make_captions`, "default" or "alt" templates). The
 last objects of each category are held out. Training composites the renders over mostly white
 backgrounds and softens, shifts and perturbs them towards what NeRF renders look like.
 
@@ -34,8 +36,10 @@ from torch import Tensor
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
 from clipnerf_ns.data.attribute_captions import applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS
-from clipnerf_ns.data.render import FRAMING_MARGIN, Intrinsics, box_corners, framing_intrinsics, orbit_pose, render
-from clipnerf_ns.data.synth import CATEGORIES, COLOR_SYNONYMS, NAMED_COLORS, fix_articles, make_captions, sample_object
+from clipnerf_ns.data.render import (
+    FRAMING_MARGIN, Intrinsics, framing_corners, framing_intrinsics, orbit_pose, render,
+)
+from clipnerf_ns.data.synth import CATEGORIES, FRAME_EXTENTS, COLOR_SYNONYMS, NAMED_COLORS, fix_articles, make_captions, sample_object
 from clipnerf_ns.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -109,15 +113,18 @@ def random_cameras(n: int, rng: np.random.Generator, band: str = "all") -> np.nd
 def render_object(category: str, seed: int, views: int, captions: int, templates: str, size: int, band: str = "all",
                   framing: str = "object"):
     """(rgba (views, size, size, 4) uint8, captions, attributes) of one procedural object, framed on
-    the object (`framing` "object") or with the collections' 40 degree field of view ("collection")."""
+    the object (`framing` "object"), on its category's largest box centred on it ("category":
+    sizes are kept) or with the collections' 40 degree field of view ("collection")."""
     rng = np.random.default_rng(seed)
     obj = sample_object(category, rng)
     texts = make_captions(category, obj.attributes, rng, captions, templates)
     cameras = random_cameras(views, rng, band)
-    margins = rng.uniform(*FRAMING_MARGIN_RANGE, views) if band == "all" else np.full(views, FRAMING_MARGIN)
+    # random margins vary the zoom: fine when framed on the object, not when the frame keeps its size
+    jitter = band == "all" and framing == "object"
+    margins = rng.uniform(*FRAMING_MARGIN_RANGE, views) if jitter else np.full(views, FRAMING_MARGIN)
     # framed on the corners of the object's bounding box: what a NeRF's occupancy grid also gives
-    corners = box_corners(*obj.mesh.mesh.bounds)
-    intrinsics = [framing_intrinsics(corners, c2w, size, m) if framing == "object" else Intrinsics.from_fov(size, size, FOV_DEG)
+    corners = framing_corners(*obj.mesh.mesh.bounds, (frame_extents(framing, [category]) or {}).get(category))
+    intrinsics = [framing_intrinsics(corners, c2w, size, m) if framing != "collection" else Intrinsics.from_fov(size, size, FOV_DEG)
                   for c2w, m in zip(cameras, margins)]
     rgba = render(obj.mesh, cameras, intrinsics, supersample=2).rgba
     return rgba, texts, obj.attributes
@@ -144,12 +151,23 @@ def render_objects(
     return DomainData(np.stack(rgba), texts, cats, [dominant_color(a) for a in attrs], np.array(held), attrs)
 
 
+def frame_extents(framing: str, categories) -> Optional[dict[str, tuple[float, float, float]]]:
+    """The boxes a model trained with `framing` frames each category's views on, or None (on the object)."""
+    return {c: FRAME_EXTENTS[c] for c in categories} if framing == "category" else None
+
+
+def framing_of(model, category: str) -> str:
+    """The `framing` of `render_objects` that shows `category` as `model` (a `ClipEncoder` or a
+    judge) was trained to see it."""
+    return "object" if model.frame_extent(category) is None else "category"
+
+
 def render_settings(config: DomainTraining) -> dict:
     """The keyword arguments of `render_objects` that make `config`'s training data."""
     return {
         "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
         "views": config.views, "captions": config.captions, "templates": config.templates,
-        "size": config.arch.image_size, "heldout_per_category": config.heldout_objects,
+        "size": config.arch.image_size, "heldout_per_category": config.heldout_objects, "framing": config.framing,
     }
 
 
@@ -406,7 +424,8 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     train_s = time.perf_counter() - t0
     model.eval()
     arch = config.arch
-    preprocess = Preprocess(arch.image_size, CLIP_MEAN, CLIP_STD, arch.context_length)
+    preprocess = Preprocess(arch.image_size, CLIP_MEAN, CLIP_STD, arch.context_length,
+                            frame_extents(config.framing, config.categories))
     training = {
         **jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),

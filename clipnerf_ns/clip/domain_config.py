@@ -96,6 +96,11 @@ class DomainTraining:
     """Rendered views per object, from random cameras on the upper hemisphere."""
     captions: int = 8
     """Captions per object."""
+    framing: Literal["object", "category"] = "object"
+    """How the views are framed: on the object itself (it fills the frame: thin parts get the most
+    pixels, but sizes are lost), or on a box of the category's largest size centred on the object
+    (`synth.FRAME_EXTENTS`: sizes are kept, so "tall", "wide" and "long" can be seen; the shipped
+    `compact` CLIP and the judge are trained so)."""
     steps: int = 1500
     """Optimisation steps."""
     batch_size: int = 128

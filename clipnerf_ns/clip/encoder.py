@@ -46,6 +46,9 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     context_length: int
+    frame_extents: Optional[dict[str, tuple[float, float, float]]] = None
+    """Per category, the (x, y, z) box its views are framed on (`render.framing_corners`), where
+    the model was trained on views that keep the objects' sizes; None: framed on the object."""
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -119,7 +122,8 @@ def save_compact(model: nn.Module, architecture: dict, preprocess: Preprocess, t
         "architecture": json.dumps(architecture),
         "preprocess": json.dumps(
             {"image_size": preprocess.image_size, "mean": list(preprocess.mean), "std": list(preprocess.std),
-             "context_length": preprocess.context_length}
+             "context_length": preprocess.context_length,
+             **({"frame_extents": preprocess.frame_extents} if preprocess.frame_extents else {})}
         ),
         "training": json.dumps(training),
     }
@@ -181,7 +185,9 @@ def load_compact(path: Path) -> tuple[nn.Module, Preprocess, dict]:
     except Exception as err:
         raise UserError(f"CLIP weights file {path} does not match its own architecture ({err})") from None
     p = meta["preprocess"]
-    return model, Preprocess(int(p["image_size"]), tuple(p["mean"]), tuple(p["std"]), int(p["context_length"])), meta["training"]
+    extents = {c: tuple(float(v) for v in e) for c, e in p["frame_extents"].items()} if "frame_extents" in p else None
+    preprocess = Preprocess(int(p["image_size"]), tuple(p["mean"]), tuple(p["std"]), int(p["context_length"]), extents)
+    return model, preprocess, meta["training"]
 
 
 def _describe(path: Path) -> str:
@@ -287,6 +293,11 @@ class ClipEncoder(nn.Module):
         if not encoder.embed_dim:  # towers without a plain projection matrix: measure it
             encoder.embed_dim = int(encoder.encode_text(["a chair"]).shape[-1])
         return encoder
+
+    def frame_extent(self, category: str) -> Optional[tuple[float, float, float]]:
+        """The box views of `category` are framed on for this CLIP (`render.framing_corners`), or
+        None: framed on the object itself (OpenAI's and LAION's CLIPs, older compact files)."""
+        return (self.preprocess.frame_extents or {}).get(category)
 
     def train(self, mode: bool = True) -> "ClipEncoder":
         """Frozen: stays in eval mode whatever is asked."""

@@ -88,3 +88,19 @@ def frame_on_object(
     ys, xs = slice(max(y0, 0), min(y0 + side, h)), slice(max(x0, 0), min(x0 + side, w))
     out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = rgb[ys, xs]
     return out
+
+
+def pad_to_fill(
+    rgb: Float[Tensor, "s s 3"], fill: float, background: Sequence[float] = (1.0, 1.0, 1.0)
+) -> Float[Tensor, "t t 3"]:
+    """A square image shrunk into the centre of a larger square of `background`, so that it spans
+    `fill` (0, 1] of the new side: a photo framed on its object, reframed for a CLIP whose views
+    keep sizes (its objects do not fill the frame)."""
+    import torch
+
+    side = rgb.shape[0]
+    new_side = max(side, round(side / fill))
+    out = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device).expand(new_side, new_side, 3).clone()
+    top, left = (new_side - side) // 2, (new_side - rgb.shape[1]) // 2
+    out[top : top + side, left : left + rgb.shape[1]] = rgb
+    return out

@@ -9,6 +9,7 @@ intersector (slow, but correct).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import trimesh
@@ -63,6 +64,18 @@ def box_corners(lo, hi) -> np.ndarray:
     """(8, 3) corners of the axis-aligned box [lo, hi]."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     return np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+
+
+def framing_corners(lo, hi, extent: Optional[Sequence[float]] = None) -> np.ndarray:
+    """(8, 3) corners that a view is framed on (`framing_intrinsics`): those of the object's box
+    [lo, hi] (the object fills the frame, whatever its size), or those of a box of fixed `extent`
+    (x, y, z) centred on it (the object is centred but keeps its size: a taller back or a longer
+    car fills more of the frame, as "a tall back" and "a long car" need)."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if extent is None:
+        return box_corners(lo, hi)
+    centre, half = 0.5 * (lo + hi), 0.5 * np.asarray(extent, dtype=np.float64)
+    return box_corners(centre - half, centre + half)
 
 
 def framing_intrinsics(points: np.ndarray, c2w: np.ndarray, size: int, margin: float) -> Intrinsics:

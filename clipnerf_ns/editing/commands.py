@@ -222,7 +222,16 @@ class EvalCommand:
         tests = {t.prompt: t for t in library.tests}
         with torch.no_grad():
             test_texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
-        judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed on the object, as the CLIPs see it
+        judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed as each model's training views
+
+        def evaluator_view(codes: Codes) -> torch.Tensor:
+            return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64,
+                                evaluator.frame_extent(category))
+
+        def judge_view(codes: Codes) -> torch.Tensor:
+            return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, judge.image_size,
+                                judge.frame_extent(category))
+
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device
         subjects = [(nerf.object_ids[i], nerf.object_codes(torch.tensor(i, device=device)).detach()) for i in heldout]
@@ -238,9 +247,8 @@ class EvalCommand:
             before = nerf.render_view(camera, codes)
             tiles = {}
             with torch.no_grad():  # the unedited object, seen once for every prompt
-                framed_before = render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64)
-                image_before = evaluator.encode_image(framed_before)[0]
-                judged_before = judge.answers(framed_before, category) if category in judge.questions else {}
+                image_before = evaluator.encode_image(evaluator_view(codes))[0]
+                judged_before = judge.answers(judge_view(codes), category) if category in judge.questions else {}
             for target in ("appearance", "shape"):
                 prompts = library.for_target(target)
                 for prompt in prompts:
@@ -264,13 +272,12 @@ class EvalCommand:
                         record.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
                                       delta_e_after=float(metrics.delta_e(after_color.cpu(), named)))
                     with torch.no_grad():
-                        framed = render_views(nerf, Codes(edited.z_s[None], edited.z_a[None]), *judged_view, 64)
-                        record["_image"] = evaluator.encode_image(framed)[0]
+                        record["_image"] = evaluator.encode_image(evaluator_view(edited))[0]
                         record["_image_before"] = image_before
                         record["_text"] = evaluator.encode_text(candidates)
                         if prompt in tests and judged_before:
                             test = tests[prompt]
-                            answers = (judged_before[test.question][0], judge.answers(framed, category)[test.question][0])
+                            answers = (judged_before[test.question][0], judge.answers(judge_view(edited), category)[test.question][0])
                             record.update(judge_verdicts(test, answers, test_texts[prompt],
                                                          (image_before, record["_image"])))
                     records.append(record)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from clipnerf_ns.data.dataparser import make_cameras
-from clipnerf_ns.data.images import frame_on_object
-from clipnerf_ns.data.render import FRAMING_MARGIN, box_corners, framing_intrinsics, orbit_pose
+from clipnerf_ns.data.images import frame_on_object, pad_to_fill
+from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, orbit_pose
 from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.errors import UserError
@@ -110,17 +110,19 @@ def random_views(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor
 
 
 def render_views(
-    nerf: ClipNerfModel, codes: Codes, azimuths: Tensor, elevations: Tensor, resolution: int
+    nerf: ClipNerfModel, codes: Codes, azimuths: Tensor, elevations: Tensor, resolution: int,
+    frame_extent: Optional[Sequence[float]] = None,
 ) -> Float[Tensor, "n h w 3"]:
     """Differentiable renders of n objects (`codes` (n, d)), one orbit view each, over the render
-    background, each framed on its object's occupied cells (`framing_intrinsics`, the framing of
-    the CLIP's training views). Empty space is skipped with each shape code's own occupancy grid."""
+    background, each framed as the CLIP's training views are (`framing_corners`): on its object's
+    occupied cells, or on a box of `frame_extent` centred on them (a CLIP that sees sizes). Empty
+    space is skipped with each shape code's own occupancy grid."""
     device = nerf.box_min.device
     grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
     origins, directions = [], []
     for grid, az, el in zip(grids, azimuths.tolist(), elevations.tolist()):
         c2w = orbit_pose(ORBIT_DISTANCE, az, el)
-        k = framing_intrinsics(box_corners(*nerf.occupied_bounds(grid)), c2w, resolution, FRAMING_MARGIN)
+        k = framing_intrinsics(framing_corners(*nerf.occupied_bounds(grid), frame_extent), c2w, resolution, FRAMING_MARGIN)
         camera = make_cameras(c2w[None], [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
         origins.append(bundle.origins.reshape(-1, 3))
@@ -153,6 +155,25 @@ def edited_targets(target: Target) -> list[str]:
     return ["shape", "appearance"] if target == "both" else [target]
 
 
+def clip_frame_extent(clip, nerf: ClipNerfModel) -> Optional[tuple[float, float, float]]:
+    """The box `clip` frames views of `nerf`'s category on, or None (framed on the object)."""
+    return clip.frame_extent(nerf.category)
+
+
+SIZED_EXEMPLAR_FILL = 0.7
+"""Share of the frame an exemplar (framed on its object) is shrunk to for a CLIP that sees sizes.
+A photo has no scale; the median procedural object spans about this share of its category's
+framing box (chairs 0.69, 0.66, 0.73 in x, y, z; cars 0.88, 0.87, 0.64), so an exemplar reads as
+an object of middling size, not as the largest one."""
+
+
+def exemplar_view(clip, nerf: ClipNerfModel, image: Float[Tensor, "s s 3"]) -> Float[Tensor, "t t 3"]:
+    """An exemplar image (`read_exemplar`) framed as `clip`'s views of `nerf`'s category are."""
+    if clip_frame_extent(clip, nerf) is None:
+        return image
+    return pad_to_fill(image, SIZED_EXEMPLAR_FILL)
+
+
 def edit_losses(
     nerf: ClipNerfModel,
     clip,
@@ -166,12 +187,13 @@ def edit_losses(
 ) -> dict[str, Tensor]:
     """The editing objective of `after` (the edited codes of n objects, one view each):
     CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
-    render = render_views(nerf, after, azimuths, elevations, config.resolution)
+    extent = clip_frame_extent(clip, nerf)
+    render = render_views(nerf, after, azimuths, elevations, config.resolution, extent)
     embedding = clip.encode_image(render)
     losses: dict[str, Tensor] = {}
     if config.directional:
         with torch.no_grad():
-            render_before = clip.encode_image(render_views(nerf, before, azimuths, elevations, config.resolution))
+            render_before = clip.encode_image(render_views(nerf, before, azimuths, elevations, config.resolution, extent))
         source = render_before if source_embedding is None else source_embedding
         distance = directional_clip_distance(embedding, render_before, target_embedding, source)
     else:
@@ -203,7 +225,7 @@ class Editor:
         with torch.no_grad():
             if edit.prompt is not None:
                 return self.clip.encode_text([edit.prompt]).to(device)
-            return self.clip.encode_image(edit.exemplar[None].to(device)).to(device)
+            return self.clip.encode_image(exemplar_view(self.clip, self.nerf, edit.exemplar)[None].to(device)).to(device)
 
     def apply(self, edit: Edit, codes: Codes) -> Codes:
         """The edited codes of one object (`codes` of shape (d,) each)."""
@@ -260,9 +282,8 @@ def editor_for(model, clip_config=None) -> Editor:
     if hasattr(model, "mappers"):
         return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral)
     clip = ClipEncoder.load(clip_config or ClipConfig(), device=model.box_min.device)
-    category = model.kwargs["metadata"].get("category", "")
     try:
-        neutral = load_prompt_library(None, category).neutral
+        neutral = load_prompt_library(None, model.category).neutral
     except UserError:
         neutral = None
     return Editor(model, clip, None, EditLossConfig(), neutral)

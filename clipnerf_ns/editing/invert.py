@@ -40,8 +40,9 @@ from torch import Tensor, nn
 from clipnerf_ns.atomic import output_lock, partial_path, remove_stale_partials
 from clipnerf_ns.data.images import read_rgba
 from clipnerf_ns.editing.invert_config import InversionConfig
+from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes
+from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes, psnr
 from clipnerf_ns.models.rendering import render_rays
 
 GROUPS = ("pose", "shape", "appearance")
@@ -366,17 +367,15 @@ class Inversion:
         }
         if use_clip:
             image = out["rgb"].reshape(1, self.target.resolution, self.target.resolution, 3)
-            distance = 1.0 - F.cosine_similarity(self.clip.encode_image(image), self.target_embedding, dim=-1)
+            distance = clip_distance(self.clip.encode_image(image), self.target_embedding)
             loss_dict["clip_loss"] = config.clip_weight * distance.mean()
-        mse = F.mse_loss(out["rgb"].detach(), target_rgb)
-        metrics = {"psnr": -10.0 * torch.log10(mse.clamp(min=1e-10)), "noise": torch.tensor(scale)}
+        metrics = {"psnr": psnr(out["rgb"].detach(), target_rgb), "noise": torch.tensor(scale)}
         return loss_dict, metrics
 
     # -- results
 
     def psnr(self) -> float:
-        rgb = self.render()["rgb"]
-        return float(-10.0 * torch.log10(F.mse_loss(rgb, self.target.rgb).clamp(min=1e-10)))
+        return float(psnr(self.render()["rgb"], self.target.rgb))
 
     def result_codes(self) -> Codes:
         codes = self.codes()
@@ -577,10 +576,9 @@ def write_results(inversion: Inversion, out_dir: Path, fingerprint: str, info: d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     render = inversion.render()["rgb"]
-    psnr = float(-10.0 * torch.log10(F.mse_loss(render, inversion.target.rgb).clamp(min=1e-10)))
-    document = {**pose_document(inversion), "psnr": psnr}
+    document = {**pose_document(inversion), "psnr": float(psnr(render, inversion.target.rgb))}
     c2w = torch.tensor(document["camera_to_world"])
-    info = {"source": "inversion", **info, "psnr": psnr, "pose": describe_pose(inversion.pose(detach=True))}
+    info = {"source": "inversion", **info, "psnr": document["psnr"], "pose": describe_pose(inversion.pose(detach=True))}
     written = [save_codes(out_dir / "codes.safetensors", inversion.result_codes(), fingerprint, info,
                           extra={"camera_to_world": c2w, "pose": inversion.pose(detach=True).cpu()})]
     written.append(_atomic(out_dir / "pose.json", lambda p: p.write_text(json.dumps(document, indent=1))))

@@ -24,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from clipnerf_ns.clip.domain import (
-    AttributeHeads, augment, head_key, cli_args, composite, jsonable, label_table, load_or_render, lr_at, progress_bar,
+    AttributeHeads, augment, frame_extents, head_key, cli_args, composite, jsonable, label_table, load_or_render, lr_at, progress_bar,
 )
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.errors import UserError
@@ -73,9 +73,11 @@ class Judge:
     """A trained judge: `answer_probabilities(images, category)` for every question of the category."""
 
     def __init__(self, net: JudgeNet, image_size: int, questions: dict[str, list[tuple[str, tuple[str, ...]]]],
-                 training: dict, name: str) -> None:
+                 training: dict, name: str, frame_extents: Optional[dict] = None) -> None:
         self.net = net.eval().requires_grad_(False)
         self.image_size = image_size
+        self.frame_extents = frame_extents or {}
+        """Per category, the box its views are framed on (`render.framing_corners`); absent: on the object."""
         self.questions = questions
         self.training = training
         self.name = name
@@ -104,7 +106,12 @@ class Judge:
             raise
         except Exception as err:  # corrupt header, missing keys, wrong shapes
             raise UserError(f"cannot read attribute judge file {path} ({str(err).splitlines()[0][:200]})") from None
-        return cls(net, int(arch["image_size"]), questions, training, path.name)
+        extents = {c: tuple(e) for c, e in arch.get("frame_extents", {}).items()}
+        return cls(net, int(arch["image_size"]), questions, training, path.name, extents)
+
+    def frame_extent(self, category: str) -> Optional[tuple[float, float, float]]:
+        """The box views of `category` are framed on for this judge, or None (on the object)."""
+        return self.frame_extents.get(category)
 
     def answer_probabilities(self, images: Float[Tensor, "n h w 3"], category: str) -> dict[str, Tensor]:
         """{question: (n, answers) probabilities} for RGB renders in [0, 1] (over white, as evaluated)."""
@@ -130,7 +137,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     data = load_or_render({
         "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
         "views": config.views, "captions": 1, "templates": "default", "size": config.image_size,
-        "heldout_per_category": config.heldout_objects,
+        "heldout_per_category": config.heldout_objects, "framing": config.framing,
     }, config.cache)
     render_s = time.perf_counter() - start
     labels = label_table(data)
@@ -172,7 +179,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     }
     questions = {c: [(q.name, list(q.answers)) for q in QUESTIONS[c]] for c in config.categories}
     judge = Judge(net, config.image_size, {c: [(n, tuple(a)) for n, a in qs] for c, qs in questions.items()},
-                  training, config.out.name)
+                  training, config.out.name, frame_extents(config.framing, config.categories))
     heldout = data.subset(data.heldout)
     if len(heldout.attributes):
         training["heldout_accuracy"] = accuracy(judge, heldout.rgba, heldout.categories, heldout.attributes)
@@ -212,12 +219,14 @@ def format_accuracy(accuracy_by_category: dict[str, dict]) -> str:
 def _save(net: JudgeNet, config: JudgeTraining, questions: dict, training: dict) -> Path:
     from clipnerf_ns.clip.encoder import save_safetensors_atomically  # deferred: open_clip is slow to import
 
+    extents = frame_extents(config.framing, config.categories)
     tensors = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in net.state_dict().items()}
     metadata = {
         "format": FORMAT_TAG,
         "architecture": json.dumps({"widths": list(config.widths), "image_size": config.image_size,
-                                    "stem_stride": config.stem_stride, "mean": _MEAN, "std": _STD}),
+                                    "stem_stride": config.stem_stride, "mean": _MEAN, "std": _STD,
+                                    **({"frame_extents": extents} if extents else {})}),
         "questions": json.dumps(questions),
         "training": json.dumps(training),
     }

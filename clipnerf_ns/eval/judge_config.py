@@ -33,6 +33,11 @@ class JudgeTraining:
     image_size: int = 64
     """Input size in pixels (square): renders are resized to it. Views are framed on the object
     (`render.framing_intrinsics`), as the CLIPs' are."""
+    framing: Literal["object", "category"] = "object"
+    """How the views are framed: on the object itself (it fills the frame: thin parts get the most
+    pixels, but sizes are lost), or on a box of the category's largest size centred on the object
+    (`synth.FRAME_EXTENTS`: sizes are kept, so "tall", "wide" and "long" can be seen; the shipped
+    `compact` CLIP and the judge are trained so)."""
     stem_stride: int = 1
     """Stride of the first convolution (2 halves the cost of a larger input; its 3 x 3 kernels
     still see every pixel)."""

@@ -175,6 +175,8 @@ class ClipNerfModel(Model):
         self.object_ids: list[str] = list(self.kwargs["metadata"].get("object_ids", []))
         if not self.object_ids:
             raise UserError("clip-nerf needs the clipnerf-collection dataparser (no object ids in the data)")
+        self.category: str = self.kwargs["metadata"].get("category", "")
+        """The collection's category ("chairs", "cars"...; "" when it names none)."""
         count = len(self.object_ids)
         sizes = self.config.field
         self.field = ConditionalField(sizes)

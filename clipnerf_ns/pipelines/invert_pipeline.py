@@ -37,7 +37,7 @@ from clipnerf_ns.editing.invert import (
     write_results,
 )
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
-from clipnerf_ns.models.clip_nerf import ClipNerfModel
+from clipnerf_ns.models.clip_nerf import ClipNerfModel, psnr
 
 
 @dataclass
@@ -211,8 +211,7 @@ class InvertPipeline(Pipeline):
     def get_eval_image_metrics_and_images(self, step: int):
         inversion = self._need_inversion()
         render = inversion.render()["rgb"]
-        mse = torch.mean((render - inversion.target.rgb) ** 2).clamp(min=1e-10)
-        metrics = {"psnr": float(-10.0 * torch.log10(mse)), "num_rays": inversion.target.resolution ** 2}
+        metrics = {"psnr": float(psnr(render, inversion.target.rgb)), "num_rays": inversion.target.resolution ** 2}
         strip = torch.from_numpy(comparison_image(inversion.target.rgb, render)).float() / 255.0
         return metrics, {"img": strip}
 

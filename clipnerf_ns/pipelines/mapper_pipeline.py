@@ -31,7 +31,9 @@ from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.images import frame_on_object
 from clipnerf_ns.data.render import FRAMING_MARGIN
-from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, editor_for, random_views
+from clipnerf_ns.editing.edit import (
+    EditLossConfig, apply_change, clip_frame_extent, edit_losses, editor_for, exemplar_view, random_views, render_views,
+)
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
@@ -102,9 +104,8 @@ class MapperModel(Model):
         sizes = self.config.nerf.field
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width)
         self.nerf.editor.use_mappers(lambda: editor_for(self))
-        category = self.kwargs["metadata"].get("category", "")
-        self.category = category
-        self.library = load_prompt_library(self.config.prompts, category)
+        self.category = self.nerf.category
+        self.library = load_prompt_library(self.config.prompts, self.category)
         with torch.no_grad():
             self.prompt_embeddings = {
                 target: self.clip.encode_text(list(self.library.for_target(target))) for target in ("shape", "appearance")
@@ -260,8 +261,9 @@ class MapperPipeline(VanillaPipeline):
         embeddings = []
         for obj in sorted(per_object):
             views = [dataset.get_image_float32(i) for i in per_object[obj]]
-            framed = [frame_on_object(over_background(v, white), v[..., 3] if v.shape[-1] == 4 else torch.ones(v.shape[:2]),
-                                      FRAMING_MARGIN) for v in views]
+            framed = [exemplar_view(self.model.clip, self.model.nerf, frame_on_object(
+                over_background(v, white), v[..., 3] if v.shape[-1] == 4 else torch.ones(v.shape[:2]), FRAMING_MARGIN))
+                for v in views]
             size = self.model.clip.image_size
             images = torch.stack([F.interpolate(f.permute(2, 0, 1)[None], size=(size, size), mode="bilinear",
                                                 antialias=True)[0].permute(1, 2, 0) for f in framed])
@@ -289,14 +291,13 @@ class MapperPipeline(VanillaPipeline):
         model = self.model
         index = model.heldout[0] if model.heldout else 0
         codes = model.nerf.object_codes(torch.tensor([index], device=model.nerf.box_min.device))
-        from clipnerf_ns.editing.edit import render_views
-
         view, size = (torch.tensor([30.0]), torch.tensor([25.0])), 96
-        tiles, metrics = [render_views(model.nerf, codes, *view, size)[0]], {"num_rays": 3 * size * size}
+        extent = clip_frame_extent(model.clip, model.nerf)
+        tiles, metrics = [render_views(model.nerf, codes, *view, size, extent)[0]], {"num_rays": 3 * size * size}
         for target in ("shape", "appearance"):
             embedding = model.prompt_embeddings[target][:1]
             edited = apply_change(codes, target, model.mappers.by_target(target)(embedding))
-            render = render_views(model.nerf, edited, *view, size)
+            render = render_views(model.nerf, edited, *view, size, extent)
             tiles.append(render[0])
             metrics[f"{target}_clip_similarity"] = float(1 - clip_distance(model.clip.encode_image(render), embedding))
         self.train()

@@ -13,6 +13,7 @@ from clipnerf_ns.cli import entrypoint
 from clipnerf_ns.clip import domain
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, new_tokenizer, read_compact_metadata
+from clipnerf_ns.data.synth import FRAME_EXTENTS
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -29,7 +30,7 @@ TINY_ARGS = [
 def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys):
     out = tmp_path / "weights" / "tiny.safetensors"
     cache = tmp_path / "data.npz"
-    entrypoint(["train-clip", "--out", str(out), "--cache", str(cache), *TINY_ARGS])
+    entrypoint(["train-clip", "--out", str(out), "--cache", str(cache), *TINY_ARGS, "--framing", "category"])
     printed = capsys.readouterr().out
     assert "image->text top-1" in printed and "colour words" in printed
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.safetensors"]  # no temporary left behind
@@ -39,6 +40,9 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert set(meta["training"]["heldout_figures"]) >= {"i2t_top1", "t2i_top1", "color_accuracy"}
     encoder = ClipEncoder.load(ClipConfig(model="compact", checkpoint=out))
     assert encoder.embed_dim == 32 and encoder.image_size == 32 and encoder.context_length == 40
+    # views framed on its category's box: the file says so
+    assert meta["preprocess"]["frame_extents"]["chairs"] == list(FRAME_EXTENTS["chairs"])
+    assert "--framing category" in meta["training"]["command"]
     assert encoder.encode_image(torch.rand(2, 64, 64, 3)).shape == (2, 32)
 
     # an existing output is refused without --overwrite (exit 2, one line), and left untouched
@@ -48,6 +52,22 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert info.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_a_clip_says_how_its_views_are_framed(tmp_path):
+    """A file names each category's framing box (`--framing category`, checked in the CLI test
+    above), which the encoder gives to whoever renders views for it (mapper training,
+    optimize mode, clipnerf eval); a CLIP of views framed on the object has none, as OpenAI's."""
+    from clipnerf_ns.clip.encoder import Preprocess, save_compact
+
+    model = domain.new_model(TINY_ARCH, 0)
+    for extents in (domain.frame_extents("category", ("chairs", "cars")), domain.frame_extents("object", ("chairs",))):
+        out = save_compact(model, TINY_ARCH.open_clip_config(), Preprocess(32, domain.CLIP_MEAN, domain.CLIP_STD, 40, extents), {},
+                           tmp_path / "framed.safetensors")
+        encoder = ClipEncoder.load(ClipConfig(model="compact", checkpoint=out))
+        assert encoder.frame_extent("chairs") == (FRAME_EXTENTS["chairs"] if extents else None)
+        assert encoder.frame_extent("lamps") is None
+        assert domain.framing_of(encoder, "cars") == ("category" if extents else "object")
 
 
 def test_cache_gives_the_same_data(tmp_path):

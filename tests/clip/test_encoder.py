@@ -151,24 +151,37 @@ def test_shipped_compact_models_load_and_embed(model):
 
 @pytest.fixture(scope="module")
 def fresh_front_views():
-    """Fresh objects (seed 777: no shipped model trained on it), two front views each."""
-    from clipnerf_ns.clip.domain import render_objects
+    """Fresh objects (seed 777: no shipped model trained on it), two front views each, framed as a
+    given model's training views were (rendered once per framing)."""
+    from clipnerf_ns.clip.domain import framing_of, render_objects
 
-    return render_objects(777, ("chairs", "cars"), 30, 2, 1, "default", 64, band="front")
+    rendered = {}
+
+    def views_for(model):
+        framing = framing_of(model, "chairs")
+        if framing not in rendered:
+            rendered[framing] = render_objects(777, ("chairs", "cars"), 30, 2, 1, "default", 64, band="front",
+                                               framing=framing)
+        return rendered[framing]
+
+    return views_for
 
 
 @pytest.mark.parametrize("model", ["compact", "compact-eval"])
 def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     """A few of bench/bench_clip.py's figures on a small fresh set, with loose thresholds (on 100
-    objects per category the bench measures 0.91 to 1.00 for these tests, 0.90 to 0.99 for colour)."""
+    objects per category the bench measures 0.85 to 1.00 for these tests, 0.90 to 0.99 for colour)."""
     from clipnerf_ns.clip.domain import binary_tests, color_accuracy, image_features
     from clipnerf_ns.editing.prompts import load_prompt_library
 
     encoder = ClipEncoder.load(ClipConfig(model=model))
-    data = fresh_front_views
+    data = fresh_front_views(encoder)
     features = image_features(encoder, data)
     wanted = {"chairs": ["a stool", "an armchair", "a chair with armrests", "an office chair", "a chair with a star base"],
               "cars": ["a van", "an suv", "a car with a tall roof"]}
+    if encoder.frame_extent("chairs") is not None:  # views that keep sizes: sizes are seen (bench: 0.85 to 0.95)
+        wanted["chairs"].append("a chair with a wide seat")
+        wanted["cars"] += ["a long car", "a car with big wheels"]
     for category, prompts in wanted.items():
         tests = [t for t in load_prompt_library(None, category).tests if t.prompt in prompts]
         assert len(tests) == len(prompts)

@@ -10,7 +10,7 @@ from PIL import Image
 from clipnerf_ns.data.collection import read_collection
 from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 from clipnerf_ns.errors import UserError
-from tests.conftest import MARKER_CENTER
+from tests.helpers import MARKER_CENTER
 
 
 def parse(data, split="train", **options):

@@ -142,6 +142,25 @@ def test_framing_fills_the_frame_with_the_object_and_its_margin():
     assert alpha.sum() > 2.5 * wide.sum()
 
 
+def test_framing_on_a_fixed_box_keeps_sizes_and_centres_the_object():
+    """Two boxes, one twice as tall and placed elsewhere, framed on a box of one fixed extent
+    centred on each: both are near the centre, and the taller one spans twice the pixels (framed
+    on themselves, both would fill the frame)."""
+    from clipnerf_ns.data.render import box_corners, framing_corners, framing_intrinsics, orbit_pose
+
+    c2w = orbit_pose(2.2, 0.0, 0.0)  # from the front: heights project without foreshortening
+    np.testing.assert_allclose(framing_corners([0, 0, 0], [1, 2, 3]), box_corners([0, 0, 0], [1, 2, 3]))
+    heights = []
+    for lo, hi in (([-0.1, -0.1, -0.5], [0.1, 0.1, -0.1]), ([0.1, -0.2, -0.5], [0.3, 0.0, 0.3])):
+        mesh = ColoredMesh.from_parts([(trimesh.creation.box(bounds=np.array([lo, hi])), (0.8, 0.2, 0.2))])
+        k = framing_intrinsics(framing_corners(lo, hi, (1.0, 1.0, 1.0)), c2w, 64, 0.0)
+        rows, cols = np.nonzero(render(mesh, c2w[None], k, supersample=1).rgba[0, ..., 3] > 127)
+        heights.append(rows.max() - rows.min() + 1)
+        for a, b in ((rows.min(), rows.max()), (cols.min(), cols.max())):
+            assert abs((a + b + 1) / 2 - 32) <= 4  # centred, up to the perspective of the deeper frame box
+    assert abs(heights[1] / heights[0] - 2.0) < 0.15 and heights[1] < 50
+
+
 def test_unlit_render_shows_the_face_colours_as_they_are():
     """For meshes whose colours already hold the light (exported from a NeRF): no second shading."""
     intr = Intrinsics.from_fov(32, 32, 40.0)

@@ -74,6 +74,17 @@ def test_objects_fit_unit_box_stand_on_floor(objects, category):
         assert obj.mesh.face_colors.min() >= 0 and obj.mesh.face_colors.max() <= 1
 
 
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_every_object_fits_its_categorys_framing_box(objects, category):
+    """Views framed on FRAME_EXTENTS keep sizes only if no object is larger; the largest sampled
+    objects still leave little room (the box is not needlessly large)."""
+    from clipnerf_ns.data.synth import FRAME_EXTENTS
+
+    extents = np.array([np.ptp(obj.mesh.mesh.vertices, axis=0) for obj in objects[category]])
+    assert (extents <= np.array(FRAME_EXTENTS[category]) + TOL).all()
+    assert (extents.max(0) >= 0.85 * np.array(FRAME_EXTENTS[category])).all()
+
+
 def test_chairs_centred_on_their_footprint(objects):
     for obj in objects["chairs"]:
         contacts = _floor_contacts(obj)

@@ -16,8 +16,7 @@ from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.models.clip_nerf import Codes
 from clipnerf_ns.runs import load_run, nerf_of
 from tests.helpers import clipnerf_in_process as clipnerf
-from tests.test_cli import run
-from tests.test_train_cli import assert_user_error
+from tests.helpers import assert_user_error, run, train
 
 
 def mean_color(path):
@@ -117,7 +116,6 @@ def test_bad_edits_fail_with_one_line_and_write_nothing(mapper_run, tmp_path, ca
 def test_mapper_stage_needs_a_trained_stage1_run(trained_run, tmp_path):
     from clipnerf_ns.pipelines.mapper_pipeline import read_stage1
     from clipnerf_ns.errors import UserError
-    from tests.test_train_cli import train
 
     with pytest.raises(UserError, match="--pipeline.stage1"):
         read_stage1(None, need_checkpoint=True)

@@ -31,8 +31,7 @@ from clipnerf_ns.editing.invert import (
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.runs import load_run, orbit_camera
 from tests.helpers import clipnerf_in_process
-from tests.test_cli import run
-from tests.test_train_cli import assert_user_error
+from tests.helpers import MARKER_CENTER, assert_user_error, run
 
 # Small and quick: 24 px, a short search, a few alternating blocks.
 QUICK = dict(resolution=24, steps=45, phase_steps=5, search_steps=10, search_resolution=12)
@@ -157,7 +156,6 @@ def test_round_trip_recovers_the_marker_and_its_view(markers):
     """A sphere looks the same from every side, so an image fixes only where (and how big) it
     appears: the recovered camera must show the true object exactly as the true camera does, with
     the sphere's centre on the same pixel."""
-    from tests.conftest import MARKER_CENTER
 
     _, model = markers
     truth = orbit_vector(70.0, 35.0, 2.2)

@@ -14,8 +14,7 @@ from clipnerf_ns.editing.mappers import CodeMapper, Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import Codes
-from tests.fields.test_conditional_field import TINY
-from tests.models.test_clip_nerf import make_model
+from tests.helpers import TINY, make_model
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +113,27 @@ def test_exemplar_files(tmp_path):
         read_exemplar(tmp_path / "notes.png")
     with pytest.raises(UserError, match="no such exemplar image file"):
         read_exemplar(tmp_path / "missing.png")
+
+
+def test_exemplars_are_reframed_for_a_clip_that_sees_sizes(clip):
+    """A photo has no scale: for a CLIP whose views keep sizes, an exemplar framed on its object
+    is shrunk to the share of the frame a middling object fills, centred on white."""
+    from clipnerf_ns.data.images import pad_to_fill
+    from clipnerf_ns.editing.edit import SIZED_EXEMPLAR_FILL, exemplar_view
+
+    red = torch.zeros(7, 7, 3)
+    red[..., 0] = 1.0
+    padded = pad_to_fill(red, 0.7)
+    assert padded.shape == (10, 10, 3)
+    assert torch.equal(padded[1:8, 1:8], red) and torch.equal(padded[0, 0], torch.ones(3))
+    assert torch.equal(padded[9, 9], torch.ones(3)) and torch.equal(pad_to_fill(red, 1.0), red)
+    model = make_model()
+    model.category = "chairs"
+    sized = clip.frame_extent("chairs") is not None
+    view = exemplar_view(clip, model, red)
+    assert view.shape[0] == (round(7 / SIZED_EXEMPLAR_FILL) if sized else 7)
+    model.category = "lamps"  # a category the CLIP has no framing box for
+    assert torch.equal(exemplar_view(clip, model, red), red)
 
 
 def test_prompt_libraries(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from clipnerf_ns.cli import entrypoint
-from clipnerf_ns.clip.domain import composite, render_objects
+from clipnerf_ns.clip.domain import composite, framing_of, render_objects
+from clipnerf_ns.data.synth import FRAME_EXTENTS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge import SHIPPED_JUDGE, Judge, accuracy
 
@@ -17,11 +18,12 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 def test_train_judge_cli_writes_a_loadable_self_describing_file(tmp_path, capsys):
     out = tmp_path / "judge.safetensors"
     entrypoint(["train-judge", "--out", str(out), "--num-objects", "4", "--heldout-objects", "1", "--views", "2",
-                "--image-size", "32", "--widths", "4", "8", "--steps", "3", "--batch-size", "4"])
+                "--image-size", "32", "--widths", "4", "8", "--steps", "3", "--batch-size", "4", "--framing", "category"])
     printed = capsys.readouterr().out
     assert "chairs:" in printed and "cars:" in printed and "back_style" in printed
     judge = Judge.load(out)
     assert judge.image_size == 32 and judge.training["command"].startswith("clipnerf train-judge --out")
+    assert judge.frame_extent("cars") == FRAME_EXTENTS["cars"] and judge.frame_extent("lamps") is None
     probs = judge.answer_probabilities(torch.rand(3, 50, 50, 3), "chairs")
     assert probs["back_style"].shape == (3, 3) and torch.allclose(probs["seat_color"].sum(-1), torch.ones(3))
     assert set(judge.answers(torch.rand(2, 32, 32, 3), "cars")["body_style"]) <= {
@@ -45,13 +47,16 @@ def test_a_file_that_is_not_a_judge_is_refused(tmp_path):
 
 def test_shipped_judge_sees_shape_and_colour_on_fresh_objects():
     """Fresh objects (seed 777, which no shipped model used), front views: the judge's figures on
-    a small set, with thresholds well below the bench's (>= 0.95 on 100 objects per category)."""
+    a small set, with thresholds well below the bench's (0.90 to 1.00 on 100 objects per category)."""
     judge = Judge.load(SHIPPED_JUDGE)
-    data = render_objects(777, ("chairs", "cars"), 24, 2, 1, "default", judge.image_size, band="front")
+    data = render_objects(777, ("chairs", "cars"), 24, 2, 1, "default", judge.image_size, band="front",
+                          framing=framing_of(judge, "chairs"))
     figures = accuracy(judge, data.rgba, data.categories, data.attributes)
     for category, question in [("chairs", "back_style"), ("chairs", "armrests"), ("chairs", "seat_color"),
                                ("chairs", "back_height"), ("cars", "body_style"), ("cars", "body_color")]:
         assert figures[category][question] >= 0.8, (category, question, figures[category])
+    if judge.frame_extent("cars") is not None:  # views that keep sizes: sizes are seen (bench: 0.90, 0.91)
+        assert figures["cars"]["body_length"] >= 0.7 and figures["chairs"]["seat_width"] >= 0.7, figures
     # a render over white, softened as NeRF renders are, gets the same answers as the crisp one
     chairs = [i for i, c in enumerate(data.categories) if c == "chairs"]
     crisp = composite(torch.from_numpy(data.rgba[chairs, 0]), torch.ones(1, 1, 1, 3))

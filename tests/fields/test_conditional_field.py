@@ -9,9 +9,7 @@ from clipnerf_ns.fields.conditional_field import (
     deformed_encoding,
     positional_encoding,
 )
-
-TINY = FieldSizes(shape_dim=8, appearance_dim=6, deform_layers=2, deform_width=16, trunk_layers=2, trunk_width=16,
-                  color_layers=1, color_width=16, backend="torch")
+from tests.helpers import TINY
 
 
 def randomized_field(seed: int = 0) -> ConditionalField:

@@ -2,23 +2,12 @@ import pytest
 import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.data.scene_box import SceneBox
 
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
-from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig, Codes
+from clipnerf_ns.models.clip_nerf import Codes
 from clipnerf_ns.runs import orbit_camera
-from tests.fields.test_conditional_field import TINY
-
-OBJECTS = ["a", "b", "c"]
-
-
-def make_model(**overrides):
-    torch.manual_seed(0)
-    config = ClipNerfModelConfig(**{"field": TINY, "num_coarse_samples": 12, "num_fine_samples": 6, **overrides})
-    box = SceneBox(aabb=torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]]))
-    return config.setup(scene_box=box, num_train_data=6, metadata={"object_ids": OBJECTS})
-
+from tests.helpers import TINY, make_model
 
 def ray_bundle(object_index, rays=64):
     generator = torch.Generator().manual_seed(1)

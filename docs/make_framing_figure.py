@@ -1,0 +1,76 @@
+"""The README's picture of how the compact CLIPs' views are framed: pairs of fresh procedural
+objects that differ in one size (a short and a tall back, a low and a tall stool, a short and a
+long car), seen from one camera, framed on the object (top row: both fill the frame, the size is
+gone) and on a box of the category's largest size centred on the object (bottom row: the shipped
+CLIPs' and the judge's views; the size shows).
+
+    python docs/make_framing_figure.py --out docs/images/clip_framing.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from PIL import Image
+
+from clipnerf_ns.clip.domain import object_seed
+from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, orbit_pose, render
+from clipnerf_ns.data.attributes import QUESTIONS
+from clipnerf_ns.data.synth import FRAME_EXTENTS, sample_object
+
+PAIRS = (("chairs", "back_height"), ("chairs", "stool_height"), ("cars", "body_length"))
+"""(category, size question of `data.attributes`) of each pair: its low and its high answer."""
+
+
+@dataclass
+class Args:
+    out: Path = Path("docs/images/clip_framing.png")
+    """PNG to write."""
+    seed: int = 1000
+    """Objects' seed (the benches' fresh objects)."""
+    size: int = 64
+    """Side of each view in pixels (the CLIPs' input)."""
+    zoom: int = 2
+    """Each pixel is shown as zoom x zoom pixels."""
+
+
+def find_pair(category: str, question: str, seed: int):
+    """The first fresh objects of `category` whose answer to the size `question` is low and high."""
+    ask = next(q for q in QUESTIONS[category] if q.name == question)
+    found = {}
+    for index in range(500):
+        obj = sample_object(category, np.random.default_rng(object_seed(seed, category, index)))
+        answer = ask.answer(obj.attributes)
+        if answer is not None:
+            found.setdefault(answer, obj)
+        if "low" in found and "high" in found:
+            return found["low"], found["high"]
+    raise RuntimeError(f"no low and high {question} among 500 {category}")
+
+
+def view(obj, category: str, extent, size: int) -> np.ndarray:
+    c2w = orbit_pose(2.2, 35.0, 20.0)
+    k = framing_intrinsics(framing_corners(*obj.mesh.mesh.bounds, extent), c2w, size, FRAMING_MARGIN)
+    rgba = render(obj.mesh, c2w[None], k, supersample=2).rgba[0] / 255.0
+    return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # over white
+
+
+def main(args: Args) -> None:
+    objects = [(category, obj) for category, key in PAIRS for obj in find_pair(category, key, args.seed)]
+    rows = []
+    for sized in (False, True):
+        tiles = [view(obj, category, FRAME_EXTENTS[category] if sized else None, args.size) for category, obj in objects]
+        gap = np.full((args.size, 4, 3), 0.8)
+        rows.append(np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1))
+    grid = np.concatenate([rows[0], np.full((4, rows[0].shape[1], 3), 0.8), rows[1]], axis=0)
+    grid = np.kron(grid, np.ones((args.zoom, args.zoom, 1)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((grid * 255 + 0.5).astype(np.uint8)).save(args.out)
+    print(f"{args.out}: {len(objects)} objects, framed on the object (top) and on the category's box (bottom)")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
