@@ -5,9 +5,10 @@ cameras on the upper hemisphere and framed on the object (`render.framing_intrin
 object fills the 64 px frame, so legs, slats and armrests are two to three pixels wide rather
 than one) or, with `framing` "category", on a box of its category's largest size centred on it
 (`render.framing_corners`: a taller back or a longer car fills more of the frame, so sizes can be
-seen; the shipped CLIPs are trained so), and described by captions (`synth.make_captions`, "default" or "alt" templates). The
-last objects of each category are held out. Training composites the renders over mostly white
-backgrounds and softens, shifts and perturbs them towards what NeRF renders look like.
+seen; the shipped `compact` is trained so), and described by captions (`synth.make_captions`,
+"default" or "alt" templates). The last objects of each category are held out. Training
+composites the renders over mostly white backgrounds and softens, shifts and perturbs them
+towards what NeRF renders look like.
 
 The loss is open_clip's symmetric InfoNCE with three additions that make the model see what
 captions name, not only colour: a share of the captions is built around one attribute question
@@ -36,10 +37,10 @@ from torch import Tensor
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
 from clipnerf_ns.data.attribute_captions import applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS
-from clipnerf_ns.data.render import (
-    FRAMING_MARGIN, Intrinsics, framing_corners, framing_intrinsics, orbit_pose, render,
+from clipnerf_ns.data.render import FRAMING_MARGIN, Intrinsics, framing_corners, framing_intrinsics, orbit_pose, render
+from clipnerf_ns.data.synth import (
+    CATEGORIES, COLOR_SYNONYMS, FRAME_EXTENTS, NAMED_COLORS, fix_articles, make_captions, sample_object,
 )
-from clipnerf_ns.data.synth import CATEGORIES, FRAME_EXTENTS, COLOR_SYNONYMS, NAMED_COLORS, fix_articles, make_captions, sample_object
 from clipnerf_ns.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -36,7 +36,7 @@ from clipnerf_ns.data.render import ColoredMesh
 CATEGORIES = ("chairs", "cars")
 FRAME_EXTENTS: dict[str, tuple[float, float, float]] = {"chairs": (0.7, 0.7, 1.0), "cars": (0.97, 0.45, 0.73)}
 """The largest (x, y, z) extent of each category's objects (over 1500 draws: 0.69 0.67 0.98 and
-0.96 0.44 0.72): views framed on a box of this size keep the objects' sizes (`render.sized_box_corners`)."""
+0.96 0.44 0.72): views framed on a box of this size keep the objects' sizes (`render.framing_corners`)."""
 TEMPLATE_SETS = ("default", "alt")
 
 # Well separated sRGB anchors (min pairwise distance ~0.3) so a small per-object shade

@@ -224,13 +224,15 @@ class EvalCommand:
             test_texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
         judged_view = (torch.tensor([40.0]), torch.tensor([25.0]))  # framed as each model's training views
 
-        def evaluator_view(codes: Codes) -> torch.Tensor:
-            return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, 64,
-                                evaluator.frame_extent(category))
+        evaluator_framing = (64, evaluator.frame_extent(category))  # (size, framing box)
+        judge_framing = (judge.image_size, judge.frame_extent(category))
 
-        def judge_view(codes: Codes) -> torch.Tensor:
-            return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, judge.image_size,
-                                judge.frame_extent(category))
+        def view(codes: Codes, framing) -> torch.Tensor:
+            return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *judged_view, *framing)
+
+        def judge_view(codes: Codes, evaluator_view: torch.Tensor) -> torch.Tensor:
+            """The judge's view, the evaluator's own when both frame views alike (rendered once)."""
+            return evaluator_view if judge_framing == evaluator_framing else view(codes, judge_framing)
 
         generator = torch.Generator().manual_seed(self.seed)
         device = nerf.box_min.device
@@ -247,8 +249,10 @@ class EvalCommand:
             before = nerf.render_view(camera, codes)
             tiles = {}
             with torch.no_grad():  # the unedited object, seen once for every prompt
-                image_before = evaluator.encode_image(evaluator_view(codes))[0]
-                judged_before = judge.answers(judge_view(codes), category) if category in judge.questions else {}
+                seen_before = view(codes, evaluator_framing)
+                image_before = evaluator.encode_image(seen_before)[0]
+                judged_before = (judge.answers(judge_view(codes, seen_before), category)
+                                 if category in judge.questions else {})
             for target in ("appearance", "shape"):
                 prompts = library.for_target(target)
                 for prompt in prompts:
@@ -272,12 +276,13 @@ class EvalCommand:
                         record.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
                                       delta_e_after=float(metrics.delta_e(after_color.cpu(), named)))
                     with torch.no_grad():
-                        record["_image"] = evaluator.encode_image(evaluator_view(edited))[0]
+                        seen = view(edited, evaluator_framing)
+                        record["_image"] = evaluator.encode_image(seen)[0]
                         record["_image_before"] = image_before
                         record["_text"] = evaluator.encode_text(candidates)
                         if prompt in tests and judged_before:
                             test = tests[prompt]
-                            answers = (judged_before[test.question][0], judge.answers(judge_view(edited), category)[test.question][0])
+                            answers = (judged_before[test.question][0], judge.answers(judge_view(edited, seen), category)[test.question][0])
                             record.update(judge_verdicts(test, answers, test_texts[prompt],
                                                          (image_before, record["_image"])))
                     records.append(record)

@@ -155,11 +155,6 @@ def edited_targets(target: Target) -> list[str]:
     return ["shape", "appearance"] if target == "both" else [target]
 
 
-def clip_frame_extent(clip, nerf: ClipNerfModel) -> Optional[tuple[float, float, float]]:
-    """The box `clip` frames views of `nerf`'s category on, or None (framed on the object)."""
-    return clip.frame_extent(nerf.category)
-
-
 SIZED_EXEMPLAR_FILL = 0.7
 """Share of the frame an exemplar (framed on its object) is shrunk to for a CLIP that sees sizes.
 A photo has no scale; the median procedural object spans about this share of its category's
@@ -169,7 +164,7 @@ an object of middling size, not as the largest one."""
 
 def exemplar_view(clip, nerf: ClipNerfModel, image: Float[Tensor, "s s 3"]) -> Float[Tensor, "t t 3"]:
     """An exemplar image (`read_exemplar`) framed as `clip`'s views of `nerf`'s category are."""
-    if clip_frame_extent(clip, nerf) is None:
+    if clip.frame_extent(nerf.category) is None:
         return image
     return pad_to_fill(image, SIZED_EXEMPLAR_FILL)
 
@@ -187,7 +182,7 @@ def edit_losses(
 ) -> dict[str, Tensor]:
     """The editing objective of `after` (the edited codes of n objects, one view each):
     CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
-    extent = clip_frame_extent(clip, nerf)
+    extent = clip.frame_extent(nerf.category)
     render = render_views(nerf, after, azimuths, elevations, config.resolution, extent)
     embedding = clip.encode_image(render)
     losses: dict[str, Tensor] = {}

@@ -24,7 +24,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from clipnerf_ns.clip.domain import (
-    AttributeHeads, augment, frame_extents, head_key, cli_args, composite, jsonable, label_table, load_or_render, lr_at, progress_bar,
+    AttributeHeads, augment, cli_args, composite, frame_extents, head_key, jsonable, label_table, load_or_render, lr_at,
+    progress_bar,
 )
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.errors import UserError

@@ -31,8 +31,8 @@ class JudgeTraining:
     views: int = 6
     """Rendered views per object, from random cameras on the upper hemisphere."""
     image_size: int = 64
-    """Input size in pixels (square): renders are resized to it. Views are framed on the object
-    (`render.framing_intrinsics`), as the CLIPs' are."""
+    """Input size in pixels (square): renders are resized to it. Views are framed as `framing`
+    says (`render.framing_intrinsics`)."""
     framing: Literal["object", "category"] = "object"
     """How the views are framed: on the object itself (it fills the frame: thin parts get the most
     pixels, but sizes are lost), or on a box of the category's largest size centred on the object

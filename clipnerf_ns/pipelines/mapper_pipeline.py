@@ -32,7 +32,7 @@ from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.images import frame_on_object
 from clipnerf_ns.data.render import FRAMING_MARGIN
 from clipnerf_ns.editing.edit import (
-    EditLossConfig, apply_change, clip_frame_extent, edit_losses, editor_for, exemplar_view, random_views, render_views,
+    EditLossConfig, apply_change, edit_losses, editor_for, exemplar_view, random_views, render_views,
 )
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.editing.mappers import Mappers
@@ -292,7 +292,7 @@ class MapperPipeline(VanillaPipeline):
         index = model.heldout[0] if model.heldout else 0
         codes = model.nerf.object_codes(torch.tensor([index], device=model.nerf.box_min.device))
         view, size = (torch.tensor([30.0]), torch.tensor([25.0])), 96
-        extent = clip_frame_extent(model.clip, model.nerf)
+        extent = model.clip.frame_extent(model.nerf.category)
         tiles, metrics = [render_views(model.nerf, codes, *view, size, extent)[0]], {"num_rays": 3 * size * size}
         for target in ("shape", "appearance"):
             embedding = model.prompt_embeddings[target][:1]
