@@ -26,6 +26,7 @@ browser:
 		echo "note: no chromium (apt-get install chromium): the viewer test will be skipped"
 
 test: $(STAMP) browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

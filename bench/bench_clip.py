@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipnerf_ns.clip.domain import (
-    binary_tests, color_accuracy, evaluate, format_figures, framing_of, image_features, render_objects,
-)
+from clipnerf_ns.clip.domain import binary_tests, color_accuracy, evaluate, format_figures, image_features
+from clipnerf_ns.clip.domain_data import framing_of, render_objects
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.eval.judge import Judge, accuracy, format_accuracy

@@ -20,9 +20,10 @@ import tyro
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
-from clipnerf_ns.config import clip_nerf_small
+from clipnerf_ns.app.methods import clip_nerf_small
+from clipnerf_ns.data.cameras import orbit_camera
 from clipnerf_ns.fields.conditional_field import ConditionalField
-from clipnerf_ns.runs import load_run, orbit_camera
+from clipnerf_ns.pipelines.runs import load_run
 
 
 @dataclass

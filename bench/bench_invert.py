@@ -30,19 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipnerf_ns.editing.invert import (
-    InversionConfig,
-    Photo,
-    load_clip_for,
-    orbit_c2w,
-    orbit_vector,
-    read_photo,
-    rotation_error_deg,
-    run_inversion,
-    start_inversion,
-)
-from clipnerf_ns.models.clip_nerf import Codes, psnr
-from clipnerf_ns.runs import load_run, nerf_of, orbit_camera, to_uint8
+from clipnerf_ns.codes import Codes, psnr
+from clipnerf_ns.data.cameras import orbit_c2w, orbit_camera, orbit_vector
+from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.data.photos import Photo, read_photo
+from clipnerf_ns.editing.invert import InversionConfig, load_clip_for, rotation_error_deg, run_inversion, start_inversion
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
 
 ABLATIONS = {
     "no noise": {"noise": 0.0},
@@ -66,9 +59,9 @@ def draw_cases(count: int, num_objects: int, seed: int) -> list[tuple[int, float
             for _ in range(count)]
 
 
-def invert(model, photo: Photo, config: InversionConfig, data, clip):
+def invert(model, photo: Photo, config: InversionConfig, clip):
     start = time.perf_counter()
-    inversion = start_inversion(model, photo, config, data, clip)
+    inversion = start_inversion(model, photo, config, clip)
     run_inversion(inversion, config.steps, progress=False)
     return inversion, time.perf_counter() - start
 
@@ -77,12 +70,12 @@ def angles(pose: torch.Tensor) -> tuple[float, float]:
     return math.degrees(float(pose[0])), math.degrees(float(pose[1]))
 
 
-def round_trip(model, cases, config, data, clip, resolution: int, label: str, tiles: list | None = None) -> dict:
+def round_trip(model, cases, config, clip, resolution: int, label: str, tiles: list | None = None) -> dict:
     rows = []
     for i, (index, azimuth, elevation) in enumerate(cases):
         truth = model.object_codes(torch.tensor(index)).detach()
         photo, shown = render_photo(model, truth, azimuth, elevation, resolution)
-        inversion, seconds = invert(model, photo, config, data, clip)
+        inversion, seconds = invert(model, photo, config, clip)
         pose = inversion.pose(detach=True)
         error = rotation_error_deg(orbit_c2w(pose), orbit_c2w(orbit_vector(azimuth, elevation, 2.2)))
         from_found = model.render_view(orbit_camera(resolution, *angles(pose)), truth)["rgb"]
@@ -116,7 +109,7 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def real_chairs(model, root: Path, config, data, clip, tiles: list) -> list[dict]:
+def real_chairs(model, root: Path, config, clip, tiles: list) -> list[dict]:
     """Invert view 0 of every object of a render-meshes collection; compare a held-out view."""
     doc = json.loads((root / "collection.json").read_text())
     results = []
@@ -125,7 +118,7 @@ def real_chairs(model, root: Path, config, data, clip, tiles: list) -> list[dict
         frames = {f["file_path"]: f for f in transforms["frames"]}
         first, novel = frames[transforms["train_filenames"][0]], frames[transforms["val_filenames"][0]]
         photo = read_photo(root / obj["path"] / first["file_path"])
-        inversion, seconds = invert(model, photo, config, data, clip)
+        inversion, seconds = invert(model, photo, config, clip)
         white = torch.ones(3)
         input_rgb = inversion.target.rgb
         c2w = torch.tensor(novel["transform_matrix"], dtype=torch.float32)
@@ -171,20 +164,19 @@ def main() -> None:
     only = set(args.only or ["roundtrip", "ablations", "real"])
 
     if args.config is None:
-        from clipnerf_ns.pretrained import materialize
+        from clipnerf_ns.app.pretrained import materialize
 
         args.config = materialize(Path(tempfile.mkdtemp(prefix="bench_invert_"))).stage1
     run_config, pipeline = load_run(args.config)
     model = nerf_of(pipeline)
     model.requires_grad_(False)
-    data = run_config.pipeline.datamanager.data
     config = InversionConfig(steps=args.steps, resolution=args.resolution, seed=args.seed)
     print(f"torch threads: {torch.get_num_threads()}; {model.num_objects} objects; steps {args.steps}, {args.resolution} px")
     report: dict = {}
     cases = draw_cases(args.cases, model.num_objects, args.seed)
     if "roundtrip" in only:
         tiles: list = []
-        report["roundtrip"] = round_trip(model, cases, config, data, None, args.resolution, "round trip", tiles)
+        report["roundtrip"] = round_trip(model, cases, config, None, args.resolution, "round trip", tiles)
         save_grid(tiles, args.images / "inversion_roundtrip.png")
         print_summary("round trip", report["roundtrip"])
     if "ablations" in only:
@@ -197,12 +189,12 @@ def main() -> None:
                 continue
             variant = replace(config, **change)
             clip = load_clip_for(variant, model.box_min.device)
-            summary = round_trip(model, cases[: args.ablation_cases], variant, data, clip, args.resolution, name)
+            summary = round_trip(model, cases[: args.ablation_cases], variant, clip, args.resolution, name)
             report["ablations"][name] = summary
             print_summary(name, summary)
     if "real" in only and args.real is not None:
         tiles = []
-        report["real"] = real_chairs(model, args.real, config, data, None, tiles)
+        report["real"] = real_chairs(model, args.real, config, None, tiles)
         save_grid(tiles, args.images / "inversion_real_chairs.png")
         values = report["real"]
         print(f"real chairs: input view {np.mean([r['psnr_input_view'] for r in values]):.2f} dB, held-out view "

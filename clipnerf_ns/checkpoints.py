@@ -70,3 +70,8 @@ def read_newest_checkpoint(folder: Path, step: Optional[int] = None) -> tuple[Pa
         return path, state
     more = f" (and {len(failures) - 1} older ones)" if len(failures) > 1 else ""
     raise UserError(failures[0] + more)
+
+
+def with_prefix(state: dict, prefix: str) -> dict:
+    """The entries of a state dict whose keys start with `prefix`, with the prefix taken off."""
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}

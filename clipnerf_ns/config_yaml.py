@@ -34,12 +34,28 @@ FUNCTION_PACKAGES = ("nerfstudio.data.utils.",)
 PATH_CLASSES = {f"pathlib.{name}": getattr(pathlib, name) for name in ("Path", "PosixPath", "WindowsPath", "PurePosixPath")}
 
 
+MOVED = {
+    "clipnerf_ns.config.": "clipnerf_ns.app.methods.",
+    "clipnerf_ns.pipelines.mapper_pipeline.MapperModel": "clipnerf_ns.editing.mapper_model.MapperModel",
+}
+"""Where classes that configs name have moved (old prefix -> new), so runs and weights files
+written before a move still load."""
+
+
+def _moved(dotted: str) -> str:
+    for old, new in MOVED.items():
+        if dotted.startswith(old):
+            return new + dotted[len(old):]
+    return dotted
+
+
 class _Refused(yaml.YAMLError):
     pass
 
 
 def _resolve(dotted: str, packages: tuple[str, ...]) -> Any:
     """The object `module.attr` names, imported only from the allowed packages."""
+    dotted = _moved(dotted)
     module_name, _, attr = dotted.rpartition(".")
     if not module_name or not any(dotted.startswith(prefix) for prefix in packages):
         raise _Refused(f"refuses {dotted!r} (only {', '.join(p.rstrip('.') for p in packages)} may be named)")

@@ -14,8 +14,9 @@ import trimesh
 import tyro
 from PIL import Image
 
-from clipnerf_ns.data.render import box_corners, framing_intrinsics, orbit_pose, render
-from clipnerf_ns.export import as_colored_mesh
+from clipnerf_ns.data.cameras import orbit_pose
+from clipnerf_ns.data.render import box_corners, framing_intrinsics, render
+from clipnerf_ns.models.meshing import as_colored_mesh
 
 
 @dataclass

@@ -18,8 +18,9 @@ import tyro
 from nerfstudio.utils.eval_utils import eval_setup
 from PIL import Image
 
-from clipnerf_ns.models.clip_nerf import BACKGROUNDS, Codes, over_background
-from clipnerf_ns.runs import orbit_camera, to_uint8
+from clipnerf_ns.codes import BACKGROUNDS, Codes, over_background
+from clipnerf_ns.data.cameras import orbit_camera
+from clipnerf_ns.data.images import to_uint8
 
 
 @dataclass

@@ -16,9 +16,10 @@ import numpy as np
 import tyro
 from PIL import Image
 
-from clipnerf_ns.clip.domain import object_seed
-from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, orbit_pose, render
+from clipnerf_ns.clip.domain_data import object_seed
 from clipnerf_ns.data.attributes import QUESTIONS
+from clipnerf_ns.data.cameras import orbit_pose
+from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, render
 from clipnerf_ns.data.synth import FRAME_EXTENTS, sample_object
 
 PAIRS = (("chairs", "back_height"), ("chairs", "stool_height"), ("cars", "body_length"))

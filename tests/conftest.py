@@ -10,7 +10,6 @@ from clipnerf_ns.data.render import ColoredMesh
 from tests.helpers import MARKER_CENTER, MARKER_RADIUS, run_dir, train
 
 
-
 def marker_object(color, seed):
     mesh = trimesh.creation.icosphere(subdivisions=3, radius=MARKER_RADIUS)
     mesh.apply_translation(MARKER_CENTER)
@@ -72,6 +71,6 @@ def mapper_run(trained_run, marker_prompts, tmp_path_factory):
 @pytest.fixture(scope="session")
 def pretrained_runs(tmp_path_factory):
     """The shipped chairs model and mappers as run folders, over their regenerated collection."""
-    from clipnerf_ns.pretrained import materialize
+    from clipnerf_ns.app.pretrained import materialize
 
     return materialize(tmp_path_factory.mktemp("pretrained"), views=2)

@@ -166,9 +166,10 @@ def test_a_collection_records_the_command_that_generates_it(tmp_path, monkeypatc
     import trimesh
     import tyro
 
-    from clipnerf_ns.cli import Command, RenderMeshes, _jsonable
+    from clipnerf_ns.app.collections import RenderMeshes, _jsonable
+    from clipnerf_ns.app.pretrained import regenerate_collection
+    from clipnerf_ns.cli import Command
     from clipnerf_ns.data.build import ViewPlan
-    from clipnerf_ns.pretrained import regenerate_collection
 
     monkeypatch.setattr(sys, "argv", ["clipnerf", "demo", "--out", str(tmp_path / "demo")])
     options = {"out": "elsewhere", "seed": 3, "heldout_fraction": 0.5, "workers": 0, "overwrite": False,

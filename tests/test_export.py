@@ -11,13 +11,14 @@ import tyro
 from scipy.spatial import cKDTree
 
 from clipnerf_ns.cli import entrypoint
+from clipnerf_ns.codes import model_fingerprint, save_codes
+from clipnerf_ns.data.cameras import make_cameras
 from clipnerf_ns.data.collection import read_collection
-from clipnerf_ns.data.dataparser import make_cameras
 from clipnerf_ns.data.render import render
-from clipnerf_ns.editing.codes_io import model_fingerprint, save_codes
 from clipnerf_ns.eval.metrics import delta_e, silhouette_iou
-from clipnerf_ns.export import MeshExtraction, as_colored_mesh, extract_mesh, open_edge_fraction
-from clipnerf_ns.runs import load_run, nerf_of
+from clipnerf_ns.models.meshing import as_colored_mesh, extract_mesh, open_edge_fraction
+from clipnerf_ns.models.meshing_config import MeshExtraction
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
 from tests.helpers import run
 
 CHAIR = "chair_0031"  # the chair the demo edits

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -21,7 +20,6 @@ from safetensors.torch import save_file
 from clipnerf_ns.errors import UserError
 from tests.helpers import clipnerf_in_process as clipnerf
 from tests.helpers import one_line
-
 
 
 class RunsCode:
@@ -40,7 +38,7 @@ def planted_yaml(marker: Path) -> str:
 
 def copy_run(run: Path, out: Path) -> Path:
     """A copy of a run folder whose config points at the copy (ns-* find checkpoints through it)."""
-    from clipnerf_ns.runs import read_run_config
+    from clipnerf_ns.pipelines.runs import read_run_config
 
     config = read_run_config(run / "config.yml")
     config.output_dir, config.experiment_name, config.timestamp = out, "copy", "t"
@@ -54,7 +52,7 @@ def copy_run(run: Path, out: Path) -> Path:
 
 
 def test_a_weights_file_whose_config_runs_code_is_refused(tmp_path, monkeypatch):
-    import clipnerf_ns.pretrained as pretrained
+    import clipnerf_ns.app.pretrained as pretrained
 
     marker = tmp_path / "ran"
     planted = tmp_path / "chairs-small.safetensors"
@@ -105,7 +103,7 @@ def test_a_pickled_checkpoint_is_refused_by_nerfstudios_eval_setup_even_with_tor
 
 
 def test_a_pickled_checkpoint_is_refused_when_resuming_training(trained_run, tmp_path, monkeypatch, capsys):
-    from clipnerf_ns.runs import read_run_config
+    from clipnerf_ns.pipelines.runs import read_run_config
 
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "ran"
@@ -122,7 +120,7 @@ def test_a_pickled_checkpoint_is_refused_when_resuming_training(trained_run, tmp
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(trained_run, tmp_path, capsys):
-    from clipnerf_ns.runs import load_run
+    from clipnerf_ns.pipelines.runs import load_run
 
     base = copy_run(trained_run, tmp_path / "runs")
     (good,) = (base / "nerfstudio_models").glob("step-*.ckpt")
@@ -130,7 +128,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(trained_ru
     newer.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a kill in the middle of a save
     _, pipeline = load_run(base / "config.yml")
     assert pipeline.model is not None
-    assert f"step-999999999.ckpt: unreadable checkpoint" in capsys.readouterr().err
+    assert "step-999999999.ckpt: unreadable checkpoint" in capsys.readouterr().err
     good.unlink()  # only the cut one left: one line, no fallback
     with pytest.raises(SystemExit) as exit_info:
         load_run(base / "config.yml")
@@ -141,7 +139,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(trained_ru
 
 
 def test_the_viewer_binds_to_loopback_unless_told_otherwise(monkeypatch, capsys):
-    from clipnerf_ns.nerfstudio_hooks import VIEWER_HOST_VARIABLE, viewer_host
+    from clipnerf_ns.pipelines.nerfstudio_hooks import VIEWER_HOST_VARIABLE, viewer_host
 
     monkeypatch.delenv(VIEWER_HOST_VARIABLE, raising=False)
     assert viewer_host("0.0.0.0") == "127.0.0.1"  # nerfstudio's default
@@ -152,7 +150,7 @@ def test_the_viewer_binds_to_loopback_unless_told_otherwise(monkeypatch, capsys)
 
 
 def test_the_exemplar_path_field_is_no_oracle_and_reads_only_images(tmp_path, monkeypatch):
-    from clipnerf_ns.editing.viewer_editor import VIEWER_DIR_VARIABLE, exemplar_from_path
+    from clipnerf_ns.pipelines.viewer_panel import VIEWER_DIR_VARIABLE, exemplar_from_path
 
     monkeypatch.delenv(VIEWER_DIR_VARIABLE, raising=False)
     text_file = tmp_path / "secret.txt"
@@ -178,7 +176,7 @@ def bomb(path: Path, side: int = 9000) -> Path:
 
 
 def test_uploads_and_images_have_size_and_pixel_limits(tmp_path):
-    from clipnerf_ns.editing.viewer_editor import MAX_UPLOAD_BYTES, exemplar_from_upload
+    from clipnerf_ns.pipelines.viewer_panel import MAX_UPLOAD_BYTES, exemplar_from_upload
 
     content = bomb(tmp_path / "bomb.png").read_bytes()
     assert len(content) < 200_000
@@ -193,11 +191,14 @@ def test_uploads_and_images_have_size_and_pixel_limits(tmp_path):
 # ------------------------------------------------------------------ 4. non-finite and huge numbers
 
 
+EDIT = ["edit", "--load-config", "x.yml", "--object", "0", "--prompt", "a red chair"]
+
+
 @pytest.mark.parametrize("args, message", [
-    (["edit", "--load-config", "x.yml", "--object", "0", "--prompt", "a red chair", "--strength", "nan"], "--strength must be a finite number"),
-    (["edit", "--load-config", "x.yml", "--object", "0", "--prompt", "a red chair", "--strength", "inf"], "--strength must be a finite number"),
-    (["edit", "--load-config", "x.yml", "--object", "0", "--prompt", "a red chair", "--strength", "1e9"], "--strength must be between -10 and 10"),
-    (["edit", "--load-config", "x.yml", "--object", "0", "--prompt", "a red chair", "--resolution", "100000"], "--resolution must be between 8 and 2048"),
+    ([*EDIT, "--strength", "nan"], "--strength must be a finite number"),
+    ([*EDIT, "--strength", "inf"], "--strength must be a finite number"),
+    ([*EDIT, "--strength", "1e9"], "--strength must be between -10 and 10"),
+    ([*EDIT, "--resolution", "100000"], "--resolution must be between 8 and 2048"),
     (["interpolate", "--load-config", "x.yml", "--objects", "0", "1", "--resolution", "100000"], "--resolution must be between 8 and 2048"),
     (["invert", "--load-config", "x.yml", "--image", "x.png", "--distance", "nan"], "--distance must be a finite number"),
     (["turntable", "--distance", "0"], "--distance must be between 0.01 and 100"),
@@ -214,7 +215,7 @@ def test_bad_numbers_stop_with_one_line_before_any_work(args, message, tmp_path,
 
 
 def test_codes_files_with_nan_or_foreign_info_are_refused_by_name(tmp_path):
-    from clipnerf_ns.editing.codes_io import FORMAT, read_codes_file
+    from clipnerf_ns.codes import FORMAT, read_codes_file
 
     nan_codes = tmp_path / "nan.safetensors"
     save_file({"z_s": torch.full((4,), float("nan")), "z_a": torch.zeros(4)}, str(nan_codes),

@@ -37,7 +37,7 @@ def test_the_wheel_holds_every_data_file_and_runs_without_the_checkout(tmp_path)
         "from clipnerf_ns.editing.prompts import load_prompt_library\n"
         "from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder\n"
         "from clipnerf_ns.eval.judge import Judge\n"
-        "from clipnerf_ns.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR\n"
+        "from clipnerf_ns.app.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR\n"
         "assert Path(clipnerf_ns.__file__).is_relative_to(Path(sys.argv[1])), clipnerf_ns.__file__\n"
         "libraries = [load_prompt_library(None, c) for c in ('chairs', 'cars')]\n"
         "assert all(lib.shape and lib.appearance and lib.tests for lib in libraries)\n"

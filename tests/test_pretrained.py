@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from clipnerf_ns.app.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR, materialize, pack
 from clipnerf_ns.clip.encoder import __file__ as encoder_file
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR, materialize, pack
-from clipnerf_ns.runs import load_run, nerf_of
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
 
 
 def test_shipped_files_are_small():
@@ -30,8 +30,8 @@ def test_the_shipped_chairs_model_renders_its_chairs(pretrained_runs):
 
 
 def test_the_shipped_mappers_recolour_by_prompt(pretrained_runs):
+    from clipnerf_ns.codes import Codes
     from clipnerf_ns.editing.edit import Edit, editor_for, render_views
-    from clipnerf_ns.models.clip_nerf import Codes
 
     _, pipeline = load_run(pretrained_runs.mappers)
     nerf = nerf_of(pipeline)

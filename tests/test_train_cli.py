@@ -11,7 +11,8 @@ import torch
 import yaml
 from PIL import Image
 
-from clipnerf_ns.runs import load_run, orbit_camera
+from clipnerf_ns.data.cameras import orbit_camera
+from clipnerf_ns.pipelines.runs import load_run
 from tests.helpers import assert_user_error, clipnerf_in_process, one_line, run, run_dir, train
 
 METHODS = sorted(e.name for e in entry_points(group="nerfstudio.method_configs") if e.value.startswith("clipnerf_ns"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
+
+from clipnerf_ns.validation import Bounds
 
 
 @dataclass(frozen=True)
@@ -88,33 +90,33 @@ class DomainTraining:
     other objects (the evaluator uses seed 1)."""
     categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
     """Procedural categories to train on."""
-    num_objects: int = 700
+    num_objects: Annotated[int, Bounds(2, 100_000)] = 700
     """Objects per category (held-out ones included)."""
     heldout_objects: int = 100
     """Objects per category held out for the retrieval figures, never trained on."""
-    views: int = 8
+    views: Annotated[int, Bounds(1, 256)] = 8
     """Rendered views per object, from random cameras on the upper hemisphere."""
-    captions: int = 8
+    captions: Annotated[int, Bounds(1, 256)] = 8
     """Captions per object."""
     framing: Literal["object", "category"] = "object"
     """How the views are framed: on the object itself (it fills the frame: thin parts get the most
     pixels, but sizes are lost), or on a box of the category's largest size centred on the object
     (`synth.FRAME_EXTENTS`: sizes are kept, so "tall", "wide" and "long" can be seen; the shipped
     `compact` CLIP and the judge are trained so)."""
-    steps: int = 1500
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 1500
     """Optimisation steps."""
-    batch_size: int = 128
+    batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Image-caption pairs per step (distinct objects within a batch)."""
-    focused_captions: float = 0.6
+    focused_captions: Annotated[float, Bounds(0, 1)] = 0.6
     """Share of each batch whose caption is built around one attribute question
     (`data.attribute_captions`) instead of a general caption."""
     hard_negatives: bool = True
     """Give each focused caption's image its hard negative too: the same caption with that one
     attribute changed (NegCLIP), so matching must look at the attribute itself."""
-    attribute_weight: float = 1.0
+    attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""
-    lr: float = 1e-3
+    lr: Annotated[float, Bounds(1e-9, 10)] = 1e-3
     """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
     weight_decay: float = 0.1
     """AdamW weight decay (not applied to gains, biases, embeddings or the logit scale)."""

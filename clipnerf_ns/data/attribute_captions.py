@@ -18,7 +18,8 @@ from typing import Optional
 import numpy as np
 
 from clipnerf_ns.data.attributes import QUESTIONS, Question
-from clipnerf_ns.data.synth import COLOR_SYNONYMS, fix_articles
+from clipnerf_ns.data.captions import fix_articles
+from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS
 
 # Nouns of a chair by its kind; `_chair_kind` in synth decides the kind from back, legs and arms.
 _CHAIR_NOUNS = {

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from clipnerf_ns.data.synth import NAMED_COLORS, size_class
+from clipnerf_ns.data.captions import size_class
+from clipnerf_ns.data.synth_parts import NAMED_COLORS
 
 COLOR_NAMES: tuple[str, ...] = tuple(NAMED_COLORS)
 BODY_STYLES: tuple[str, ...] = ("sedan", "hatchback", "suv", "pickup", "van", "sports")

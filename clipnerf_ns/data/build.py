@@ -13,50 +13,43 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from PIL import Image
 
 from clipnerf_ns.atomic import atomic_output_dir
+from clipnerf_ns.data.cameras import hemisphere_poses, ring_poses
 from clipnerf_ns.data.collection import UNIT_SCENE_BOX, read_transforms, write_collection_json, write_object_views
-from clipnerf_ns.data.render import ColoredMesh, Intrinsics, hemisphere_poses, render, ring_poses
+from clipnerf_ns.data.render import ColoredMesh, Intrinsics, render
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.progress import progress_bar
+from clipnerf_ns.validation import MAX_COUNT, Bounds, check_numbers
 
 
 @dataclass(frozen=True)
 class ViewPlan:
     """Which views each object gets: random training views plus a fixed evaluation ring."""
 
-    views: int = 24
+    views: Annotated[int, Bounds(1, MAX_COUNT)] = 24
     """Training views per object, drawn at random on the upper hemisphere (elevation 5 to 65 deg)."""
-    eval_views: int = 8
+    eval_views: Annotated[int, Bounds(0, MAX_COUNT)] = 8
     """Held-out evaluation views per object: a fixed ring, the same for every object."""
-    resolution: int = 128
+    resolution: Annotated[int, Bounds(8, 4096)] = 128
     """Image width and height in pixels."""
-    fov_deg: float = 40.0
+    fov_deg: Annotated[float, Bounds(1, 120)] = 40.0
     """Horizontal field of view of every camera, in degrees."""
-    camera_distance: float = 2.2
+    camera_distance: Annotated[float, Bounds(0.9, 100)] = 2.2
     """Distance from the cameras to the centre of the unit box the objects live in."""
     eval_elevation_deg: float = 25.0
     """Elevation of the evaluation ring, in degrees."""
-    supersample: int = 3
+    supersample: Annotated[int, Bounds(1, 8)] = 3
     """Antialiasing: silhouette and part-boundary pixels are averaged over this many squared rays."""
 
     def validate(self) -> None:
-        checks = [
-            (self.views >= 1, f"--views must be at least 1, got {self.views}"),
-            (self.eval_views >= 0, f"--eval-views must be at least 0, got {self.eval_views}"),
-            (8 <= self.resolution <= 4096, f"--resolution must be between 8 and 4096, got {self.resolution}"),
-            (1.0 <= self.fov_deg <= 120.0, f"--fov-deg must be between 1 and 120, got {self.fov_deg}"),
-            (self.camera_distance > 0.9, f"--camera-distance must exceed 0.9 (outside the unit box), got {self.camera_distance}"),
-            (1 <= self.supersample <= 8, f"--supersample must be between 1 and 8, got {self.supersample}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        """One-line errors for impossible options (the ranges are the fields' `Bounds`; the camera
+        distance keeps the cameras outside the unit box, whose half diagonal is 0.87)."""
+        check_numbers(self)
 
     def cameras(self, rng: np.random.Generator) -> tuple[np.ndarray, Intrinsics, dict[str, list[int]]]:
         """Camera-to-worlds (views + eval_views, 4, 4), intrinsics, and the train/val/test view split."""
@@ -112,8 +105,8 @@ def build_collection(
     with atomic_output_dir(out, overwrite) as tmp:
         tasks = [(job, plan, tmp) for job in jobs]
         entries = {}
-        with _progress() as progress, contextlib.ExitStack() as stack:
-            bar = progress.add_task(f"rendering {category}", total=len(jobs))
+        with progress_bar() as progress, contextlib.ExitStack() as stack:
+            bar = progress.add_task(f"rendering {category}", total=len(jobs), status="")
             if workers == 1:
                 results = map(_render_job, tasks)
             else:  # the pool's context exit terminates the workers, also on an error
@@ -145,9 +138,3 @@ def write_preview(root: Path, object_ids: list[str], max_objects: int = 16, colu
         sheet.paste(tile, ((i % cols) * w, (i // cols) * h))
     sheet.save(root / "preview.png")
     return root / "preview.png"
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
-    )

@@ -14,11 +14,12 @@ from typing import Literal, Optional, Type
 
 import numpy as np
 import torch
-from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
+from clipnerf_ns.data.cameras import make_cameras, orbit_of_cameras
 from clipnerf_ns.data.collection import Collection, ObjectViews, read_collection
 from clipnerf_ns.errors import UserError
 
@@ -58,28 +59,6 @@ def select_objects(collection: Collection, which: str, max_objects: Optional[int
     return objects
 
 
-def make_cameras(
-    c2ws: np.ndarray, intrinsics: list[tuple], object_index: Optional[torch.Tensor] = None
-) -> Cameras:
-    """Pinhole Cameras from (n, 3|4, 4) OpenGL camera-to-world poses and (fx, fy, cx, cy, w, h) rows.
-
-    With `object_index` ((n, 1) long) every ray says which object it sees; without it the model
-    renders its display codes.
-    """
-    k = torch.tensor(intrinsics, dtype=torch.float64)
-    return Cameras(
-        camera_to_worlds=torch.from_numpy(np.asarray(c2ws)[:, :3, :4]).float(),
-        fx=k[:, 0:1].float(),
-        fy=k[:, 1:2].float(),
-        cx=k[:, 2:3].float(),
-        cy=k[:, 3:4].float(),
-        width=k[:, 4:5].long(),
-        height=k[:, 5:6].long(),
-        camera_type=CameraType.PERSPECTIVE,
-        metadata=None if object_index is None else {"object_index": object_index},
-    )
-
-
 def build_cameras(objects: list[ObjectViews], view_split: str) -> tuple[Cameras, list[Path]]:
     """nerfstudio Cameras (with per-camera object index) and image paths of one view split."""
     c2ws, intr, paths, object_index = [], [], [], []
@@ -116,6 +95,7 @@ class CollectionDataParser(DataParser):
                 "category": collection.category,
                 "layout": collection.layout,
                 "object_ids": [o.object_id for o in objects],
+                "orbit": orbit_of_cameras(cameras.camera_to_worlds.numpy(), cameras.fx.numpy()[:, 0], cameras.width.numpy()[:, 0]),
                 "captions": [o.captions for o in objects],
                 "attributes": [o.attributes for o in objects],
             },

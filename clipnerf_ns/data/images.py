@@ -104,3 +104,8 @@ def pad_to_fill(
     top, left = (new_side - side) // 2, (new_side - rgb.shape[1]) // 2
     out[top : top + side, left : left + rgb.shape[1]] = rgb
     return out
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """An image in [0, 1] (torch, any device) as uint8 numpy, rounded."""
+    return (image.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)

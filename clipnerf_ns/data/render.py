@@ -97,44 +97,6 @@ def framing_intrinsics(points: np.ndarray, c2w: np.ndarray, size: int, margin: f
     return Intrinsics(size, size, f, f, 0.5 * size - f * x_c, 0.5 * size + f * y_c)
 
 
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world (4, 4) for a camera at `eye` looking at `target` (OpenGL: looks down -z)."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    forward = target - eye
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    norm = np.linalg.norm(right)
-    if norm < 1e-8:
-        raise ValueError(f"look_at: view direction {forward} is parallel to up {up}")
-    right /= norm
-    cam_up = np.cross(right, forward)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, -forward, eye
-    return c2w
-
-
-def orbit_pose(radius: float, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
-    """Camera on a sphere around the origin (z-up), looking at the origin."""
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    eye = radius * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    return look_at(eye)
-
-
-def hemisphere_poses(
-    n: int, radius: float, rng: np.random.Generator, elevation_range_deg: tuple[float, float] = (5.0, 65.0)
-) -> np.ndarray:
-    """`n` cameras drawn uniformly by area on a band of the upper hemisphere, all looking at the origin."""
-    lo, hi = np.sin(np.radians(elevation_range_deg))
-    elevations = np.degrees(np.arcsin(rng.uniform(lo, hi, size=n)))
-    azimuths = rng.uniform(0.0, 360.0, size=n)
-    return np.stack([orbit_pose(radius, a, e) for a, e in zip(azimuths, elevations)])
-
-
-def ring_poses(n: int, radius: float, elevation_deg: float = 25.0) -> np.ndarray:
-    """`n` evenly spaced cameras on a horizontal ring: the fixed evaluation views."""
-    return np.stack([orbit_pose(radius, 360.0 * i / n + 15.0, elevation_deg) for i in range(n)])
-
-
 def pixel_rays(
     intrinsics: Intrinsics, c2w: np.ndarray, offsets: np.ndarray, pixels: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

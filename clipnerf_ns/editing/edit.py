@@ -23,20 +23,22 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from clipnerf_ns.data.dataparser import make_cameras
-from clipnerf_ns.data.images import frame_on_object, pad_to_fill
-from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, orbit_pose
+from clipnerf_ns.codes import BACKGROUNDS, Codes, over_background
+from clipnerf_ns.data.cameras import make_cameras, orbit_pose
+from clipnerf_ns.data.images import frame_on_object, pad_to_fill, read_rgba
+from clipnerf_ns.data.photos import has_alpha, threshold_mask
+from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
 from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
+from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes
+from clipnerf_ns.models.clip_nerf import ClipNerfModel
 
 Target = Literal["shape", "appearance", "both"]
 TARGETS = ("shape", "appearance", "both")
-# Cameras for CLIP views: on the collections' orbit (distance 2.2), at elevations where an object
-# is seen from the side and a little above, framed on the object as the CLIP's training views are.
+# Cameras for CLIP views: on the collection's orbit, at elevations where an object is seen from
+# the side and a little above, framed on the object as the CLIP's training views are.
 ELEVATION_RANGE = (10.0, 40.0)
-ORBIT_DISTANCE = 2.2
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,10 @@ class EditLossConfig:
 def read_exemplar(path: Path) -> Float[Tensor, "s s 3"]:
     """An exemplar image as RGB in [0, 1] (RGBA composited over white), framed on its object as the
     CLIP's views are: the object is found by its alpha, else as what differs from the border colour."""
-    from clipnerf_ns.data.images import read_rgba
-    from clipnerf_ns.editing.invert import has_alpha, threshold_mask
-
     rgba = read_rgba(path, "exemplar image")
     x = torch.from_numpy(rgba.astype(np.float32) / 255.0)
-    rgb, alpha = x[..., :3], x[..., 3:]
-    rgb = rgb * alpha + (1.0 - alpha)
-    mask = alpha[..., 0] if has_alpha(rgba) else threshold_mask(rgb, 0.1)
+    rgb = over_background(x, torch.ones(3))
+    mask = x[..., 3] if has_alpha(rgba) else threshold_mask(rgb, 0.1)
     return frame_on_object(rgb, mask, FRAMING_MARGIN)
 
 
@@ -121,7 +119,7 @@ def render_views(
     grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
     origins, directions = [], []
     for grid, az, el in zip(grids, azimuths.tolist(), elevations.tolist()):
-        c2w = orbit_pose(ORBIT_DISTANCE, az, el)
+        c2w = orbit_pose(nerf.orbit.distance, az, el)
         k = framing_intrinsics(framing_corners(*nerf.occupied_bounds(grid), frame_extent), c2w, resolution, FRAMING_MARGIN)
         camera = make_cameras(c2w[None], [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
@@ -271,8 +269,7 @@ class Editor:
 def editor_for(model, clip_config=None) -> Editor:
     """The Editor of a loaded run's model: a mapper run brings its mappers, CLIP and objective; a
     clip-nerf run edits in optimize mode only, with `clip_config` (default: the compact CLIP)."""
-    from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
-    from clipnerf_ns.editing.prompts import load_prompt_library
+    from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder  # deferred: open_clip is slow to import
 
     if hasattr(model, "mappers"):
         return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral)

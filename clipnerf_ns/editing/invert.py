@@ -25,43 +25,33 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
+from PIL import Image
 from torch import Tensor, nn
 
-from clipnerf_ns.atomic import output_lock, partial_path, remove_stale_partials
-from clipnerf_ns.data.images import read_rgba
+from clipnerf_ns.codes import BACKGROUNDS, Codes, psnr, save_codes
+from clipnerf_ns.data.cameras import MAX_ELEVATION, camera_rays, orbit_c2w, orbit_vector, pixel_grid
+from clipnerf_ns.data.photos import Photo
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.editing.losses import clip_distance
-from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import BACKGROUNDS, ClipNerfModel, Codes, psnr
+from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.models.rendering import render_rays
+from clipnerf_ns.progress import progress_bar
 
 GROUPS = ("pose", "shape", "appearance")
 CAMERA_FREEDOM = {"sphere": 2, "orbit": 3, "free": 7}
 """Leading entries of the pose vector (azimuth, elevation, distance, roll, look-at) each camera mode moves."""
-MAX_ELEVATION = math.radians(85.0)
-OUTPUT_FILES = ("codes.safetensors", "pose.json", "comparison.png", "config.yml")
 
 
 # ----------------------------------------------------------------------------- the image
-
-
-@dataclass(frozen=True)
-class Photo:
-    """An image as read: straight-alpha RGB in [0, 1] and where the foreground mask came from."""
-
-    rgb: Float[Tensor, "h w 3"]
-    mask: Float[Tensor, "h w"]
-    mask_source: Literal["alpha", "file", "threshold"]
 
 
 @dataclass(frozen=True)
@@ -81,48 +71,6 @@ class Target:
 
     def to(self, device) -> "Target":
         return Target(self.rgb.to(device), self.mask.to(device), self.focal)
-
-
-def has_alpha(rgba: np.ndarray) -> bool:
-    """Whether the alpha channel says anything (some pixel is not fully opaque)."""
-    return bool(rgba[..., 3].min() < 255)
-
-
-def border_colour(rgb: Float[Tensor, "h w 3"]) -> Float[Tensor, "3"]:
-    """Median colour of the outermost pixel ring (the background of a product-style photo)."""
-    ring = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    return ring.median(dim=0).values
-
-
-def threshold_mask(rgb: Float[Tensor, "h w 3"], threshold: float) -> Float[Tensor, "h w"]:
-    """Foreground where a pixel differs from the border colour by more than `threshold` in some channel."""
-    distance = (rgb - border_colour(rgb)).abs().amax(dim=-1)
-    return (distance > threshold).float()
-
-
-def mask_from_file(path: Path, size: tuple[int, int]) -> Float[Tensor, "h w"]:
-    """A mask image (white = foreground; its alpha channel if it has one) of the image's size (w, h)."""
-    rgba = read_rgba(path, "mask")
-    if (rgba.shape[1], rgba.shape[0]) != size:
-        raise UserError(f"{path}: the mask is {rgba.shape[1]}x{rgba.shape[0]} but the image is {size[0]}x{size[1]}")
-    values = rgba[..., 3] if has_alpha(rgba) else rgba[..., :3].mean(axis=-1)
-    return torch.from_numpy(values.astype(np.float32) / 255.0)
-
-
-def read_photo(image: Path, mask: Optional[Path] = None, threshold: float = 0.1) -> Photo:
-    """The image and its foreground mask: a mask file wins, then the alpha channel, then thresholding."""
-    rgba = read_rgba(image)
-    rgb = torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0)
-    if mask is not None:
-        found, source = mask_from_file(mask, (rgba.shape[1], rgba.shape[0])), "file"
-    elif has_alpha(rgba):
-        found, source = torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0), "alpha"
-    else:
-        found, source = threshold_mask(rgb, threshold), "threshold"
-    if float((found > 0.5).float().sum()) < 4:
-        where = {"file": f"the mask {mask}", "alpha": "its alpha channel", "threshold": "the background threshold"}[source]
-        raise UserError(f"{image}: no foreground found (from {where})")
-    return Photo(rgb, found, source)
 
 
 def make_target(photo: Photo, resolution: int, fov_deg: float, background: Float[Tensor, "3"]) -> Target:
@@ -145,46 +93,6 @@ def make_target(photo: Photo, resolution: int, fov_deg: float, background: Float
 
 
 # ----------------------------------------------------------------------------- cameras
-
-
-def orbit_c2w(pose: Float[Tensor, "7"]) -> Float[Tensor, "3 4"]:
-    """Camera-to-world of pose (azimuth, elevation, distance, roll, look-at x, y, z), differentiable.
-
-    Angles in radians; z up; the camera sits on a sphere around the look-at point and looks at it,
-    rolled about its viewing axis (as `data.render.orbit_pose` for zero roll and look-at)."""
-    azimuth, distance, roll, target = pose[0], pose[2], pose[3], pose[4:7]
-    elevation = pose[1].clamp(-MAX_ELEVATION, MAX_ELEVATION)
-    out = torch.stack([torch.cos(elevation) * torch.cos(azimuth), torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation)])
-    eye = target + distance * out
-    forward = -out
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=pose.dtype, device=pose.device)
-    right = F.normalize(torch.linalg.cross(forward, up), dim=0)
-    cam_up = torch.linalg.cross(right, forward)
-    right, cam_up = torch.cos(roll) * right + torch.sin(roll) * cam_up, torch.cos(roll) * cam_up - torch.sin(roll) * right
-    return torch.stack([right, cam_up, -forward, eye], dim=1)
-
-
-def orbit_vector(azimuth_deg: float, elevation_deg: float, distance: float) -> Float[Tensor, "7"]:
-    return torch.tensor([math.radians(azimuth_deg), math.radians(elevation_deg), distance, 0.0, 0.0, 0.0, 0.0])
-
-
-def pixel_grid(resolution: int, device=None) -> Int[Tensor, "pixels 2"]:
-    """(row, col) of every pixel, row-major."""
-    rows, cols = torch.meshgrid(torch.arange(resolution, device=device), torch.arange(resolution, device=device), indexing="ij")
-    return torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1)
-
-
-def camera_rays(
-    c2w: Float[Tensor, "3 4"], focal: float, resolution: int, pixels: Int[Tensor, "rays 2"]
-) -> tuple[Float[Tensor, "rays 3"], Float[Tensor, "rays 3"]]:
-    """Origins and unit directions through pixel centres of a square pinhole camera (OpenGL axes,
-    principal point at the centre), differentiable in `c2w`; the same rays nerfstudio's Cameras make."""
-    centre = resolution / 2.0
-    u = pixels[:, 1].to(c2w.dtype) + 0.5
-    v = pixels[:, 0].to(c2w.dtype) + 0.5
-    local = torch.stack([(u - centre) / focal, -(v - centre) / focal, -torch.ones_like(u)], dim=-1)
-    directions = F.normalize(local @ c2w[:, :3].T, dim=-1)
-    return c2w[:, 3].expand_as(directions), directions
 
 
 def rotation_error_deg(a: Float[Tensor, "3 4"], b: Float[Tensor, "3 4"]) -> float:
@@ -221,7 +129,7 @@ class InversionVariables(nn.Module):
         return {"pose": [self.pose], "shape": [self.u_s], "appearance": [self.u_a]}
 
 
-def prior_codes(mean: Codes, std: Codes, u_s: Float[Tensor, "d_shape"], u_a: Float[Tensor, "d_app"]) -> Codes:
+def prior_codes(mean: Codes, std: Codes, u_s: Float[Tensor, " d_shape"], u_a: Float[Tensor, " d_app"]) -> Codes:
     """Codes from prior units: z = mean + std * u."""
     return Codes(mean.z_s + std.z_s * u_s, mean.z_a + std.z_a * u_a)
 
@@ -255,15 +163,6 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------------- the optimisation
-
-
-def collection_camera(config_data: Optional[Path]) -> tuple[float, float]:
-    """Field of view and camera distance of the run's collection (40 deg, 2.2 when unknown)."""
-    try:
-        plan = json.loads((Path(config_data) / "collection.json").read_text())["generator"]["options"]["plan"]
-        return float(plan["fov_deg"]), float(plan["camera_distance"])
-    except (OSError, TypeError, KeyError, ValueError):
-        return 40.0, 2.2
 
 
 class Inversion:
@@ -386,6 +285,7 @@ def load_clip_for(config: InversionConfig, device):
     """The CLIP encoder of the CLIP term, or None when its weight is 0 (CLIP is then never loaded)."""
     if config.clip_weight <= 0:
         return None
+    # deferred: open_clip is slow to import, and loads only for the CLIP term
     from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
 
     return ClipEncoder.load(ClipConfig(model=config.clip_model, checkpoint=config.clip_checkpoint), device)
@@ -404,8 +304,8 @@ class Candidate:
     """A starting point: a pose and codes in prior units."""
 
     pose: Float[Tensor, "7"]
-    u_s: Float[Tensor, "d_shape"]
-    u_a: Float[Tensor, "d_app"]
+    u_s: Float[Tensor, " d_shape"]
+    u_a: Float[Tensor, " d_app"]
     score: float
 
 
@@ -448,7 +348,8 @@ def candidates(model: ClipNerfModel, target: Target, config: InversionConfig, di
         out = cheap_render(model, origins, directions, codes, grid, background, config.search_samples)
         rgb_error = ((out["rgb"] - target.rgb.reshape(1, -1, 3).expand(len(poses), -1, -1).reshape(-1, 3)) ** 2)
         mask_error = (out["accumulation"][:, 0] - target.mask.reshape(1, -1).expand(len(poses), -1).reshape(-1)) ** 2
-        per_view = rgb_error.mean(-1).reshape(len(poses), -1).mean(-1) + config.silhouette_weight * mask_error.reshape(len(poses), -1).mean(-1)
+        per_view = (rgb_error.mean(-1).reshape(len(poses), -1).mean(-1)
+                    + config.silhouette_weight * mask_error.reshape(len(poses), -1).mean(-1))
         u_s, u_a = (codes.z_s - mean.z_s) / std.z_s, (codes.z_a - mean.z_a) / std.z_a
         scored += [Candidate(poses[k], u_s.cpu(), u_a.cpu(), float(per_view[k])) for k in range(len(poses))]
     chosen: list[Candidate] = []
@@ -495,13 +396,12 @@ def _dims(model: ClipNerfModel) -> tuple[int, int]:
     return model.config.field.shape_dim, model.config.field.appearance_dim
 
 
-def start_inversion(model: ClipNerfModel, photo: Photo, config: InversionConfig, data: Optional[Path],
-                    clip=None) -> Inversion:
-    """Target from the photo, initial pose from the coarse search, codes at the prior mean."""
+def start_inversion(model: ClipNerfModel, photo: Photo, config: InversionConfig, clip=None) -> Inversion:
+    """Target from the photo, initial pose from the coarse search, codes at the prior mean. The
+    photo's field of view and camera distance are the run's collection's unless the config gives them."""
     config.check()
-    fov, distance = collection_camera(data)
-    fov = config.fov if config.fov is not None else fov
-    distance = config.distance if config.distance is not None else distance
+    fov = config.fov if config.fov is not None else model.orbit.fov_deg
+    distance = config.distance if config.distance is not None else model.orbit.distance
     background = torch.tensor(BACKGROUNDS[model.config.render_background])
     target = make_target(photo, config.resolution, fov, background)
     start = search_start(model, target, config, distance)
@@ -529,12 +429,8 @@ def optimisation_step(inversion: Inversion, optimizers: Optimizers, step: int, t
 
 def run_inversion(inversion: Inversion, steps: int, progress: bool = True) -> Inversion:
     """`steps` optimisation steps, with a rich progress bar showing the loss and PSNR."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     optimizers = optimizers_for(inversion.variables)
-    columns = (TextColumn("inverting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn())
-    with Progress(*columns, transient=True, disable=not progress) as bar:
+    with progress_bar(transient=True, disable=not progress) as bar:
         task = bar.add_task("inverting", total=steps, status="")
         for step in range(steps):
             loss_dict, metrics = optimisation_step(inversion, optimizers, step, steps)
@@ -543,15 +439,22 @@ def run_inversion(inversion: Inversion, steps: int, progress: bool = True) -> In
     return inversion
 
 
-# ----------------------------------------------------------------------------- outputs
+# ----------------------------------------------------------------------------- results
 
 
-def comparison_image(target: Float[Tensor, "h w 3"], render: Float[Tensor, "h w 3"]) -> np.ndarray:
-    """input | render | error (largest channel difference times 4, black to red to yellow), one uint8 strip."""
-    error = ((render - target).abs().amax(dim=-1, keepdim=True) * 4.0).clamp(0, 1)
-    heat = torch.cat([(2.0 * error).clamp(max=1.0), (2.0 * error - 1.0).clamp(min=0.0), torch.zeros_like(error)], dim=-1)
-    strip = torch.cat([target, render, heat], dim=1)
-    return (strip.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+def write_results(inversion: Inversion, out_dir: Path, fingerprint: str, info: dict) -> list[Path]:
+    """codes.safetensors (pose as extra tensors), pose.json and comparison.png in `out_dir` (a
+    folder that `atomic_output_dir` puts in place when everything is written)."""
+    out_dir = Path(out_dir)
+    render = inversion.render()["rgb"]
+    document = {**pose_document(inversion), "psnr": float(psnr(render, inversion.target.rgb))}
+    c2w = torch.tensor(document["camera_to_world"])
+    info = {"source": "inversion", **info, "psnr": document["psnr"], "pose": describe_pose(inversion.pose(detach=True))}
+    written = [save_codes(out_dir / "codes.safetensors", inversion.result_codes(), fingerprint, info,
+                          extra={"camera_to_world": c2w, "pose": inversion.pose(detach=True).cpu()})]
+    (out_dir / "pose.json").write_text(json.dumps(document, indent=1))
+    Image.fromarray(comparison_image(inversion.target.rgb, render)).save(out_dir / "comparison.png")
+    return [*written, out_dir / "pose.json", out_dir / "comparison.png"]
 
 
 def pose_document(inversion: Inversion, fov_deg: Optional[float] = None) -> dict:
@@ -567,100 +470,9 @@ def pose_document(inversion: Inversion, fov_deg: Optional[float] = None) -> dict
     }
 
 
-def write_results(inversion: Inversion, out_dir: Path, fingerprint: str, info: dict) -> list[Path]:
-    """codes.safetensors (pose as extra tensors), pose.json and comparison.png in `out_dir`, each atomically."""
-    from PIL import Image
-
-    from clipnerf_ns.editing.codes_io import save_codes
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    render = inversion.render()["rgb"]
-    document = {**pose_document(inversion), "psnr": float(psnr(render, inversion.target.rgb))}
-    c2w = torch.tensor(document["camera_to_world"])
-    info = {"source": "inversion", **info, "psnr": document["psnr"], "pose": describe_pose(inversion.pose(detach=True))}
-    written = [save_codes(out_dir / "codes.safetensors", inversion.result_codes(), fingerprint, info,
-                          extra={"camera_to_world": c2w, "pose": inversion.pose(detach=True).cpu()})]
-    written.append(_atomic(out_dir / "pose.json", lambda p: p.write_text(json.dumps(document, indent=1))))
-    strip = comparison_image(inversion.target.rgb, render)
-    written.append(_atomic(out_dir / "comparison.png", lambda p: Image.fromarray(strip).save(p, format="png")))
-    return written
-
-
-def _atomic(path: Path, write) -> Path:
-    partial = partial_path(path)
-    try:
-        write(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
-
-
-def check_output_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace earlier results unless asked (checked before any work)."""
-    existing = [name for name in OUTPUT_FILES if (Path(out_dir) / name).exists()]
-    if existing and not overwrite:
-        raise UserError(f"{Path(out_dir) / existing[0]}: exists (pass --overwrite to replace it)")
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder")
-
-
-def staged_output(out_dir: Path) -> Path:
-    """A fresh sibling folder to write into; `publish` moves its files into `out_dir` at the end."""
-    out_dir = Path(out_dir)
-    remove_stale_partials(out_dir)
-    stage = partial_path(out_dir)
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    return stage
-
-
-def publish(stage: Path, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        stage.replace(out_dir)
-        return
-    for item in stage.iterdir():
-        item.replace(out_dir / item.name)
-    stage.rmdir()
-
-
-# ----------------------------------------------------------------------------- `clipnerf invert`
-
-
-def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_dir: Path, config: InversionConfig,
-                     overwrite: bool = False, progress: bool = True) -> tuple[Path, dict]:
-    """Invert `image` into the run of `load_config` and write the results into `out_dir`:
-    codes.safetensors, pose.json, comparison.png and a config.yml that ns-render / ns-viewer load
-    to show the inverted object. Every check happens before anything is written; the files are
-    written into a staging folder and moved into place at the end."""
-    from clipnerf_ns.editing.codes_io import model_fingerprint
-    from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig
-    from clipnerf_ns.runs import load_run, nerf_of, read_run_config, write_render_config
-
-    check_output_dir(out_dir, overwrite)
-    config.check()
-    with output_lock(out_dir):  # a second inversion into the same folder stops at once
-        photo = read_photo(image, mask, config.mask_threshold)
-        run_config = read_run_config(load_config)
-        _, pipeline = load_run(load_config)
-        model = nerf_of(pipeline)
-        model.requires_grad_(False)
-        model.eval()
-        clip = load_clip_for(config, model.box_min.device)
-        inversion = start_inversion(model, photo, config, run_config.pipeline.datamanager.data, clip)
-        run_inversion(inversion, config.steps, progress)
-        info = {"image": str(image), "mask": str(mask) if mask else photo.mask_source, "stage1": str(load_config),
-                "steps": config.steps, "seed": config.seed, "method": "clipnerf invert"}
-        stage = staged_output(out_dir)
-        try:
-            write_results(inversion, stage, model_fingerprint(model.field), info)
-            if isinstance(run_config.pipeline.model, ClipNerfModelConfig):
-                run_config.pipeline.model.render_codes = (Path(out_dir) / "codes.safetensors").resolve()
-                write_render_config(run_config, stage, overwrite=True)
-            document = json.loads((stage / "pose.json").read_text())
-            publish(stage, out_dir)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        return Path(out_dir), document
+def comparison_image(target: Float[Tensor, "h w 3"], render: Float[Tensor, "h w 3"]) -> np.ndarray:
+    """input | render | error (largest channel difference times 4, black to red to yellow), one uint8 strip."""
+    error = ((render - target).abs().amax(dim=-1, keepdim=True) * 4.0).clamp(0, 1)
+    heat = torch.cat([(2.0 * error).clamp(max=1.0), (2.0 * error - 1.0).clamp(min=0.0), torch.zeros_like(error)], dim=-1)
+    strip = torch.cat([target, render, heat], dim=1)
+    return (strip.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from clipnerf_ns.models.clip_nerf import Codes
+from clipnerf_ns.codes import Codes
 
 
 def clip_distance(a: Float[Tensor, "*batch d_clip"], b: Float[Tensor, "*batch d_clip"]) -> Float[Tensor, "*batch"]:

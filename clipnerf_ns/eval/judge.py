@@ -11,7 +11,6 @@ question. Shipped as a self-describing safetensors file (`clipnerf_ns/eval/weigh
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,13 +22,14 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from clipnerf_ns.clip.domain import (
-    AttributeHeads, augment, cli_args, composite, frame_extents, head_key, jsonable, label_table, load_or_render, lr_at,
-    progress_bar,
-)
+from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, jsonable, label_table, lr_at
+from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render
+from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge_config import JudgeTraining
+from clipnerf_ns.progress import progress_bar
+from clipnerf_ns.validation import check_numbers
 
 SHIPPED_JUDGE = Path(__file__).parent / "weights" / "judge.safetensors"
 FORMAT_TAG = "clipnerf_ns.attribute_judge.v1"
@@ -154,7 +154,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     t0 = time.perf_counter()
     net.train()
     with progress_bar() as progress:
-        bar = progress.add_task("training the attribute judge", total=config.steps, info="")
+        bar = progress.add_task("training the attribute judge", total=config.steps, status="")
         for step in range(config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.steps, config.lr, config.warmup_steps)
@@ -168,7 +168,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
             optimizer.step()
             losses.append(float(loss.detach()))
             if step % 10 == 0 or step == config.steps - 1:
-                progress.update(bar, info=f"loss {np.mean(losses[-50:]):.3f}")
+                progress.update(bar, status=f"loss {np.mean(losses[-50:]):.3f}")
                 if not progress.console.is_terminal and step % 100 == 0:  # a log file gets a line now and then
                     progress.console.print(f"step {step}/{config.steps} loss {np.mean(losses[-50:]):.3f}")
             progress.advance(bar)
@@ -194,7 +194,7 @@ def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: 
     for category in sorted(set(categories)):
         rows = [i for i, c in enumerate(categories) if c == category]
         views = rgba.shape[1]
-        images = composite(torch.from_numpy(rgba[rows].reshape(-1, *rgba.shape[2:])), torch.ones(1, 1, 1, 3))
+        images = over_background(torch.from_numpy(rgba[rows].reshape(-1, *rgba.shape[2:])).float() / 255.0, torch.ones(1, 1, 1, 3))
         batches = [judge.answer_probabilities(images[i : i + 512], category) for i in range(0, len(images), 512)]
         probs = {q: torch.cat([b[q] for b in batches]) for q, _ in judge.questions[category]}
         table = torch.tensor([[q.label(attributes[i]) for q in QUESTIONS[category]] for i in rows]).repeat_interleave(views, 0)
@@ -235,16 +235,13 @@ def _save(net: JudgeNet, config: JudgeTraining, questions: dict, training: dict)
 
 
 def _validate(config: JudgeTraining) -> None:
+    check_numbers(config)  # the ranges of single options are their `Bounds`
     checks = [
-        (config.num_objects >= 2 and 0 <= config.heldout_objects < config.num_objects,
-         "--num-objects must be at least 2 and --heldout-objects in [0, --num-objects)"),
-        (config.views >= 1 and config.steps >= 0 and config.batch_size >= 2,
-         "--views must be >= 1, --steps >= 0 and --batch-size >= 2"),
+        (0 <= config.heldout_objects < config.num_objects, "--heldout-objects must be in [0, --num-objects)"),
         (len(config.widths) >= 1 and all(w >= 1 for w in config.widths), "--widths needs positive channel counts"),
         (config.stem_stride in (1, 2), "--stem-stride must be 1 or 2"),
         (config.image_size >= config.stem_stride * 2 ** (len(config.widths) - 1),
          "--image-size is too small for that many stages"),
-        (math.isfinite(config.lr) and config.lr > 0, "--lr must be a positive number"),
         (config.out.suffix == ".safetensors", f"--out must end in .safetensors, got {config.out}"),
         (config.overwrite or not config.out.exists(), f"{config.out} exists; pass --overwrite to replace it"),
     ]

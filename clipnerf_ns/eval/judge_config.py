@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from clipnerf_ns.clip.domain_config import Augment
+from clipnerf_ns.validation import Bounds
 
 
 @dataclass(kw_only=True)
@@ -24,11 +25,11 @@ class JudgeTraining:
     and 1, the benches 1000: the judge's objects are none of theirs."""
     categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
     """Procedural categories to learn (one set of answer heads each)."""
-    num_objects: int = 1500
+    num_objects: Annotated[int, Bounds(2, 100_000)] = 1500
     """Objects per category (held-out ones included)."""
     heldout_objects: int = 200
     """Objects per category held out for the accuracy figures, never trained on."""
-    views: int = 6
+    views: Annotated[int, Bounds(1, 256)] = 6
     """Rendered views per object, from random cameras on the upper hemisphere."""
     image_size: int = 64
     """Input size in pixels (square): renders are resized to it. Views are framed as `framing`
@@ -43,11 +44,11 @@ class JudgeTraining:
     still see every pixel)."""
     widths: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of the conv stages (each later stage works at half the resolution of the one before)."""
-    steps: int = 1500
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 1500
     """Optimisation steps."""
-    batch_size: int = 128
+    batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Renders per step."""
-    lr: float = 3e-3
+    lr: Annotated[float, Bounds(1e-9, 10)] = 3e-3
     """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
     weight_decay: float = 5e-4
     """AdamW weight decay on the conv and linear weights."""

@@ -46,7 +46,7 @@ def silhouette_iou(a: Float[Tensor, "h w 1"], b: Float[Tensor, "h w 1"], thresho
 
 
 def n_way_accuracy(
-    image: Float[Tensor, "n d_clip"], candidates: Float[Tensor, "n k d_clip"], correct: Int[Tensor, "n"]
+    image: Float[Tensor, "n d_clip"], candidates: Float[Tensor, "n k d_clip"], correct: Int[Tensor, " n"]
 ) -> float:
     """Share of images whose most similar candidate (cosine) is the correct one."""
     image = torch.nn.functional.normalize(image, dim=-1)

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from clipnerf_ns.errors import UserError
+
 try:  # optional GPU accelerator; the pure-torch path below is always available
     import tinycudann as tcnn
 except (ImportError, OSError, EnvironmentError):  # pragma: no cover - not installable on the CPU machines
@@ -28,7 +30,7 @@ except (ImportError, OSError, EnvironmentError):  # pragma: no cover - not insta
 
 @dataclass
 class FieldSizes:
-    """Architecture sizes of the conditional field (the presets live in `clipnerf_ns.config`)."""
+    """Architecture sizes of the conditional field (the presets live in `clipnerf_ns.app.methods`)."""
 
     position_frequencies: int = 10
     """L for the position encoding: 3 x 2L sin/cos channels."""
@@ -160,7 +162,7 @@ class ConditionalField(nn.Module):
         super().__init__()
         problems = sizes.problems()
         if problems:
-            raise ValueError("impossible field sizes: " + "; ".join(problems))
+            raise UserError("impossible field sizes: " + "; ".join(problems))
         self.sizes = sizes
         fast = use_tcnn(sizes.backend)
         e_pos = encoding_size(3, sizes.position_frequencies)

@@ -30,7 +30,7 @@ class PatchDiscriminator(nn.Module):
         layers += [nn.Flatten(), nn.Linear(channels * size * size, 1)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, patches: Float[Tensor, "patches h w 3"]) -> Float[Tensor, "patches"]:
+    def forward(self, patches: Float[Tensor, "patches h w 3"]) -> Float[Tensor, " patches"]:
         return self.net(patches.permute(0, 3, 1, 2) * 2.0 - 1.0).squeeze(-1)
 
 

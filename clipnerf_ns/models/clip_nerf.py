@@ -29,20 +29,23 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
-from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerDropdown, ViewerText
 from torch import Tensor, nn
 from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
 
+from clipnerf_ns.codes import BACKGROUNDS, Codes, load_codes, model_fingerprint, over_background, psnr
+from clipnerf_ns.data.cameras import Orbit
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
 from clipnerf_ns.models.rendering import (
-    grid_cell_centers, normalize_points, occupancy_from_density, ray_box_interval, render_rays,
+    grid_cell_centers,
+    occupancy_from_density,
+    ray_box_interval,
+    render_rays,
+    surface_normals,
 )
 
-BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-PRIOR_SAMPLE = "sample from the code prior"
 NORMALS_MIN_OPACITY = 0.5
 """Rays less opaque than this see no surface: no normal, and their depth is the background's
 (ns-export keeps only points above 0.5 too)."""
@@ -56,36 +59,6 @@ def no_sdf_field(_config):
           "use `clipnerf export --load-config CONFIG --object ID --output mesh.ply` (marching cubes on the "
           "density), or ns-export tsdf / poisson / pointcloud", file=sys.stderr)
     raise SystemExit(2)
-
-
-@dataclass(frozen=True)
-class Codes:
-    """The two latent codes of one or more objects, always kept as two named tensors."""
-
-    z_s: Float[Tensor, "*batch d_shape"]
-    z_a: Float[Tensor, "*batch d_app"]
-
-    def to(self, device: Union[torch.device, str]) -> "Codes":
-        return Codes(self.z_s.to(device), self.z_a.to(device))
-
-    def detach(self) -> "Codes":
-        return Codes(self.z_s.detach(), self.z_a.detach())
-
-    def lerp(self, other: "Codes", weight: float) -> "Codes":
-        return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight))
-
-
-def psnr(prediction: Tensor, target: Tensor) -> Tensor:
-    """Peak signal-to-noise ratio (dB) for images in [0, 1]."""
-    return -10.0 * torch.log10(F.mse_loss(prediction, target).clamp(min=1e-10))
-
-
-def over_background(image: Float[Tensor, "*batch c"], background: Float[Tensor, "*batch 3"]) -> Tensor:
-    """RGBA (straight alpha) over a background colour; RGB images pass through unchanged."""
-    if image.shape[-1] == 3:
-        return image
-    alpha = image[..., 3:4]
-    return image[..., :3] * alpha + background * (1.0 - alpha)
 
 
 @dataclass
@@ -177,6 +150,8 @@ class ClipNerfModel(Model):
             raise UserError("clip-nerf needs the clipnerf-collection dataparser (no object ids in the data)")
         self.category: str = self.kwargs["metadata"].get("category", "")
         """The collection's category ("chairs", "cars"...; "" when it names none)."""
+        self.orbit: Orbit = self.kwargs["metadata"].get("orbit") or Orbit()
+        """Where the collection's cameras sit (distance, field of view): our views of the model sit there too."""
         count = len(self.object_ids)
         sizes = self.config.field
         self.field = ConditionalField(sizes)
@@ -199,25 +174,10 @@ class ClipNerfModel(Model):
         )
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
-        # What the object picker selected, and what is on screen (the picked object, or an edit of it).
+        # The object picked (the viewer's picker, `render_object`, `render_codes`) and what is on
+        # screen (the picked object, or an edit of it) wherever rays carry no object index.
         self._picked: Union[int, Codes] = self.config.render_object
         self._shown: tuple[Union[int, Codes], Optional[Tensor]] = (self.config.render_object, None)
-        self._codes_files: Dict[str, Codes] = {}
-        self.chosen_object = ViewerDropdown(
-            "Object", self.object_ids[self.config.render_object], self.object_ids + [PRIOR_SAMPLE],
-            cb_hook=self._on_choose_object,
-            hint="Training object to show, a draw from the code prior, or a loaded codes file",
-        )
-        self.chosen_object_file = ViewerText(
-            "Codes file", "", hint="A codes.safetensors from clipnerf invert or clipnerf edit, to add to the objects"
-        )
-        self.chosen_object_load = ViewerButton("Load codes file", cb_hook=self._on_choose_codes_file)
-        self.chosen_object_resample = ViewerButton("New prior sample", cb_hook=self._on_choose_resample)
-        self._viewer_draws = 0
-        from clipnerf_ns.editing.viewer_editor import ViewerEditor  # editing imports this module
-
-        # The viewer's panel lists the object picker (chosen_*) above the editor (names sort so).
-        self.editor = ViewerEditor(self)
 
     # ----- codes -----------------------------------------------------------------------------
 
@@ -245,7 +205,7 @@ class ClipNerfModel(Model):
         return Codes(draw(mean.z_s, std.z_s), draw(mean.z_a, std.z_a))
 
     @torch.no_grad()
-    def occupancy_for_codes(self, z_s: Float[Tensor, "d_shape"], jitter: bool = False) -> Bool[Tensor, "1 r r r"]:
+    def occupancy_for_codes(self, z_s: Float[Tensor, " d_shape"], jitter: bool = False) -> Bool[Tensor, "1 r r r"]:
         """Occupancy grid of one shape code (cell densities against the threshold, dilated)."""
         return occupancy_from_density(self._cell_density(z_s, jitter)[None], self._density_threshold())
 
@@ -264,7 +224,7 @@ class ClipNerfModel(Model):
         hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
         return np.minimum(lo, hi), np.maximum(lo, hi)
 
-    def _cell_density(self, z_s: Float[Tensor, "d_shape"], jitter: bool) -> Float[Tensor, "r r r"]:
+    def _cell_density(self, z_s: Float[Tensor, " d_shape"], jitter: bool) -> Float[Tensor, "r r r"]:
         res = self.config.occupancy_resolution
         points = grid_cell_centers(res, device=z_s.device)
         if jitter:
@@ -312,50 +272,19 @@ class ClipNerfModel(Model):
         return shown, grid
 
     def pick(self, target: Union[int, Codes]) -> None:
-        """Select the object to show and edit (the object picker); forgets the editor's last edit."""
+        """Select the object to show and edit (a training object's index, or codes)."""
         self.set_display(target)
         self._picked = target
-        self.editor.forget()
 
     def show_picked(self) -> None:
         """Show the picked object without edits."""
         self.set_display(self._picked)
 
-    def add_codes_file(self, path: Path) -> str:
-        """Load a codes file (checked against this model's weights) into the object picker and pick it."""
-        from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint
-
+    def read_codes_file(self, path: Path) -> Codes:
+        """The codes of a codes file made for this model's weights (one-line errors otherwise)."""
         sizes = self.config.field
         codes, _ = load_codes(path, model_fingerprint(self.field), sizes.shape_dim, sizes.appearance_dim)
-        name = f"codes: {path}"
-        self._codes_files[name] = codes
-        self.chosen_object.set_options(self.object_ids + [PRIOR_SAMPLE] + list(self._codes_files))
-        self.pick(codes)
-        self.chosen_object.value = name
-        return name
-
-    def _on_choose_object(self, element: ViewerDropdown) -> None:
-        if element.value == PRIOR_SAMPLE:
-            self._on_choose_resample(None)
-        elif element.value in self._codes_files:
-            self.pick(self._codes_files[element.value])
-        else:
-            self.pick(self.object_ids.index(element.value))
-
-    def _on_choose_resample(self, _element) -> None:
-        self._viewer_draws += 1
-        generator = torch.Generator().manual_seed(self._viewer_draws)
-        drawn = self.sample_prior(1, generator)
-        self.pick(Codes(drawn.z_s[0], drawn.z_a[0]))
-
-    def _on_choose_codes_file(self, _element) -> None:
-        from clipnerf_ns.editing.viewer_editor import read_panel_path
-
-        text = self.chosen_object_file.value.strip()
-        try:
-            read_panel_path(text, "a codes file: not a readable codes file of this model", self.add_codes_file)
-        except UserError as error:
-            self.editor.j_status.value = f"error: {error}"
+        return codes
 
     # ----- nerfstudio Model interface -----------------------------------------------------------
 
@@ -383,7 +312,7 @@ class ClipNerfModel(Model):
         directions: Float[Tensor, "rays 3"],
         codes: Codes,
         grids: Bool[Tensor, "grids r r r"],
-        grid_index: Int[Tensor, "rays"],
+        grid_index: Int[Tensor, " rays"],
         background: Float[Tensor, "rays 3"],
     ) -> Dict[str, Tensor]:
         """Render rays with per-ray codes (`codes.z_s` (rays, d_shape), `codes.z_a` (rays, d_app)), or
@@ -453,7 +382,10 @@ class ClipNerfModel(Model):
             grids, grid_index = grid, torch.zeros(rays, dtype=torch.long, device=origins.device)
         outputs = self.render_rays(origins, directions, codes, grids, grid_index, background)
         if not self.training:  # for the viewer and ns-export (its point clouds and poisson meshes take normals)
-            outputs["normals"] = self.surface_normals(origins, directions, outputs, codes.z_s)
+            seen = outputs["accumulation"].reshape(-1) > NORMALS_MIN_OPACITY
+            outputs["normals"] = surface_normals(
+                lambda points, ray: self.field.density(points, codes.z_s if codes.z_s.shape[0] == 1 else codes.z_s[ray])[0],
+                origins, directions, outputs["depth"].reshape(-1), seen, self.box_min, self.box_max)
             # Rays that see no surface end on a background a box diagonal beyond the scene box:
             # ns-export tsdf carves free space along them up to there (depth 0 would leave it
             # unknown, and a depth on the box's side would put a surface there).
@@ -465,28 +397,6 @@ class ClipNerfModel(Model):
             if self.discriminator is not None:
                 outputs["rgb_fake"] = self._render_fake_patches(origins, directions, background)
         return outputs
-
-    @torch.no_grad()
-    def surface_normals(
-        self, origins: Float[Tensor, "rays 3"], directions: Float[Tensor, "rays 3"], outputs: Dict[str, Tensor],
-        z_s: Float[Tensor, "rays_or_1 d_shape"],
-    ) -> Float[Tensor, "rays 3"]:
-        """World-space outward normals at each ray's depth, mapped to [0, 1] as nerfstudio's
-        "normals" outputs are: minus the density gradient, by central differences (six density
-        calls per ray instead of a backward pass). Rays that see no surface get (0.5, 0.5, 0.5)."""
-        normals = torch.full_like(origins, 0.5)
-        seen = torch.nonzero(outputs["accumulation"].reshape(-1) > NORMALS_MIN_OPACITY).squeeze(-1)
-        if len(seen) == 0:
-            return normals
-        step = float((self.box_max - self.box_min).max()) / 256
-        surface = origins[seen] + directions[seen] * outputs["depth"].reshape(-1, 1)[seen]
-        offsets = torch.cat([torch.eye(3, device=origins.device), -torch.eye(3, device=origins.device)]) * step
-        points = normalize_points(surface[:, None] + offsets[None], self.box_min, self.box_max).reshape(-1, 3)
-        codes = z_s if z_s.shape[0] == 1 else z_s[seen].repeat_interleave(6, dim=0)
-        sigma = self.field.density(points, codes)[0].reshape(-1, 6)
-        gradient = sigma[:, :3] - sigma[:, 3:]
-        normals[seen] = (0.5 - 0.5 * F.normalize(gradient, dim=-1)).clamp(0.0, 1.0)
-        return normals
 
     def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
         """The object's own colour (the background taken out again) and its opacity, as nerfstudio's
@@ -576,9 +486,5 @@ class ClipNerfModel(Model):
             )
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         if self.config.render_codes is not None:  # codes are checked against the weights just loaded
-            from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint
-
-            sizes = self.config.field
-            codes, _ = load_codes(self.config.render_codes, model_fingerprint(self.field), sizes.shape_dim, sizes.appearance_dim)
-            self.pick(codes)
+            self.pick(self.read_codes_file(self.config.render_codes))
         return result

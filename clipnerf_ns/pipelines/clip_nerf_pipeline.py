@@ -11,11 +11,13 @@ from typing import Literal, Optional, Type
 import torch
 import torchvision.utils as vutils
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clipnerf_ns import nerfstudio_hooks
+from clipnerf_ns.editing.edit import editor_for
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
+from clipnerf_ns.pipelines import nerfstudio_hooks
+from clipnerf_ns.pipelines.viewer_panel import attach_viewer_panel
+from clipnerf_ns.progress import progress_bar
 
 
 @dataclass
@@ -47,6 +49,7 @@ class ClipNerfPipeline(VanillaPipeline):
             config.datamanager.patch_size = config.model.patch_size
         nerfstudio_hooks.install()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        attach_viewer_panel(self, self.model, lambda: editor_for(self.model), ("optimize",))
         if test_mode != "val":
             show_selected_object_in_training_views(self.datamanager)
 
@@ -63,9 +66,8 @@ class ClipNerfPipeline(VanillaPipeline):
         loader = self.datamanager.fixed_indices_eval_dataloader
         if output_path is not None:
             output_path.mkdir(parents=True, exist_ok=True)
-        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("Evaluating held-out views", total=len(loader))
+        with progress_bar(transient=True) as progress:
+            task = progress.add_task("Evaluating held-out views", total=len(loader), status="")
             for idx, (camera, batch) in enumerate(loader):
                 outputs = self.model.get_outputs_for_camera(camera)
                 metrics, images = self.model.get_image_metrics_and_images(outputs, batch)

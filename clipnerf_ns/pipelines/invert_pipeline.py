@@ -23,21 +23,24 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipelineConfig
 from torch.nn import Parameter
 
-from clipnerf_ns import nerfstudio_hooks
+from clipnerf_ns.codes import model_fingerprint, psnr
+from clipnerf_ns.data.cameras import make_cameras, orbit_c2w
+from clipnerf_ns.data.images import image_size
+from clipnerf_ns.data.photos import read_photo
 from clipnerf_ns.editing.invert import (
     Inversion,
     InversionConfig,
     InversionVariables,
     comparison_image,
     load_clip_for,
-    orbit_c2w,
     prior_codes,
-    read_photo,
     start_inversion,
     write_results,
 )
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
-from clipnerf_ns.models.clip_nerf import ClipNerfModel, psnr
+from clipnerf_ns.models.clip_nerf import ClipNerfModel
+from clipnerf_ns.pipelines import nerfstudio_hooks
+from clipnerf_ns.pipelines.runs import load_run
 
 
 @dataclass
@@ -124,8 +127,6 @@ class InvertPipeline(Pipeline):
         local_rank: int = 0,
         grad_scaler: Optional[torch.cuda.amp.GradScaler] = None,
     ):
-        from clipnerf_ns.editing.codes_io import model_fingerprint
-        from clipnerf_ns.runs import load_run
 
         nerfstudio_hooks.install()
         super().__init__()
@@ -136,7 +137,7 @@ class InvertPipeline(Pipeline):
             inversion_config = replace(inversion_config, rays_per_step=config.datamanager.train_num_rays_per_batch)
         inversion_config.check()
         photo = read_photo(config.image, config.mask, inversion_config.mask_threshold) if test_mode != "inference" else None
-        stage1_config, stage1 = load_run(config.stage1)
+        _, stage1 = load_run(config.stage1)
         model: ClipNerfModel = stage1.model.to(device)
         model.requires_grad_(False)
         model.eval()
@@ -145,10 +146,9 @@ class InvertPipeline(Pipeline):
         self.fingerprint = model_fingerprint(model.field)
         self.total_steps = inversion_config.steps
         self.base_dir: Optional[Path] = None
-        data = stage1_config.pipeline.datamanager.data
         if photo is not None:
             clip = load_clip_for(inversion_config, device)
-            self.inversion: Optional[Inversion] = start_inversion(model, photo, inversion_config, data, clip)
+            self.inversion: Optional[Inversion] = start_inversion(model, photo, inversion_config, clip)
             self.variables = self.inversion.variables
         else:
             self.inversion = None
@@ -162,8 +162,6 @@ class InvertPipeline(Pipeline):
 
     def _dataset(self) -> InputDataset:
         """The image at its own size, with the camera of the initial pose (for the viewer)."""
-        from clipnerf_ns.data.dataparser import make_cameras
-        from clipnerf_ns.data.images import image_size
 
         width, height = image_size(self.config.image)
         scale = max(width, height) / self.inversion.target.resolution

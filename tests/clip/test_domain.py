@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clipnerf_ns.cli import entrypoint
-from clipnerf_ns.clip import domain
+from clipnerf_ns.clip import domain, domain_data
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, new_tokenizer, read_compact_metadata
 from clipnerf_ns.data.synth import FRAME_EXTENTS
@@ -61,21 +61,21 @@ def test_a_clip_says_how_its_views_are_framed(tmp_path):
     from clipnerf_ns.clip.encoder import Preprocess, save_compact
 
     model = domain.new_model(TINY_ARCH, 0)
-    for extents in (domain.frame_extents("category", ("chairs", "cars")), domain.frame_extents("object", ("chairs",))):
-        out = save_compact(model, TINY_ARCH.open_clip_config(), Preprocess(32, domain.CLIP_MEAN, domain.CLIP_STD, 40, extents), {},
-                           tmp_path / "framed.safetensors")
+    for extents in (domain_data.frame_extents("category", ("chairs", "cars")), domain_data.frame_extents("object", ("chairs",))):
+        preprocess = Preprocess(32, domain_data.CLIP_MEAN, domain_data.CLIP_STD, 40, extents)
+        out = save_compact(model, TINY_ARCH.open_clip_config(), preprocess, {}, tmp_path / "framed.safetensors")
         encoder = ClipEncoder.load(ClipConfig(model="compact", checkpoint=out))
         assert encoder.frame_extent("chairs") == (FRAME_EXTENTS["chairs"] if extents else None)
         assert encoder.frame_extent("lamps") is None
-        assert domain.framing_of(encoder, "cars") == ("category" if extents else "object")
+        assert domain_data.framing_of(encoder, "cars") == ("category" if extents else "object")
 
 
 def test_cache_gives_the_same_data(tmp_path):
     config = DomainTraining(out=tmp_path / "x.safetensors", num_objects=3, heldout_objects=1, views=2, captions=2,
                             categories=("cars",), arch=TINY_ARCH, cache=tmp_path / "c.npz")
-    settings = domain.render_settings(config)
-    fresh = domain.load_or_render(settings, config.cache)
-    cached = domain.load_or_render(settings, config.cache)
+    settings = domain_data.render_settings(config)
+    fresh = domain_data.load_or_render(settings, config.cache)
+    cached = domain_data.load_or_render(settings, config.cache)
     assert np.array_equal(fresh.rgba, cached.rgba) and fresh.captions == cached.captions
     assert fresh.rgba.shape == (3, 2, 32, 32, 4) and fresh.heldout.tolist() == [False, False, True]
     assert all(c for c in fresh.colors)  # a car's body colour names the whole car
@@ -83,7 +83,7 @@ def test_cache_gives_the_same_data(tmp_path):
 
 
 def test_loss_decreases_on_a_fixed_batch():
-    data = domain.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
+    data = domain_data.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
     config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, focused_captions=0.5,
                             hard_negatives=True, attribute_weight=0.5, categories=("chairs", "cars"))
     batch = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
@@ -126,16 +126,16 @@ def test_augment_keeps_range_and_white_background():
     g = torch.Generator().manual_seed(0)
     rgba = torch.zeros(4, 16, 16, 4, dtype=torch.uint8)  # empty: background only
     plain = Augment(white_background=1.0, blur=1.0, max_shift=3, noise=0.0, brightness=0.0)
-    torch.testing.assert_close(domain.augment(rgba, plain, g), torch.ones(4, 16, 16, 3))
+    torch.testing.assert_close(domain_data.augment(rgba, plain, g), torch.ones(4, 16, 16, 3))
     rgba = torch.randint(0, 256, (8, 16, 16, 4), dtype=torch.uint8, generator=g)
-    out = domain.augment(rgba, Augment(white_background=0.3), g)
+    out = domain_data.augment(rgba, Augment(white_background=0.3), g)
     assert out.shape == (8, 16, 16, 3) and out.min() >= 0 and out.max() <= 1
 
 
 def test_cli_args_reproduce_the_config(tmp_path):
     import tyro
 
-    from clipnerf_ns.cli import TrainClip
+    from clipnerf_ns.app.training import TrainClip
 
     config = TrainClip(out=tmp_path / "a.safetensors", seed=3, templates="alt", arch=TINY_ARCH)
     args = domain.cli_args(config)

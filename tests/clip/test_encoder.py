@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, WEIGHTS_DIR, preprocess_images
+from clipnerf_ns.clip.encoder import WEIGHTS_DIR, ClipConfig, ClipEncoder, preprocess_images
 from clipnerf_ns.errors import UserError
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -153,7 +153,7 @@ def test_shipped_compact_models_load_and_embed(model):
 def fresh_front_views():
     """Fresh objects (seed 777: no shipped model trained on it), two front views each, framed as a
     given model's training views were (rendered once per framing)."""
-    from clipnerf_ns.clip.domain import framing_of, render_objects
+    from clipnerf_ns.clip.domain_data import framing_of, render_objects
 
     rendered = {}
 

@@ -5,7 +5,8 @@ import pytest
 
 from clipnerf_ns.data.attribute_captions import applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS, labels, question
-from clipnerf_ns.data.synth import CATEGORY_NOUNS, sample_attributes
+from clipnerf_ns.data.captions import CATEGORY_NOUNS
+from clipnerf_ns.data.synth import sample_attributes
 
 STOOL = {"category": "chairs", "back_style": "none", "back_height": 0.0, "back_tilt": 0.0, "armrests": False,
          "leg_style": "round", "leg_count": 3, "leg_thickness": 0.03, "stretchers": False, "seat_shape": "round",

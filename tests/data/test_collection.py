@@ -146,7 +146,7 @@ def test_blender_scene_with_only_train_views_holds_every_kth_view_out(tmp_path):
     """One's own renders often come as transforms_train.json alone: views are held out as SRN's are."""
     from nerfstudio.data.datasets.base_dataset import InputDataset
 
-    from clipnerf_ns.data.render import ring_poses
+    from clipnerf_ns.data.cameras import ring_poses
 
     poses = ring_poses(10, 3.0)
     (tmp_path / "train").mkdir()

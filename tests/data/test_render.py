@@ -5,15 +5,8 @@ import pytest
 import trimesh
 
 from clipnerf_ns.data.build import ViewPlan
-from clipnerf_ns.data.render import (
-    ColoredMesh,
-    Intrinsics,
-    hemisphere_poses,
-    look_at,
-    pixel_rays,
-    render,
-    ring_poses,
-)
+from clipnerf_ns.data.cameras import hemisphere_poses, look_at, ring_poses
+from clipnerf_ns.data.render import ColoredMesh, Intrinsics, pixel_rays, render
 
 RADIUS, DISTANCE = 0.4, 2.5
 
@@ -24,9 +17,9 @@ def sphere(radius=RADIUS, center=(0.0, 0.0, 0.0), color=(0.8, 0.3, 0.2)) -> Colo
     return ColoredMesh.from_parts([(mesh, color)])
 
 
-def analytic_distance(origins, dirs, radius, center=np.zeros(3)):
+def analytic_distance(origins, dirs, radius, center=(0.0, 0.0, 0.0)):
     """First ray-sphere intersection distance (inf on a miss)."""
-    oc = origins - center
+    oc = origins - np.asarray(center)
     b = np.sum(oc * dirs, axis=-1)
     disc = b**2 - (np.sum(oc**2, axis=-1) - radius**2)
     t = -b - np.sqrt(np.maximum(disc, 0.0))
@@ -123,7 +116,8 @@ def test_pure_numpy_intersector_renders_the_same_image(monkeypatch):
 def test_framing_fills_the_frame_with_the_object_and_its_margin():
     """A box off the centre, seen from an oblique camera: framed on its corners, its silhouette
     spans the frame less the margin on its longer side and is centred on both axes."""
-    from clipnerf_ns.data.render import box_corners, framing_intrinsics, orbit_pose
+    from clipnerf_ns.data.cameras import orbit_pose
+    from clipnerf_ns.data.render import box_corners, framing_intrinsics
 
     lo, hi = np.array([0.1, -0.3, -0.5]), np.array([0.3, 0.0, 0.2])
     box = trimesh.creation.box(bounds=np.stack([lo, hi]))
@@ -146,7 +140,8 @@ def test_framing_on_a_fixed_box_keeps_sizes_and_centres_the_object():
     """Two boxes, one twice as tall and placed elsewhere, framed on a box of one fixed extent
     centred on each: both are near the centre, and the taller one spans twice the pixels (framed
     on themselves, both would fill the frame)."""
-    from clipnerf_ns.data.render import box_corners, framing_corners, framing_intrinsics, orbit_pose
+    from clipnerf_ns.data.cameras import orbit_pose
+    from clipnerf_ns.data.render import box_corners, framing_corners, framing_intrinsics
 
     c2w = orbit_pose(2.2, 0.0, 0.0)  # from the front: heights project without foreshortening
     np.testing.assert_allclose(framing_corners([0, 0, 0], [1, 2, 3]), box_corners([0, 0, 0], [1, 2, 3]))

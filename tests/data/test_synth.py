@@ -8,20 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from clipnerf_ns.data.synth import (
-    CATEGORIES,
-    CATEGORY_NOUNS,
-    COLOR_SYNONYMS,
-    NAMED_COLORS,
-    ProceduralObject,
-    generate_car,
-    generate_chair,
-    make_captions,
-    nearest_color_name,
-    sample_attributes,
-    sample_object,
-    size_class,
-)
+from clipnerf_ns.data.captions import CATEGORY_NOUNS, make_captions, size_class
+from clipnerf_ns.data.synth import sample_attributes, sample_object
+from clipnerf_ns.data.synth_cars import generate_car
+from clipnerf_ns.data.synth_chairs import generate_chair
+from clipnerf_ns.data.synth_parts import CATEGORIES, COLOR_SYNONYMS, NAMED_COLORS, ProceduralObject, nearest_color_name
 
 N = 60
 TOL = 1e-6

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint, read_codes_file, save_codes
+from clipnerf_ns.codes import Codes, load_codes, model_fingerprint, read_codes_file, save_codes
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import Codes
 
 
 def test_codes_round_trip_and_refusals(tmp_path):

@@ -9,14 +9,12 @@ import torch
 import yaml
 from PIL import Image
 
-from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
-from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint, save_codes
+from clipnerf_ns.codes import Codes, load_codes, model_fingerprint, save_codes
 from clipnerf_ns.editing.edit import Edit, editor_for, render_views
 from clipnerf_ns.editing.losses import clip_distance
-from clipnerf_ns.models.clip_nerf import Codes
-from clipnerf_ns.runs import load_run, nerf_of
-from tests.helpers import clipnerf_in_process as clipnerf
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
 from tests.helpers import assert_user_error, run, train
+from tests.helpers import clipnerf_in_process as clipnerf
 
 
 def mean_color(path):
@@ -74,15 +72,19 @@ def test_edit_by_prompt_then_render_an_mp4_turntable(mapper_run, tmp_path):
     assert sum(1 for _ in frames) == 6
 
 
-def test_edit_by_exemplar_in_optimize_mode_on_a_stage1_run(trained_run, marker_collection, tmp_path, capsys):
-    """No mappers needed: the red sphere's appearance code is optimised towards a photo of the green one."""
-    green = sorted((marker_collection / "marker_1" / "images").glob("*.png"))[0]
-    out = tmp_path / "greener"
-    code, err = clipnerf(capsys, "edit", "--load-config", trained_run / "config.yml", "--object", "0", "--exemplar", green,
-                         "--target", "appearance", "--mode", "optimize", "--steps", "30", "--output-dir", out, "--resolution", "48")
+def test_edit_by_exemplar_in_optimize_mode_on_a_stage1_run(pretrained_runs, trained_run, tmp_path, capsys):
+    """No mappers needed: the shipped chairs model's green chair_0031 takes the look of a yellow
+    chair's photo by optimising its appearance code. (Chairs, not the marker spheres: the compact
+    CLIP knows chairs and cars only, and on spheres this objective has a second basin, towards a
+    more saturated red, that about half of the seeds fall into.)"""
+    yellow = pretrained_runs.data / "chair_0008" / "images" / "001.png"
+    out = tmp_path / "yellower"
+    code, err = clipnerf(capsys, "edit", "--load-config", pretrained_runs.stage1, "--object", "chair_0031", "--exemplar", yellow,
+                         "--target", "appearance", "--mode", "optimize", "--steps", "30", "--output-dir", out, "--resolution", "64")
     assert code == 0, err
     before, after = mean_color(out / "before.png"), mean_color(out / "after.png")
-    assert after[1] - after[0] > before[1] - before[0] + 0.1, (before, after)  # greener, less red
+    yellowness = [(c[0] + c[1]) / 2 - c[2] for c in (before, after)]
+    assert yellowness[1] > yellowness[0] + 0.2, (before, after)
     code, err = clipnerf(capsys, "edit", "--load-config", trained_run / "config.yml", "--object", "0", "--prompt", "a red chair",
                          "--output-dir", tmp_path / "x")
     assert code == 2 and "no mappers" in err and "--mode optimize" in err
@@ -114,8 +116,8 @@ def test_bad_edits_fail_with_one_line_and_write_nothing(mapper_run, tmp_path, ca
 
 
 def test_mapper_stage_needs_a_trained_stage1_run(trained_run, tmp_path):
-    from clipnerf_ns.pipelines.mapper_pipeline import read_stage1
     from clipnerf_ns.errors import UserError
+    from clipnerf_ns.pipelines.mapper_pipeline import read_stage1
 
     with pytest.raises(UserError, match="--pipeline.stage1"):
         read_stage1(None, need_checkpoint=True)

@@ -11,27 +11,21 @@ import torch
 import yaml
 from PIL import Image
 
-from clipnerf_ns.data.render import orbit_pose
-from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint, read_codes_file
+from clipnerf_ns.codes import load_codes, model_fingerprint, read_codes_file
+from clipnerf_ns.data.cameras import camera_rays, orbit_c2w, orbit_camera, orbit_pose, orbit_vector, pixel_grid
+from clipnerf_ns.data.photos import Photo, read_photo
 from clipnerf_ns.editing.invert import (
     InversionConfig,
-    Photo,
     active_groups,
-    camera_rays,
     make_target,
     noise_scale,
-    orbit_c2w,
-    orbit_vector,
-    pixel_grid,
-    read_photo,
     rotation_error_deg,
     run_inversion,
     start_inversion,
 )
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.runs import load_run, orbit_camera
-from tests.helpers import clipnerf_in_process
-from tests.helpers import MARKER_CENTER, assert_user_error, run
+from clipnerf_ns.pipelines.runs import load_run
+from tests.helpers import MARKER_CENTER, assert_user_error, clipnerf_in_process, run
 
 # Small and quick: 24 px, a short search, a few alternating blocks.
 QUICK = dict(resolution=24, steps=45, phase_steps=5, search_steps=10, search_resolution=12)
@@ -142,7 +136,7 @@ def render_photo(model, index: int, azimuth: float, elevation: float, resolution
 def invert(markers, photo, **overrides):
     config, model = markers
     settings = InversionConfig(**{**QUICK, **overrides})
-    inversion = start_inversion(model, photo, settings, config.pipeline.datamanager.data)
+    inversion = start_inversion(model, photo, settings)
     return run_inversion(inversion, settings.steps, progress=False)
 
 
@@ -188,7 +182,7 @@ def test_same_seed_same_codes_other_seed_other_codes(markers):
 def test_the_trainer_pipeline_takes_the_same_steps(markers, trained_run, tmp_path):
     """ns-train clip-nerf-invert (nerfstudio's own trainer, in this process) writes the codes
     `run_inversion` finds with the same settings."""
-    from clipnerf_ns.config import clip_nerf_invert
+    from clipnerf_ns.app.methods import clip_nerf_invert
 
     _, model = markers
     image = tmp_path / "photo.png"
@@ -246,13 +240,13 @@ def test_cli_writes_codes_pose_comparison_and_a_render_config(markers, trained_r
     assert set(pose) >= {"azimuth_deg", "elevation_deg", "distance", "camera_to_world", "psnr"}
     assert Image.open(out / "comparison.png").size == (3 * 24, 24)
     # The render config shows these codes (ns-render / ns-viewer load it).
-    from clipnerf_ns.runs import read_run_config
+    from clipnerf_ns.pipelines.runs import read_run_config
 
     assert read_run_config(out / "config.yml").pipeline.model.render_codes == (out / "codes.safetensors").resolve()
     # Results are not replaced silently, and a refused run leaves them as they were.
     before = (out / "codes.safetensors").read_bytes()
     code, message = cli(args, capsys)
-    assert code == 2 and message.startswith("clipnerf: error:") and "codes.safetensors: exists (pass --overwrite" in message
+    assert code == 2 and message.startswith(f"clipnerf: error: {out}: output folder exists and is not empty (pass --overwrite")
     assert (out / "codes.safetensors").read_bytes() == before
 
 
@@ -278,7 +272,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path, cap
         (good + ["--image", str(tmp_path / "sphere.png"), "--mask", str(tmp_path / "mask8.png")],
          "the mask is 8x8 but the image is 40x40"),
         (broken + ["--image", str(tmp_path / "sphere.png")], "no checkpoint in"),
-        (good + ["--image", str(tmp_path / "sphere.png"), "--steps", "0"], "--steps must be at least 1"),
+        (good + ["--image", str(tmp_path / "sphere.png"), "--steps", "0"], "--steps must be between 1 and 10000"),
     ]
     for extra, message in cases:
         code, last = cli(base + extra, capsys)

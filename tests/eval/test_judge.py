@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from clipnerf_ns.cli import entrypoint
-from clipnerf_ns.clip.domain import composite, framing_of, render_objects
+from clipnerf_ns.clip.domain_data import framing_of, render_objects
+from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.synth import FRAME_EXTENTS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge import SHIPPED_JUDGE, Judge, accuracy
@@ -59,7 +60,7 @@ def test_shipped_judge_sees_shape_and_colour_on_fresh_objects():
         assert figures["cars"]["body_length"] >= 0.7 and figures["chairs"]["seat_width"] >= 0.7, figures
     # a render over white, softened as NeRF renders are, gets the same answers as the crisp one
     chairs = [i for i, c in enumerate(data.categories) if c == "chairs"]
-    crisp = composite(torch.from_numpy(data.rgba[chairs, 0]), torch.ones(1, 1, 1, 3))
+    crisp = over_background(torch.from_numpy(data.rgba[chairs, 0]).float() / 255.0, torch.ones(1, 1, 1, 3))
     soft = torch.nn.functional.interpolate(crisp.permute(0, 3, 1, 2), scale_factor=0.6, mode="bilinear",
                                            antialias=True)
     soft = torch.nn.functional.interpolate(soft, size=crisp.shape[1:3], mode="bilinear").permute(0, 2, 3, 1)

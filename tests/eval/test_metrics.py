@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from clipnerf_ns.editing.commands import named_color_of
+from clipnerf_ns.app.edit_evaluation import named_color_of
 from clipnerf_ns.eval.metrics import delta_e, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
 
 

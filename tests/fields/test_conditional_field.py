@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import (
     ConditionalField,
     FieldSizes,
@@ -77,5 +78,5 @@ def test_outputs_are_valid_densities_and_colours():
 )
 def test_impossible_sizes_are_named(change, message):
     sizes = FieldSizes(**{**TINY.__dict__, **change})
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         ConditionalField(sizes)

@@ -1,13 +1,14 @@
-import pytest
 import numpy as np
+import pytest
 import torch
 from nerfstudio.cameras.rays import RayBundle
 
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.cameras import orbit_camera
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
-from clipnerf_ns.models.clip_nerf import Codes
-from clipnerf_ns.runs import orbit_camera
 from tests.helpers import TINY, make_model
+
 
 def ray_bundle(object_index, rays=64):
     generator = torch.Generator().manual_seed(1)
@@ -110,37 +111,6 @@ def test_adversarial_losses_move_only_their_own_player():
     assert d_to_fake is None
     d_grads = torch.autograd.grad(losses["discriminator"] + losses["r1"], params)
     assert all(g.abs().sum() > 0 for g in d_grads)
-
-
-def test_viewer_object_picker_switches_the_displayed_codes():
-    model = make_model()
-    model.chosen_object.value = "c"
-    model.chosen_object.cb_hook(model.chosen_object)
-    codes, grid = model.display_codes()
-    assert torch.equal(codes.z_s, model.shape_codes.weight[2].detach())
-    model.chosen_object.value = "sample from the code prior"
-    model.chosen_object.cb_hook(model.chosen_object)
-    first, _ = model.display_codes()
-    model.chosen_object_resample.cb_hook(model.chosen_object_resample)
-    second, _ = model.display_codes()
-    assert first.z_s.shape == (TINY.shape_dim,) and not torch.equal(first.z_s, second.z_s)
-
-
-def test_viewer_panel_lists_the_object_picker_then_the_editor():
-    """nerfstudio finds our viewer elements on the model, in this order (it sorts by attribute name)."""
-    from nerfstudio.viewer.utils import parse_object
-    from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
-
-    model = make_model()
-    found = parse_object(model, ViewerElement, "Custom Elements")
-    assert [element.name for _, element in found] == [
-        "Object", "Codes file", "Load codes file", "New prior sample",
-        "Prompt", "Exemplar image", "Upload exemplar", "Target", "Mode", "Strength",
-        "Apply prompt", "Apply exemplar", "Reset", "Last edit",
-    ]
-    assert found[4][0] == "Custom Elements/editor/a_prompt"
-    assert model.editor.e_mode.options == ["optimize"]  # a stage-1 run has no mappers
-    assert len(parse_object(model, ViewerControl, "Custom Elements")) == 1  # the camera's start on the orbit
 
 
 def test_occupied_bounds_undo_the_dilation():

@@ -1,5 +1,4 @@
-"""`clipnerf export`: one object of a trained run, a training object or codes from `clipnerf edit`
-/ `clipnerf invert`, as a coloured triangle mesh (PLY, OBJ or GLB).
+"""A coloured triangle mesh of one object of the field (`clipnerf export`).
 
 Geometry: the field's density for the object's shape code, sampled on a grid of cubic cells over
 the object's occupied box, and its isosurface at a density threshold (marching cubes); pieces
@@ -10,115 +9,23 @@ the collection's world frame, so it has the object's real size and orientation (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Optional
-
 import numpy as np
-import tyro
+import torch
+import trimesh
+from skimage.measure import marching_cubes
 
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.validation import Bounds, check_numbers
+from clipnerf_ns.models.clip_nerf import ClipNerfModel
+from clipnerf_ns.models.meshing_config import MeshExtraction
+from clipnerf_ns.models.rendering import composite_weights, normalize_points, occupied
+from clipnerf_ns.progress import progress_bar
+from clipnerf_ns.validation import check_numbers
 
-if TYPE_CHECKING:  # torch and trimesh are imported by the command that runs, not at start-up
-    import trimesh
-
-    from clipnerf_ns.models.clip_nerf import ClipNerfModel, Codes
-
-MESH_FORMATS = {".ply": "ply", ".obj": "obj", ".glb": "glb"}
 DENSITY_CHUNK = 1 << 18  # grid points per field call: bounded memory, few Python round trips
 COLOR_SAMPLES = 8  # samples of each vertex's colour ray
 COLOR_REACH_CELLS = 1.5  # the colour ray starts this many grid cells outside the surface and ends as far inside
-
-
-@dataclass
-class MeshExtraction:
-    """How the mesh is taken from the field."""
-
-    resolution: Annotated[int, Bounds(8, 1024)] = 128
-    """Grid cells along the longest side of the object's box (cells are cubes); the time grows with its cube."""
-    density_threshold: Annotated[float, Bounds(1e-3, 1e6)] = 20.0
-    """The surface is where the field's density reaches this value. Density is per unit of length
-    in the collection's world (the unit box): a layer d thick lets exp(-density * d) of the light
-    through, so at 20 a layer of 0.01 is 18% opaque. Lower values swell the mesh (haze turns
-    solid), higher ones thin it; the default matches the NeRF's own silhouettes (opacity 0.5)
-    best on the shipped chairs."""
-    min_component_fraction: Annotated[float, Bounds(0, 1)] = 0.05
-    """Connected pieces with fewer faces than this fraction of the largest piece's are dropped
-    (floaters: wisps of density away from the object). 0 keeps every piece."""
-    bounds: Literal["occupied", "scene-box"] = "occupied"
-    """Grid extent: the box around the object's occupied cells (finer cells at the same
-    resolution), or the whole scene box."""
-
-
-@dataclass
-class ExportCommand:
-    """Export one object of a trained run (clip-nerf or mapper run) as a coloured triangle mesh:
-    marching cubes on the field's density, vertex colours from its colour head, at the object's
-    real size and orientation (the collection's world frame). The format follows the output's
-    extension: .ply, .obj or .glb."""
-
-    load_config: Path
-    """The run's config.yml (written by ns-train)."""
-    output: Path
-    """Mesh file to write (atomically): chair.ply, chair.obj or chair.glb."""
-    object: Optional[str] = None
-    """The object to export: a training object's id (chair_0007) or index."""
-    codes: Optional[Path] = None
-    """The object to export: a codes file (from clipnerf edit or clipnerf invert)."""
-    mesh: Annotated[MeshExtraction, tyro.conf.OmitArgPrefixes] = field(default_factory=MeshExtraction)
-    """The extraction."""
-    up: Literal["z", "y"] = "z"
-    """Up axis of the file: z keeps the collection's world frame; y turns the object for tools that
-    expect y up (glTF viewers, Blender's glTF import)."""
-    overwrite: bool = False
-    """Replace the output file if it exists."""
-
-    def main(self) -> Path:
-        if (self.object is None) == (self.codes is None):
-            raise UserError("give the object to export with exactly one of --object ID or --codes FILE")
-        mesh_format(self.output)
-        if self.output.exists() and not self.overwrite:
-            raise UserError(f"{self.output}: exists (pass --overwrite to replace it)")
-        from clipnerf_ns.runs import load_run, nerf_of  # nerfstudio: after the checks, which must be quick
-
-        _, pipeline = load_run(self.load_config)
-        nerf = nerf_of(pipeline)
-        codes = chosen_codes(nerf, self.object, self.codes)
-        mesh = extract_mesh(nerf, codes, self.mesh)
-        if self.up == "y":
-            mesh.apply_transform(Z_UP_TO_Y_UP)
-        write_mesh(mesh, self.output)
-        print(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces, size {np.ptp(mesh.vertices, axis=0).round(3).tolist()}, "
-              f"{'watertight' if mesh.is_watertight else f'{open_edge_fraction(mesh):.2%} open edges'}")
-        return self.output
-
-
-# x stays, y becomes -z, z becomes y: a rotation about x by -90 degrees.
-Z_UP_TO_Y_UP = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
-
-
-def mesh_format(path: Path) -> str:
-    """trimesh's file type for an output path, from its extension."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in MESH_FORMATS:
-        raise UserError(f"{path}: unknown mesh format {suffix or '(no extension)'!r}; use .ply, .obj or .glb")
-    return MESH_FORMATS[suffix]
-
-
-def chosen_codes(nerf: ClipNerfModel, object_name: Optional[str], codes_path: Optional[Path]) -> Codes:
-    """The codes of a training object (id or index) or of a codes file made for this field."""
-    import torch
-
-    from clipnerf_ns.editing.codes_io import load_codes, model_fingerprint
-    from clipnerf_ns.runs import resolve_object
-
-    if codes_path is not None:
-        sizes = nerf.config.field
-        codes, _ = load_codes(codes_path, model_fingerprint(nerf.field), sizes.shape_dim, sizes.appearance_dim)
-        return codes.to(nerf.box_min.device)
-    index = resolve_object(nerf.object_ids, object_name)
-    return nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
 
 
 def grid_box(nerf: ClipNerfModel, codes: Codes, bounds: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +46,6 @@ def density_grid(nerf: ClipNerfModel, z_s, lo: np.ndarray, hi: np.ndarray, resol
 
     Points in cells that the code's occupancy grid marks empty count as empty space without a
     field call, as they do in the renderer: what the NeRF never renders is no part of the mesh."""
-    import torch
-
-    from clipnerf_ns.models.rendering import normalize_points, occupied
-
     cell = float((hi - lo).max()) / resolution
     counts = np.maximum(np.ceil((hi - lo) / cell - 1e-6).astype(int), 1) + 1
     device = nerf.box_min.device
@@ -170,10 +73,6 @@ def surface_colors(nerf: ClipNerfModel, codes: Codes, vertices: np.ndarray, norm
     was best learnt) head on; the collections' shading is view independent, so any one direction
     gives the colour every camera sees. Why a render rather than the colour at the vertex: the
     isosurface is where density starts, and what a camera sees is the colour a little deeper."""
-    import torch
-
-    from clipnerf_ns.models.rendering import composite_weights, normalize_points
-
     device = nerf.box_min.device
     step = 2.0 * reach / COLOR_SAMPLES
     t = (torch.arange(COLOR_SAMPLES, device=device, dtype=torch.float32) + 0.5) * step
@@ -202,17 +101,11 @@ def surface_colors(nerf: ClipNerfModel, codes: Codes, vertices: np.ndarray, norm
 def extract_mesh(nerf: ClipNerfModel, codes: Codes, settings: MeshExtraction) -> trimesh.Trimesh:
     """The object of `codes` (`z_s` (d_shape,), `z_a` (d_app,)) as a mesh with vertex colours, in
     world coordinates, faces wound outwards."""
-    import torch
-    import trimesh
-    from skimage.measure import marching_cubes
-
-    from clipnerf_ns.clip.domain import progress_bar
-
     check_numbers(settings)
     codes = codes.to(nerf.box_min.device).detach()
     lo, hi = grid_box(nerf, codes, settings.bounds)
     with torch.no_grad(), progress_bar() as progress:
-        grid_task = progress.add_task("density grid", total=None, info="")
+        grid_task = progress.add_task("density grid", total=None, status="")
         volume, cell = density_grid(nerf, codes.z_s, lo, hi, settings.resolution, progress, grid_task)
         if not volume.max() > settings.density_threshold:
             raise UserError(f"no surface: the density of this object never reaches --density-threshold "
@@ -225,7 +118,7 @@ def extract_mesh(nerf: ClipNerfModel, codes: Codes, settings: MeshExtraction) ->
         mesh = drop_floaters(mesh, settings.min_component_fraction)
         if mesh.volume < 0:  # wind the faces outwards (renderers and viewers light and cull by them)
             mesh.invert()
-        color_task = progress.add_task("vertex colours", total=None, info=f"{len(mesh.vertices)} vertices")
+        color_task = progress.add_task("vertex colours", total=None, status=f"{len(mesh.vertices)} vertices")
         rgb = surface_colors(nerf, codes, mesh.vertices, mesh.vertex_normals, COLOR_REACH_CELLS * cell, progress, color_task)
     alpha = np.full((len(rgb), 1), 255, dtype=np.uint8)
     mesh.visual.vertex_colors = np.concatenate([np.round(rgb * 255).astype(np.uint8), alpha], axis=1)
@@ -234,7 +127,6 @@ def extract_mesh(nerf: ClipNerfModel, codes: Codes, settings: MeshExtraction) ->
 
 def drop_floaters(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:
     """The mesh without connected pieces of fewer faces than `min_fraction` of the largest's."""
-    import trimesh
 
     if min_fraction <= 0 or len(mesh.faces) == 0:
         return mesh
@@ -250,7 +142,6 @@ def drop_floaters(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh
 
 def open_edge_fraction(mesh: trimesh.Trimesh) -> float:
     """Share of the mesh's edges that border a single face (0 for a closed surface)."""
-    import trimesh
 
     if len(mesh.faces) == 0:
         return 0.0
@@ -258,27 +149,9 @@ def open_edge_fraction(mesh: trimesh.Trimesh) -> float:
     return len(single) / len(mesh.edges_unique)
 
 
-def write_mesh(mesh: trimesh.Trimesh, path: Path) -> Path:
-    """Write the mesh in the format of `path`'s extension, atomically (a temporary file, then a rename)."""
-    from clipnerf_ns.atomic import partial_path, remove_stale_partials
-
-    path = Path(path)
-    file_type = mesh_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path)
-    partial = partial_path(path)
-    try:
-        mesh.export(partial, file_type=file_type)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
-
-
 def as_colored_mesh(mesh: trimesh.Trimesh):
     """An exported mesh (vertex colours) as the project's renderer takes it (a colour per face: the
     mean of its corners'). Render it with `lit=False`: its colours already hold the light."""
-    from clipnerf_ns.data.render import ColoredMesh
 
     corners = np.asarray(mesh.visual.vertex_colors, dtype=np.float32)[:, :3][mesh.faces]
     return ColoredMesh(mesh, corners.mean(axis=1) / 255.0)

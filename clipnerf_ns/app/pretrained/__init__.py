@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
-
+from clipnerf_ns.app.collections import Synth
+from clipnerf_ns.app.runs import write_render_config
 from clipnerf_ns.config_yaml import load_config_yaml
+from clipnerf_ns.data.build import ViewPlan
 from clipnerf_ns.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).parent
@@ -46,10 +47,12 @@ class PretrainedRuns:
 
 def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     """Write the stage-1 and mapper weight files of a mapper run (fp32 safetensors with metadata)."""
+    # deferred: the command line imports this module at start-up, and these import nerfstudio
     from safetensors.torch import save_file
 
-    from clipnerf_ns.pipelines.mapper_pipeline import MapperModelConfig
-    from clipnerf_ns.runs import latest_checkpoint, read_run_config
+    from clipnerf_ns.checkpoints import with_prefix
+    from clipnerf_ns.editing.mapper_model import MapperModelConfig
+    from clipnerf_ns.pipelines.runs import latest_checkpoint, read_run_config
 
     config = read_run_config(mapper_config)
     if not isinstance(config.pipeline.model, MapperModelConfig):
@@ -59,8 +62,8 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     collection = json.loads((Path(stage1.pipeline.datamanager.data) / "collection.json").read_text())
     _, state = latest_checkpoint(config)
     weights = state["pipeline"]
-    nerf = {k[len(NERF_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(NERF_PREFIX)}
-    mappers = {k[len(MAPPERS_PREFIX):]: v.contiguous() for k, v in weights.items() if k.startswith(MAPPERS_PREFIX)}
+    nerf = {k: v.contiguous() for k, v in with_prefix(weights, NERF_PREFIX).items()}
+    mappers = {k: v.contiguous() for k, v in with_prefix(weights, MAPPERS_PREFIX).items()}
     train_ids = [o["id"] for o in collection["objects"] if o["split"] == "train"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,9 +98,6 @@ def _read(path: Path, keys: tuple[str, ...]) -> tuple[dict, dict]:
 def regenerate_collection(generator: dict, out: Path, views: int, eval_views: int, overwrite: bool) -> Path:
     """The collection a shipped model was trained on, with the same objects (each object's mesh
     and colours depend on the seed and its index only) and `views` training views per object."""
-    from clipnerf_ns.cli import Synth
-    from clipnerf_ns.data.build import ViewPlan
-
     options = generator["options"]
     plan = dict(options["plan"], views=views, eval_views=eval_views)
     return Synth(
@@ -108,7 +108,7 @@ def regenerate_collection(generator: dict, out: Path, views: int, eval_views: in
 
 def _write_run(config, state: dict, step: int, out_dir: Path, timestamp: str) -> Path:
     """An ns-train run folder: config.yml and nerfstudio_models/step-N.ckpt (pipeline weights only)."""
-    from clipnerf_ns.runs import write_render_config
+    import torch  # deferred: the command line imports this module at start-up
 
     config.output_dir, config.experiment_name, config.timestamp = out_dir, "chairs", timestamp
     base = config.get_base_dir()
@@ -124,7 +124,7 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
                 data: Optional[Path] = None) -> PretrainedRuns:
     """Run folders of the shipped chairs model and mappers under `out_dir` (runs/chairs/...), over
     the regenerated collection (`out_dir/chairs`, or an existing copy at `data`)."""
-    from clipnerf_ns.data.dataparser import CollectionDataParserConfig
+    from clipnerf_ns.data.dataparser import CollectionDataParserConfig  # deferred: nerfstudio is slow to import
 
     nerf, stage1_meta = _read(CHAIRS_SMALL, ("config", "collection", "object_ids", "step"))
     mappers, mappers_meta = _read(CHAIRS_SMALL_MAPPERS, ("config", "step"))
@@ -145,3 +145,20 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
     state = {"_model.nerf." + k: v for k, v in nerf.items()} | {"_model.mappers." + k: v for k, v in mappers.items()}
     mapper_path = _write_run(mapper, state, int(mappers_meta["step"]), (out_dir / "runs").resolve(), "pretrained")
     return PretrainedRuns(Path(data), stage1_path, mapper_path)
+
+
+@dataclass
+class Pack:
+    """Write a mapper run and its stage-1 run as the two weight files the package ships
+    (chairs-small.safetensors and chairs-small-mappers.safetensors: fp32 safetensors carrying each
+    run's config and the command of its collection), which `clipnerf demo` turns back into runs."""
+
+    load_config: Path
+    """config.yml of the mapper run (ns-train clip-nerf-mappers); its stage-1 run is found from it."""
+    out: Path
+    """Folder for the two files (the package's is clipnerf_ns/app/pretrained)."""
+
+    def main(self) -> Path:
+        for path in pack(self.load_config, self.out):
+            print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+        return self.out

@@ -10,18 +10,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Type
 
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
 from clipnerf_ns.data.dataparser import CollectionDataParserConfig
-from clipnerf_ns.errors import UserError
 from clipnerf_ns.editing.invert import inversion_optimizers
+from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import FieldSizes
 from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig
 from clipnerf_ns.pipelines.clip_nerf_pipeline import ClipNerfPipelineConfig

@@ -1,4 +1,6 @@
-"""Codes files: one object's `(z_s, z_a)` as safetensors, tied to the model that can render them.
+"""Latent codes: `Codes` (one or more objects' shape and appearance codes), the backgrounds they
+are rendered over, PSNR, and codes files: one object's `(z_s, z_a)` as safetensors, tied to the
+model that can render them.
 
 `clipnerf edit`, `clipnerf invert`, the viewer and ns-render configs all exchange codes through
 these two functions. The file records a fingerprint of the field's weights, so codes are never
@@ -9,19 +11,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from clipnerf_ns.atomic import partial_path
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import Codes
 
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 FORMAT = "clipnerf-codes/1"
+
+
+@dataclass(frozen=True)
+class Codes:
+    """The two latent codes of one or more objects, always kept as two named tensors."""
+
+    z_s: Float[Tensor, "*batch d_shape"]
+    z_a: Float[Tensor, "*batch d_app"]
+
+    def to(self, device: Union[torch.device, str]) -> "Codes":
+        return Codes(self.z_s.to(device), self.z_a.to(device))
+
+    def detach(self) -> "Codes":
+        return Codes(self.z_s.detach(), self.z_a.detach())
+
+    def lerp(self, other: "Codes", weight: float) -> "Codes":
+        return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight))
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio (dB) for images in [0, 1]."""
+    return -10.0 * torch.log10(F.mse_loss(prediction, target).clamp(min=1e-10))
+
+
+def over_background(image: Float[Tensor, "*batch c"], background: Float[Tensor, "*batch 3"]) -> Tensor:
+    """RGBA (straight alpha) over a background colour; RGB images pass through unchanged."""
+    if image.shape[-1] == 3:
+        return image
+    alpha = image[..., 3:4]
+    return image[..., :3] * alpha + background * (1.0 - alpha)
 
 
 def model_fingerprint(field: nn.Module) -> str:

@@ -4,12 +4,23 @@ nerfstudio's own ns-render, run in this process on the same run folders a user w
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from PIL import Image, ImageDraw
 
-from clipnerf_ns.errors import UserError
+from clipnerf_ns.app.edit_command import EditCommand
+from clipnerf_ns.app.invert_command import Invert
+from clipnerf_ns.app.pretrained import UNSEEN_CHAIR, materialize
+from clipnerf_ns.app.runs import Turntable
+from clipnerf_ns.atomic import check_output_dir
+from clipnerf_ns.editing.invert_config import InversionConfig
+from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
+from clipnerf_ns.validation import MAX_COUNT, MAX_RESOLUTION, Bounds, check_numbers
 
 TEXT_EDIT = ("chair_0031", "a red chair")
 """A chair the mappers never trained on (their held-out objects) and the prompt the demo gives it."""
@@ -29,34 +40,21 @@ class Demo:
 
     out: Path = Path("demo_out")
     """Output folder."""
-    views: int = 4
+    views: Annotated[int, Bounds(1, 64)] = 4
     """Training views per regenerated chair (the shipped model needs the collection's objects, not many of its images)."""
-    inversion_steps: int = 150
+    inversion_steps: Annotated[int, Bounds(1, MAX_COUNT)] = 150
     """Optimisation steps of the inversion (clipnerf invert uses 300)."""
-    frames: int = 48
+    frames: Annotated[int, Bounds(1, MAX_COUNT)] = 48
     """Frames of the turntable video."""
-    resolution: int = 128
+    resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128
     """Side of the before/after images and of the video (pixels)."""
     overwrite: bool = False
     """Replace earlier demo output."""
 
     def main(self) -> Path:
-        import json
-
-        from PIL import Image
-
-        from clipnerf_ns.cli import Invert
-        from clipnerf_ns.atomic import check_output_dir
-        from clipnerf_ns.editing.commands import EditCommand
-        from clipnerf_ns.editing.invert_config import InversionConfig
-        from clipnerf_ns.pretrained import UNSEEN_CHAIR, materialize
-
-        if self.views < 1 or self.inversion_steps < 1 or self.frames < 1 or self.resolution < 8:
-            raise UserError("--views, --inversion-steps and --frames must be at least 1, --resolution at least 8")
+        check_numbers(self)
         check_output_dir(self.out, self.overwrite)
         if self.out.exists():
-            import shutil
-
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         print("1/5 regenerating the collection of the pretrained chairs model ...")
@@ -96,10 +94,7 @@ class Demo:
         return self.out
 
     def _turntable(self, config: Path) -> Path:
-        from nerfstudio.scripts.render import RenderCameraPath
-
-        from clipnerf_ns.cli import Turntable
-        from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
+        from nerfstudio.scripts.render import RenderCameraPath  # deferred: nerfstudio is slow to import
 
         ensure_ffmpeg_on_path()
         path = Turntable(output=self.out / "turntable.json", frames=self.frames, resolution=self.resolution,
@@ -111,8 +106,6 @@ class Demo:
     def _summary(self, text_dir: Path, exemplar_dir: Path, exemplar: Path, inverted: Path, recoloured: Path) -> np.ndarray:
         """One picture: text edit (before, after), exemplar and its edit, unseen chair, its
         inversion and its recolouring; all tiles at --resolution."""
-        from PIL import Image, ImageDraw
-
         def tile(path: Path, crop_thirds: int = -1) -> np.ndarray:
             image = Image.open(path).convert("RGBA")
             if crop_thirds >= 0:  # comparison.png of an inversion: input | render | error

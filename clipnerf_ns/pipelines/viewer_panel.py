@@ -1,12 +1,13 @@
-"""The editor in nerfstudio's viewer: prompt, exemplar, target, mode, strength, apply and reset.
+"""The clip-nerf panel of nerfstudio's viewer: an object picker and the editor (prompt, exemplar,
+target, mode, strength, apply and reset), attached to a pipeline by `attach_viewer_panel`.
 
-nerfstudio puts every `ViewerElement` it finds on the model (descending into submodules) in the
+nerfstudio puts every `ViewerElement` it finds on the pipeline (descending into submodules) in the
 control panel, ordered by attribute name, and re-renders the view after each element's callback.
 The editor computes an edit with `Editor.changes`, the function behind `clipnerf edit`, and keeps
 the change: moving the strength slider re-scales it without encoding the prompt again.
 
 Edits stack: each one starts from the codes on screen. Reset goes back to the object picked in
-the model's object picker, and picking another object forgets the edits.
+the object picker, and picking another object forgets the edits.
 """
 
 from __future__ import annotations
@@ -19,20 +20,28 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
-import numpy as np
+import torch
 from nerfstudio.viewer.viewer_elements import (
-    ViewerButton, ViewerControl, ViewerDropdown, ViewerElement, ViewerSlider, ViewerText,
+    ViewerButton,
+    ViewerControl,
+    ViewerDropdown,
+    ViewerElement,
+    ViewerSlider,
+    ViewerText,
 )
 from torch import Tensor, nn
 from viser import ViserServer
 
-from clipnerf_ns.editing.edit import TARGETS, Edit, Editor, editor_for, read_exemplar, with_changes
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.cameras import VIEW_DEG, Orbit, orbit_pose
+from clipnerf_ns.editing.edit import TARGETS, Edit, Editor, read_exemplar, with_changes
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import Codes
+from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.validation import Bounds, check_number
 
 STRENGTH_RANGE = (-1.0, 2.0)
 UPLOADED = "(uploaded) "
+PRIOR_SAMPLE = "sample from the code prior"
 T = TypeVar("T")
 MAX_UPLOAD_BYTES = 16 * 2**20
 """Largest exemplar upload (the pixel limit of `data.images` applies too)."""
@@ -60,11 +69,11 @@ class ViewerUpload(ViewerElement):
 
 
 class OrbitStart(ViewerControl):
-    """Opens each browser's camera on the collections' orbit, looking at the object, z up
+    """Opens each browser's camera on the collection's orbit, looking at the object, z up
     (viser's default camera would start inside our unit box)."""
 
-    def __init__(self, distance: float = 2.2, azimuth_deg: float = 40.0, elevation_deg: float = 25.0):
-        self.distance, self.azimuth_deg, self.elevation_deg = distance, azimuth_deg, elevation_deg
+    def __init__(self, orbit: Orbit):
+        self.distance, (self.azimuth_deg, self.elevation_deg) = orbit.distance, VIEW_DEG
 
     def _setup(self, viewer) -> None:
         super()._setup(viewer)
@@ -73,12 +82,11 @@ class OrbitStart(ViewerControl):
     def _place(self, client) -> None:
         from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 
-        azimuth, elevation = np.radians(self.azimuth_deg), np.radians(self.elevation_deg)
-        direction = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+        eye = orbit_pose(self.distance * VISER_NERFSTUDIO_SCALE_RATIO, self.azimuth_deg, self.elevation_deg)[:3, 3]
         with client.atomic():
             client.camera.up_direction = (0.0, 0.0, 1.0)
             client.camera.look_at = (0.0, 0.0, 0.0)
-            client.camera.position = tuple(direction * self.distance * VISER_NERFSTUDIO_SCALE_RATIO)
+            client.camera.position = tuple(eye)
 
 
 def read_panel_path(text: str, what: str, read: Callable[[Path], T]) -> T:
@@ -113,16 +121,79 @@ def exemplar_from_upload(name: str, content: bytes) -> Tensor:
         return read_exemplar(path)
 
 
-class ViewerEditor(nn.Module):
-    """The editing panel of a clip-nerf model in the viewer (no parameters; an nn.Module only
-    because nerfstudio looks for viewer elements in the model's module tree)."""
+class ObjectPicker(nn.Module):
+    """The object the viewer shows and edits: a training object, a draw from the code prior, or a
+    loaded codes file (no parameters; an nn.Module because nerfstudio looks for viewer elements in
+    the pipeline's module tree)."""
 
-    def __init__(self, model):
+    def __init__(self, model: ClipNerfModel):
+        super().__init__()
+        self.__dict__["_model"] = model  # a plain reference: as a submodule it would be saved twice
+        self.__dict__["_listeners"] = []
+        self._codes_files: dict[str, Codes] = {}
+        self._draws = 0
+        self.report: Callable[[str], None] = lambda message: None
+        ids = model.object_ids
+        self.a_object = ViewerDropdown(
+            "Object", ids[model.config.render_object], ids + [PRIOR_SAMPLE], cb_hook=self._on_choose,
+            hint="Training object to show, a draw from the code prior, or a loaded codes file",
+        )
+        self.b_codes_file = ViewerText(
+            "Codes file", "", hint="A codes.safetensors from clipnerf invert or clipnerf edit, to add to the objects"
+        )
+        self.c_load_codes = ViewerButton("Load codes file", cb_hook=self._on_load_codes_file)
+        self.d_new_sample = ViewerButton("New prior sample", cb_hook=self._on_new_sample)
+
+    def on_pick(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever another object is picked."""
+        self._listeners.append(listener)
+
+    def pick(self, target) -> None:
+        self._model.pick(target)
+        for listener in self._listeners:
+            listener()
+
+    def add_codes_file(self, path: Path) -> str:
+        """Load a codes file (checked against the model's weights) into the picker and pick it."""
+        codes = self._model.read_codes_file(path)
+        name = f"codes: {path}"
+        self._codes_files[name] = codes
+        self.a_object.set_options(self._model.object_ids + [PRIOR_SAMPLE] + list(self._codes_files))
+        self.pick(codes)
+        self.a_object.value = name
+        return name
+
+    def _on_choose(self, element: ViewerDropdown) -> None:
+        if element.value == PRIOR_SAMPLE:
+            self._on_new_sample(None)
+        elif element.value in self._codes_files:
+            self.pick(self._codes_files[element.value])
+        else:
+            self.pick(self._model.object_ids.index(element.value))
+
+    def _on_new_sample(self, _element) -> None:
+        self._draws += 1
+        drawn = self._model.sample_prior(1, torch.Generator().manual_seed(self._draws))
+        self.pick(Codes(drawn.z_s[0], drawn.z_a[0]))
+
+    def _on_load_codes_file(self, _element) -> None:
+        text = self.b_codes_file.value.strip()
+        try:
+            read_panel_path(text, "a codes file: not a readable codes file of this model", self.add_codes_file)
+        except UserError as error:
+            self.report(f"error: {error}")
+
+
+class ViewerEditor(nn.Module):
+    """The editing panel (no parameters; an nn.Module for nerfstudio's element search)."""
+
+    def __init__(self, model: ClipNerfModel, picker: ObjectPicker, make_editor: Callable[[], Editor],
+                 modes: tuple[str, ...] = ("optimize",)):
         super().__init__()
         # A plain reference, hidden from nn.Module and from nerfstudio's element search (leading
         # underscore): as a submodule it would make the module tree cyclic.
         self.__dict__["_model"] = model
-        self._make_editor: Callable[[], Editor] = lambda: editor_for(model)  # optimize mode, compact CLIP
+        self._make_editor = make_editor
         self._editor: Optional[Editor] = None
         self._base: Optional[Codes] = None
         self._changes: dict[str, Tensor] = {}
@@ -133,7 +204,7 @@ class ViewerEditor(nn.Module):
         self.c_upload = ViewerUpload("Upload exemplar", cb_hook=self._on_upload, hint="Upload an exemplar image")
         self.d_target = ViewerDropdown("Target", "both", list(TARGETS), hint="Which code the edit may change")
         self.e_mode = ViewerDropdown(
-            "Mode", "optimize", ["optimize"],
+            "Mode", modes[0], list(modes),
             hint="mapper: one pass through the trained mappers; optimize: a few steps of code optimisation",
         )
         self.f_strength = ViewerSlider(
@@ -144,13 +215,12 @@ class ViewerEditor(nn.Module):
         self.h_apply_exemplar = ViewerButton("Apply exemplar", cb_hook=lambda _: self._apply_from("exemplar"))
         self.i_reset = ViewerButton("Reset", cb_hook=self._on_reset)
         self.j_status = ViewerText("Last edit", "none yet", disabled=True, hint="Latency and outcome of the last edit")
-        self.camera_start = OrbitStart()
+        self.camera_start = OrbitStart(model.orbit)
+        picker.on_pick(self.forget)
+        picker.report = self._report
 
-    def use_mappers(self, make_editor: Callable[[], Editor]) -> None:
-        """Edit with trained mappers (mapper mode becomes the default); call before the viewer starts."""
-        self._make_editor, self._editor = make_editor, None
-        self.e_mode.options = ["mapper", "optimize"]
-        self.e_mode.default_value = "mapper"
+    def _report(self, message: str) -> None:
+        self.j_status.value = message
 
     def forget(self) -> None:
         """Drop the last edit (another object was picked)."""
@@ -227,3 +297,11 @@ class ViewerEditor(nn.Module):
             return
         self.b_exemplar.value = UPLOADED + upload.name
         self.j_status.value = f"exemplar {upload.name} uploaded: press Apply exemplar"
+
+
+def attach_viewer_panel(pipeline: nn.Module, model: ClipNerfModel, make_editor: Callable[[], Editor],
+                        modes: tuple[str, ...]) -> None:
+    """Put the object picker and the editor of `model` in `pipeline`'s viewer panel; `modes` are
+    the editor's modes, the default first. The attribute names order them: picker, then editor."""
+    pipeline.choose_object = ObjectPicker(model)
+    pipeline.edit_object = ViewerEditor(model, pipeline.choose_object, make_editor, modes)

@@ -1,0 +1,2 @@
+"""The application layer: the clipnerf commands, the demo, the shipped pretrained models, mesh
+export and the nerfstudio method registrations."""

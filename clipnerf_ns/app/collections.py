@@ -1,0 +1,121 @@
+"""`clipnerf synth` and `clipnerf render-meshes`: render procedural objects or mesh files into a
+new collection (the data ns-train reads)."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import tyro
+
+from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
+from clipnerf_ns.data.meshes import discover_meshes, load_object
+from clipnerf_ns.data.synth import sample_object
+from clipnerf_ns.validation import Bounds
+
+
+def _synth_object(category: str, seed: int):
+    obj = sample_object(category, np.random.default_rng(seed))
+    return obj.mesh, obj.attributes, obj.captions
+
+
+def _mesh_object(source, colors: str, up: str, seed: int):
+    mesh, attributes = load_object(source, np.random.default_rng(seed), colors=colors, up=up)
+    return mesh, attributes, []
+
+
+@dataclass(kw_only=True)
+class _WritesCollection:
+    """Options shared by the commands that render objects into a new collection."""
+
+    out: Path
+    """Output folder for the collection (written atomically: nothing is left behind on failure)."""
+    seed: int = 0
+    """Random seed: the same seed gives the same collection."""
+    heldout_fraction: float = 0.1
+    """Fraction of objects held out entirely (split 'test' in collection.json), never trained on."""
+    plan: Annotated[ViewPlan, tyro.conf.OmitArgPrefixes] = field(default_factory=ViewPlan)
+    """Cameras and rendering."""
+    workers: Annotated[int, Bounds(0, 256)] = 0
+    """Parallel worker processes; 0 means one per CPU core."""
+    overwrite: bool = False
+    """Replace the output folder if it exists."""
+
+    def _build(self, category: str, object_ids: list[str], makers: list) -> Path:
+        splits = heldout_splits(len(object_ids), self.heldout_fraction)
+        jobs = [
+            ObjectJob(object_id, make, _object_seed(self.seed, i), split)
+            for i, (object_id, make, split) in enumerate(zip(object_ids, makers, splits))
+        ]
+        return build_collection(
+            self.out, category, jobs, self.plan, self.workers or None, self.overwrite, _generator_info(self)
+        )
+
+
+@dataclass(kw_only=True)
+class Synth(_WritesCollection):
+    """Generate a procedural category collection: parametric meshes with attributes and captions,
+    rendered into posed RGBA views (a collection that `ns-train --data` reads)."""
+
+    category: tyro.conf.Positional[Literal["chairs", "cars"]]
+    """Which procedural category to generate."""
+    num_objects: Annotated[int, Bounds(1, 100_000)] = 100
+    """Number of objects."""
+
+    def main(self) -> Path:
+        prefix = self.category.rstrip("s")
+        ids = [f"{prefix}_{i:04d}" for i in range(self.num_objects)]
+        return self._build(self.category, ids, [functools.partial(_synth_object, self.category)] * len(ids))
+
+
+@dataclass(kw_only=True)
+class RenderMeshes(_WritesCollection):
+    """Render any meshes (OBJ/PLY/GLB files, or folders of part OBJs as in PartNet) into a
+    collection: each is normalised to the unit box, coloured, and rendered like `synth`."""
+
+    meshes: Path
+    """A mesh file, a folder of mesh files, or a folder of part folders."""
+    category: str = "objects"
+    """Category name written into collection.json."""
+    colors: Literal["palette", "materials", "gray"] = "palette"
+    """Part colours: a random palette colour per part, the files' own colours, or plain gray."""
+    up: Literal["y", "z"] = "y"
+    """The files' up axis (ShapeNet and PartNet are y-up, with their front towards +z)."""
+    heldout_fraction: float = 0.0
+    """Fraction of objects held out entirely (split 'test' in collection.json)."""
+
+    def main(self) -> Path:
+        sources = discover_meshes(self.meshes)
+        makers = [functools.partial(_mesh_object, src, self.colors, self.up) for src in sources]
+        return self._build(self.category, [src.object_id for src in sources], makers)
+
+
+def _object_seed(seed: int, index: int) -> int:
+    """Independent per-object seed, so object i is the same whatever --num-objects is."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _generator_info(command: _WritesCollection) -> dict:
+    """collection.json's record of its generator: its options, and the clipnerf command that writes
+    this collection, built from them (sys.argv may be another command's: `clipnerf demo` regenerates
+    the shipped model's collection)."""
+    options = _jsonable(asdict(command))
+    name, positional = {Synth: ("synth", ("category",)), RenderMeshes: ("render-meshes", ())}[type(command)]
+    words = ["clipnerf", name, *(str(options[key]) for key in positional)]
+    # Worker processes and overwriting change how a collection is written, not what it holds.
+    flags = {k: v for k, v in options.items() if k not in (*positional, "workers", "overwrite", "plan")}
+    for key, value in {**flags, **options["plan"]}.items():
+        words += [f"--{key.replace('_', '-')}", str(value)]
+    return {"command": shlex.join(words), "options": options}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

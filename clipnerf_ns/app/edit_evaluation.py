@@ -1,0 +1,209 @@
+"""`clipnerf eval`'s work: every prompt of a library applied to held-out objects, judged by the
+evaluator CLIP and the attribute judge, and summarised (see `app.eval_command`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from clipnerf_ns.clip.config import ClipConfig
+from clipnerf_ns.clip.encoder import ClipEncoder
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
+from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
+from clipnerf_ns.editing.edit import Edit, render_views
+from clipnerf_ns.eval import metrics
+from clipnerf_ns.eval.judge import Judge
+
+
+@dataclass
+class EditJudges:
+    """What judges an edit: the evaluator CLIP (never the one the mappers were trained with) and
+    the attribute judge, each shown views framed as its training views were."""
+
+    nerf: object  # ClipNerfModel
+    evaluator: object  # ClipEncoder
+    judge: object  # Judge
+    tests: dict  # prompt -> the library's binary test of it
+    test_texts: dict  # prompt -> evaluator embeddings of (prompt, opposite)
+
+    @staticmethod
+    def load(evaluator_config: ClipConfig, judge_path: Optional[Path], nerf, library) -> "EditJudges":
+        evaluator = ClipEncoder.load(evaluator_config, device=nerf.box_min.device)
+        tests = {t.prompt: t for t in library.tests}
+        with torch.no_grad():
+            texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
+        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts)
+
+    def framing(self, of: str) -> tuple[int, Optional[tuple]]:
+        """(view size, framing box) of the evaluator's or the judge's training views."""
+        model = self.evaluator if of == "evaluator" else self.judge
+        return (64 if of == "evaluator" else self.judge.image_size), model.frame_extent(self.nerf.category)
+
+    def view(self, codes, of: str, evaluator_view=None):
+        """The one judged view (the commands' view direction) of `codes` for the evaluator or the
+        judge; the judge reuses the evaluator's view when both frame views alike."""
+
+        if evaluator_view is not None and self.framing("judge") == self.framing("evaluator"):
+            return evaluator_view
+        direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
+        return render_views(self.nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, *self.framing(of))
+
+    def answers(self, codes, evaluator_view) -> dict:
+        """The judge's answers for `codes` ({} when it knows nothing of the category)."""
+        category = self.nerf.category
+        if category not in self.judge.questions:
+            return {}
+        return self.judge.answers(self.view(codes, "judge", evaluator_view), category)
+
+
+def edit_subjects(nerf, heldout: list[int], prior_objects: int, generator) -> list[tuple[str, object]]:
+    """(name, codes) of the objects to edit: the held-out training objects and draws from the prior."""
+
+    device = nerf.box_min.device
+    subjects = [(nerf.object_ids[i], nerf.object_codes(torch.tensor(i, device=device)).detach()) for i in heldout]
+    drawn = nerf.sample_prior(prior_objects, generator).to(device)
+    return subjects + [(f"prior_{k}", Codes(drawn.z_s[k], drawn.z_a[k])) for k in range(prior_objects)]
+
+
+def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: str, codes, resolution: int,
+                generator) -> tuple[np.ndarray, list[dict]]:
+    """Every prompt of the library applied to one object: a record per edit, and the row of
+    edits.png (before, then the pictured prompts' edits)."""
+
+    nerf, evaluator = judges.nerf, judges.evaluator
+    camera = orbit_camera(resolution, *VIEW_DEG, nerf.orbit)
+    before = nerf.render_view(camera, codes)
+    with torch.no_grad():  # the unedited object, seen once for every prompt
+        seen_before = judges.view(codes, "evaluator")
+        image_before = evaluator.encode_image(seen_before)[0]
+        answers_before = judges.answers(codes, seen_before)
+    tiles, records = {}, []
+    for target in ("appearance", "shape"):
+        prompts = library.for_target(target)
+        for prompt in prompts:
+            edited = editor.apply(Edit(prompt=prompt, target=target), codes)
+            after = nerf.render_view(camera, edited)
+            if prompt in pictured:
+                tiles[prompt] = to_uint8(after["rgb"])
+            others = [p for p in prompts if p != prompt]
+            candidates = [prompt] + [others[i] for i in torch.randperm(len(others), generator=generator)[:4].tolist()]
+            record = {"object": name, "target": target, "prompt": prompt, "candidates": candidates,
+                      **image_measures(before, after, named_color_of(prompt, library.neutral.split()[-1]))}
+            with torch.no_grad():
+                seen = judges.view(edited, "evaluator")
+                record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
+                              _text=evaluator.encode_text(candidates))
+                if prompt in judges.tests and answers_before:
+                    test = judges.tests[prompt]
+                    answers = (answers_before[test.question][0], judges.answers(edited, seen)[test.question][0])
+                    record.update(judge_verdicts(test, answers, judges.test_texts[prompt], (image_before, record["_image"])))
+            records.append(record)
+    row = np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in pictured], axis=1)
+    return row, records
+
+
+def image_measures(before: dict, after: dict, colour: Optional[str]) -> dict:
+    """Silhouette IoU and colour change between the renders before and after an edit, and for a
+    colour prompt the distance (CIE Lab) of each to the named colour."""
+
+    before_color = metrics.object_mean_color(before["rgb"], before["accumulation"])
+    after_color = metrics.object_mean_color(after["rgb"], after["accumulation"])
+    measures = {"iou": metrics.silhouette_iou(before["accumulation"], after["accumulation"]),
+                "color_change": float(metrics.delta_e(before_color, after_color))}
+    if colour is not None:
+        named = torch.tensor(NAMED_COLORS[colour])
+        measures.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
+                        delta_e_after=float(metrics.delta_e(after_color.cpu(), named)))
+    return measures
+
+
+def summarize_edits(records: list[dict], library, latency: dict) -> dict:
+    """eval.json's summary of the edit records."""
+
+    def five_way(key: str, target: str) -> float:
+        chosen = [r for r in records if r["target"] == target]
+        return metrics.n_way_accuracy(torch.stack([r[key] for r in chosen]), torch.stack([r["_text"] for r in chosen]),
+                                      torch.zeros(len(chosen), dtype=torch.long))
+
+    def mean(values) -> float:  # nan-aware: an edit may empty a silhouette
+        return float(np.nanmean(values)) if values else float("nan")
+
+    coloured = [r for r in records if "color" in r]
+    targets = ("appearance", "shape")
+    return {
+        "objects": len({r["object"] for r in records}), "edits": len(records),
+        "latency_s": latency,
+        "five_way_accuracy": {t: five_way("_image", t) for t in targets},
+        "five_way_accuracy_unedited": {t: five_way("_image_before", t) for t in targets},
+        # Fewer than five when the library has fewer prompts for the target.
+        "candidates": {t: min(5, len(library.for_target(t))) for t in targets},
+        "color_delta_e_before": mean([r["delta_e_before"] for r in coloured]),
+        "color_delta_e_after": mean([r["delta_e_after"] for r in coloured]),
+        "color_closer_share": mean([float(r["delta_e_after"] < r["delta_e_before"]) for r in coloured]),
+        "appearance_edit_silhouette_iou_min": min(r["iou"] for r in records if r["target"] == "appearance"),
+        "shape_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "shape"]),
+        "appearance_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "appearance"]),
+        "judged_shape_edits": judged_flips(records),
+    }
+
+
+def edit_latency(editor, codes, prompt: str, resolution: int, repeats: int) -> dict:
+    """Seconds from prompt to one rendered view: text encoding, mappers, occupancy grid, render."""
+
+    nerf = editor.nerf
+    camera = orbit_camera(resolution, *VIEW_DEG, nerf.orbit)
+    times = []
+    for k in range(repeats + 1):
+        start = time.perf_counter()
+        edited = editor.apply(Edit(prompt=f"{prompt}" if k % 2 else f"{prompt} ", target="both"), codes)
+        nerf.render_view(camera, edited)
+        times.append(time.perf_counter() - start)
+    times = times[1:]  # the first call warms caches up
+    return {"median": float(np.median(times)), "max": float(np.max(times)), "resolution": resolution}
+
+
+def named_color_of(prompt: str, noun: str) -> Optional[str]:
+    """The colour name of a whole-object colour prompt ('a crimson chair' -> 'red'), else None."""
+    words = prompt.strip().lower()
+    for article in ("a ", "an "):
+        if words.startswith(article) and words.endswith(" " + noun):
+            middle = words[len(article) : -len(noun) - 1]
+            for name, synonyms in COLOR_SYNONYMS.items():
+                if middle in synonyms:
+                    return name
+    return None
+
+
+def judge_verdicts(test, answers: tuple[str, str], test_text, embeddings: tuple) -> dict:
+    """Does the object have what `test.prompt` asks for, before and after the edit: the judge's
+    answers to the test's question, and the evaluator CLIP's choice between prompt and opposite
+    (`test_text`: their embeddings) for the (before, after) image embeddings."""
+    picks = [bool(float(e @ test_text[0]) > float(e @ test_text[1])) for e in embeddings]
+    return {"judge_question": test.question, "judge_before": answers[0], "judge_after": answers[1],
+            "judge_has_before": answers[0] == test.answer, "judge_has_after": answers[1] == test.answer,
+            "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
+
+
+def judged_flips(records: list[dict]) -> dict:
+    """Per shape prompt with a binary test: among the objects that lacked it before the edit, the
+    share that have it after, as the judge and as the evaluator CLIP see it."""
+    out = {}
+    for prompt in dict.fromkeys(r["prompt"] for r in records if "judge_has_before" in r):
+        rows = [r for r in records if r["prompt"] == prompt and "judge_has_before" in r]
+        lacking = [r for r in rows if not r["judge_has_before"]]
+        lacking_clip = [r for r in rows if not r["evaluator_has_before"]]
+        out[prompt] = {
+            "objects": len(rows),
+            "judge_lacking_before": len(lacking),
+            "judge_flip_rate": float(np.mean([r["judge_has_after"] for r in lacking])) if lacking else float("nan"),
+            "evaluator_flip_rate": float(np.mean([r["evaluator_has_after"] for r in lacking_clip]))
+            if lacking_clip else float("nan"),
+        }
+    return out

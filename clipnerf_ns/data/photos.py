@@ -1,0 +1,67 @@
+"""A user's picture (a photo to invert, an exemplar): its pixels and where its object is, from the
+alpha channel, a mask file, or the pixels that differ from the border colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from clipnerf_ns.data.images import read_rgba
+from clipnerf_ns.errors import UserError
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An image as read: straight-alpha RGB in [0, 1] and where the foreground mask came from."""
+
+    rgb: Float[Tensor, "h w 3"]
+    mask: Float[Tensor, "h w"]
+    mask_source: Literal["alpha", "file", "threshold"]
+
+
+def has_alpha(rgba: np.ndarray) -> bool:
+    """Whether the alpha channel says anything (some pixel is not fully opaque)."""
+    return bool(rgba[..., 3].min() < 255)
+
+
+def border_colour(rgb: Float[Tensor, "h w 3"]) -> Float[Tensor, "3"]:
+    """Median colour of the outermost pixel ring (the background of a product-style photo)."""
+    ring = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    return ring.median(dim=0).values
+
+
+def threshold_mask(rgb: Float[Tensor, "h w 3"], threshold: float) -> Float[Tensor, "h w"]:
+    """Foreground where a pixel differs from the border colour by more than `threshold` in some channel."""
+    distance = (rgb - border_colour(rgb)).abs().amax(dim=-1)
+    return (distance > threshold).float()
+
+
+def mask_from_file(path: Path, size: tuple[int, int]) -> Float[Tensor, "h w"]:
+    """A mask image (white = foreground; its alpha channel if it has one) of the image's size (w, h)."""
+    rgba = read_rgba(path, "mask")
+    if (rgba.shape[1], rgba.shape[0]) != size:
+        raise UserError(f"{path}: the mask is {rgba.shape[1]}x{rgba.shape[0]} but the image is {size[0]}x{size[1]}")
+    values = rgba[..., 3] if has_alpha(rgba) else rgba[..., :3].mean(axis=-1)
+    return torch.from_numpy(values.astype(np.float32) / 255.0)
+
+
+def read_photo(image: Path, mask: Optional[Path] = None, threshold: float = 0.1) -> Photo:
+    """The image and its foreground mask: a mask file wins, then the alpha channel, then thresholding."""
+    rgba = read_rgba(image)
+    rgb = torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0)
+    if mask is not None:
+        found, source = mask_from_file(mask, (rgba.shape[1], rgba.shape[0])), "file"
+    elif has_alpha(rgba):
+        found, source = torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0), "alpha"
+    else:
+        found, source = threshold_mask(rgb, threshold), "threshold"
+    if float((found > 0.5).float().sum()) < 4:
+        where = {"file": f"the mask {mask}", "alpha": "its alpha channel", "threshold": "the background threshold"}[source]
+        raise UserError(f"{image}: no foreground found (from {where})")
+    return Photo(rgb, found, source)
