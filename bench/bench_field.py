@@ -82,8 +82,13 @@ def training_rays(model, cameras, count: int, generator: torch.Generator) -> Ray
 def main(args: Args) -> None:
     torch.manual_seed(0)
     if args.load_config is not None:
-        _, pipeline = load_run(args.load_config)
-        model, cameras = pipeline.model, pipeline.datamanager.train_dataset.cameras
+        config, pipeline = load_run(args.load_config)
+        model = pipeline.model
+        # The training cameras as the dataparser gives them: a loaded run's show the display
+        # object only (`show_selected_object_in_training_views`), and training rays need theirs.
+        dataparser = config.pipeline.datamanager.dataparser
+        dataparser.data = config.pipeline.datamanager.data
+        cameras = dataparser.setup().get_dataparser_outputs("train").cameras
     elif args.data is not None:
         from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 

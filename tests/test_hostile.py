@@ -83,6 +83,20 @@ def test_the_safe_loader_reads_real_run_configs_exactly(trained_run, mapper_run)
         assert load_config_yaml(text, "x") == yaml.load(text, Loader=yaml.Loader)
 
 
+def test_configs_naming_classes_from_before_they_moved_still_load(mapper_run):
+    """A mapper run written before MapperModelConfig moved to editing/ and the method configs to
+    app/methods (the shipped weights files carry such configs) loads as the same config."""
+    from clipnerf_ns.config_yaml import load_config_yaml
+    from clipnerf_ns.editing.mapper_model import MapperModelConfig
+
+    text = (mapper_run / "config.yml").read_text()
+    old = text.replace("clipnerf_ns.editing.mapper_model.MapperModel", "clipnerf_ns.pipelines.mapper_pipeline.MapperModel")
+    old = old.replace("clipnerf_ns.app.methods.", "clipnerf_ns.config.")
+    assert old != text and "clipnerf_ns.pipelines.mapper_pipeline.MapperModelConfig" in old
+    config = load_config_yaml(old, "old run")
+    assert isinstance(config.pipeline.model, MapperModelConfig) and config == load_config_yaml(text, "new run")
+
+
 # ------------------------------------------------------------- 2. checkpoints that run code or are cut
 
 

@@ -82,3 +82,14 @@ def test_the_readme_package_map_is_the_tree():
     packages = {str(p.parent.relative_to(PACKAGE)) for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE}
     assert modules == tree_modules - {p + "/__init__.py" for p in packages}
     assert packages <= folders and all((PACKAGE / folder).is_dir() for folder in folders)
+
+
+def test_the_command_line_starts_without_torch_or_nerfstudio():
+    """What the `deferred` imports are for: `clipnerf --help` and its one-line errors come before
+    torch, nerfstudio and open_clip are imported (seconds each)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, clipnerf_ns.cli; print(sorted(m for m in ('torch', 'nerfstudio', 'open_clip') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -12,7 +12,8 @@ import numpy as np
 import yaml
 
 from clipnerf_ns.atomic import partial_path
-from clipnerf_ns.data.cameras import VIEW_DEG, Orbit, ring_poses
+from clipnerf_ns.data.cameras import VIEW_DEG, Orbit, orbit_camera, ring_poses
+from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.validation import MAX_COUNT, MAX_RESOLUTION, Bounds
 
@@ -39,8 +40,6 @@ def interpolation_strip(
     from rich.progress import track
 
     from clipnerf_ns.codes import Codes
-    from clipnerf_ns.data.cameras import orbit_camera
-    from clipnerf_ns.data.images import to_uint8
 
     start, end = (model.object_codes(torch.tensor(i, device=model.box_min.device)) for i in (a, b))
     camera = orbit_camera(resolution, azimuth, elevation, model.orbit)
