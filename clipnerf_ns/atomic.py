@@ -89,6 +89,20 @@ def output_lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield this process's partial of `target` to write; it replaces `target` only if the block
+    succeeds, and is removed otherwise (partials of killed runs go first)."""
+    target = Path(target)
+    remove_stale_partials(target)
+    partial = partial_path(target)
+    try:
+        yield partial
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def check_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse to write into `out` if it is a file, or a non-empty folder without `overwrite`."""
     out = Path(out)

@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from clipnerf_ns.atomic import partial_path
+from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.errors import UserError
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -80,9 +80,8 @@ def save_codes(path: Path, codes: Codes, fingerprint: str, info: Optional[dict] 
         tensors[key] = value.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "model": fingerprint, "info": json.dumps(info or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(path)
-    save_file(tensors, str(partial), metadata=metadata)
-    partial.replace(path)
+    with atomic_file(path) as partial:
+        save_file(tensors, str(partial), metadata=metadata)
     return path
 
 

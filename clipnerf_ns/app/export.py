@@ -12,7 +12,7 @@ import numpy as np
 import tyro
 
 from clipnerf_ns.app.runs import resolve_object
-from clipnerf_ns.atomic import partial_path, remove_stale_partials
+from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.meshing_config import MeshExtraction
 
@@ -86,12 +86,8 @@ def chosen_codes(nerf: ClipNerfModel, object_name: Optional[str], codes_path: Op
     """The codes of a training object (id or index) or of a codes file made for this field."""
     import torch  # deferred: the command line imports this module at start-up
 
-    from clipnerf_ns.codes import load_codes, model_fingerprint
-
     if codes_path is not None:
-        sizes = nerf.config.field
-        codes, _ = load_codes(codes_path, model_fingerprint(nerf.field), sizes.shape_dim, sizes.appearance_dim)
-        return codes.to(nerf.box_min.device)
+        return nerf.read_codes_file(codes_path).to(nerf.box_min.device)
     index = resolve_object(nerf.object_ids, object_name)
     return nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
 
@@ -102,13 +98,8 @@ def write_mesh(mesh: trimesh.Trimesh, path: Path) -> Path:
     path = Path(path)
     file_type = mesh_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path)
-    partial = partial_path(path)
-    try:
+    with atomic_file(path) as partial:
         mesh.export(partial, file_type=file_type)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import yaml
 
-from clipnerf_ns.atomic import partial_path
+from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.data.cameras import VIEW_DEG, Orbit, orbit_camera, ring_poses
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.errors import UserError
@@ -61,9 +61,8 @@ def write_render_config(config: TrainerConfig, out_dir: Path, overwrite: bool = 
     if target.exists() and not overwrite:
         raise UserError(f"{target}: exists (pass --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    partial.write_text(yaml.dump(config), "utf8")
-    partial.replace(target)
+    with atomic_file(target) as partial:
+        partial.write_text(yaml.dump(config), "utf8")
     return target
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from clipnerf_ns.data.render import Intrinsics
+
 if TYPE_CHECKING:
     import torch
     from jaxtyping import Float, Int
@@ -112,9 +114,9 @@ def make_cameras(
 
 def orbit_camera(resolution: int, azimuth_deg: float, elevation_deg: float, orbit: Orbit = Orbit()) -> Cameras:
     """One square pinhole camera on `orbit`, looking at the origin (z up)."""
-    focal = 0.5 * resolution / math.tan(math.radians(orbit.fov_deg) / 2)
+    k = Intrinsics.from_fov(resolution, resolution, orbit.fov_deg)
     c2w = orbit_pose(orbit.distance, azimuth_deg, elevation_deg)[None]
-    return make_cameras(c2w, [(focal, focal, resolution / 2, resolution / 2, resolution, resolution)])
+    return make_cameras(c2w, [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
 
 
 # ----------------------------------------------------------------------------- differentiable

@@ -37,6 +37,7 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
 from PIL import Image
 from torch import Tensor, nn
 
+from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.codes import BACKGROUNDS, Codes, psnr, save_codes
 from clipnerf_ns.data.cameras import MAX_ELEVATION, camera_rays, orbit_c2w, orbit_vector, pixel_grid
 from clipnerf_ns.data.photos import Photo
@@ -443,17 +444,21 @@ def run_inversion(inversion: Inversion, steps: int, progress: bool = True) -> In
 
 
 def write_results(inversion: Inversion, out_dir: Path, fingerprint: str, info: dict) -> list[Path]:
-    """codes.safetensors (pose as extra tensors), pose.json and comparison.png in `out_dir` (a
-    folder that `atomic_output_dir` puts in place when everything is written)."""
+    """codes.safetensors (pose as extra tensors), pose.json and comparison.png in `out_dir`, each
+    written atomically (`clipnerf invert` writes them into a folder that `atomic_output_dir` puts
+    in place; the clip-nerf-invert pipeline into its run folder)."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     render = inversion.render()["rgb"]
     document = {**pose_document(inversion), "psnr": float(psnr(render, inversion.target.rgb))}
     c2w = torch.tensor(document["camera_to_world"])
     info = {"source": "inversion", **info, "psnr": document["psnr"], "pose": describe_pose(inversion.pose(detach=True))}
     written = [save_codes(out_dir / "codes.safetensors", inversion.result_codes(), fingerprint, info,
                           extra={"camera_to_world": c2w, "pose": inversion.pose(detach=True).cpu()})]
-    (out_dir / "pose.json").write_text(json.dumps(document, indent=1))
-    Image.fromarray(comparison_image(inversion.target.rgb, render)).save(out_dir / "comparison.png")
+    with atomic_file(out_dir / "pose.json") as partial:
+        partial.write_text(json.dumps(document, indent=1))
+    with atomic_file(out_dir / "comparison.png") as partial:
+        Image.fromarray(comparison_image(inversion.target.rgb, render)).save(partial, format="png")
     return [*written, out_dir / "pose.json", out_dir / "comparison.png"]
 
 
