@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4, help="random views per object")
     parser.add_argument("--templates", nargs="+", default=["default", "alt"], choices=["default", "alt"],
                         help="caption template sets for the retrieval figures")
-    parser.add_argument("--resolution", type=int, default=64, help="render size (other than a model's input: resized)")
+    parser.add_argument("--resolution", type=int, default=64, help="render size of the CLIPs' views (other than a model's input: resized); "
+                             "the judge's are rendered at its own input size")
     parser.add_argument("--categories", nargs="+", default=["chairs", "cars"])
     parser.add_argument("--framing", default="model", choices=["model", "object", "category", "collection"],
                         help="views framed as each model's training views were ('model'), on the object, on its "
@@ -59,18 +60,18 @@ def main() -> None:
     def framing(model) -> str:
         return framing_of(model, args.categories[0]) if args.framing == "model" else args.framing
 
-    renders: dict[tuple[str, str], object] = {}
+    renders: dict[tuple[str, str, int], object] = {}
 
-    def views(how: str, templates: str):
+    def views(how: str, templates: str, size: int = args.resolution):
         """The bench's objects framed one way, captioned with one template set (rendered once)."""
-        if (how, templates) not in renders:
+        if (how, templates, size) not in renders:
             t0 = time.perf_counter()
-            renders[how, templates] = render_objects(
-                args.seed, args.categories, args.objects, args.views, 1, templates, args.resolution,
+            renders[how, templates, size] = render_objects(
+                args.seed, args.categories, args.objects, args.views, 1, templates, size,
                 description="rendering", band=args.band, framing=how)
             print(f"rendered {args.objects} objects per category x {args.views} '{args.band}' views ({how} "
-                  f"framing) at {args.resolution} px in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
-        return renders[how, templates]
+                  f"framing) at {size} px in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
+        return renders[how, templates, size]
 
     data = views(framing(encoders[0]), args.templates[0])  # truth and captions: the same objects in every framing
     features = {e.name: image_features(e, views(framing(e), args.templates[0])) for e in encoders}
@@ -80,7 +81,7 @@ def main() -> None:
         for encoder in encoders:
             print(f"\n{encoder.name}, '{templates}' captions ({framing(encoder)} framing):")
             print(format_figures(evaluate(encoder, views(framing(encoder), templates))))
-    judged = views(framing(judge), args.templates[0])
+    judged = views(framing(judge), args.templates[0], judge.image_size)  # the judge's own input size
     print(f"\nattribute judge ({judge.name}, {framing(judge)} framing), accuracy per question:")
     print(format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
 

@@ -125,7 +125,7 @@ def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
         remove_stale_partials(out)
         tmp = partial_path(out)
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp.mkdir(parents=True)  # `out` may be several new folders deep
         try:
             yield tmp
         except BaseException:

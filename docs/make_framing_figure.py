@@ -38,8 +38,8 @@ class Args:
     """Each pixel is shown as zoom x zoom pixels."""
 
 
-def find_pair(category: str, question: str, seed: int):
-    """The first fresh objects of `category` whose answer to the size `question` is low and high."""
+def find_pair(category: str, question: str, seed: int, answers: tuple[str, str] = ("low", "high")):
+    """The first fresh objects of `category` whose answers to `question` are `answers`."""
     ask = next(q for q in QUESTIONS[category] if q.name == question)
     found = {}
     for index in range(500):
@@ -47,29 +47,32 @@ def find_pair(category: str, question: str, seed: int):
         answer = ask.answer(obj.attributes)
         if answer is not None:
             found.setdefault(answer, obj)
-        if "low" in found and "high" in found:
-            return found["low"], found["high"]
-    raise RuntimeError(f"no low and high {question} among 500 {category}")
+        if all(a in found for a in answers):
+            return tuple(found[a] for a in answers)
+    raise RuntimeError(f"no {' and '.join(answers)} {question} among 500 {category}")
 
 
-def view(obj, category: str, extent, size: int) -> np.ndarray:
-    c2w = orbit_pose(2.2, 35.0, 20.0)
+def view(obj, category: str, extent, size: int, azimuth: float = 35.0) -> np.ndarray:
+    c2w = orbit_pose(2.2, azimuth, 20.0)
     k = framing_intrinsics(framing_corners(*obj.mesh.mesh.bounds, extent), c2w, size, FRAMING_MARGIN)
     rgba = render(obj.mesh, c2w[None], k, supersample=2).rgba[0] / 255.0
     return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # over white
 
 
-def main(args: Args) -> None:
-    objects = [(category, obj) for category, key in PAIRS for obj in find_pair(category, key, args.seed)]
-    rows = []
-    for sized in (False, True):
-        tiles = [view(obj, category, FRAME_EXTENTS[category] if sized else None, args.size) for category, obj in objects]
-        gap = np.full((args.size, 4, 3), 0.8)
-        rows.append(np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1))
-    grid = np.concatenate([rows[0], np.full((4, rows[0].shape[1], 3), 0.8), rows[1]], axis=0)
-    grid = np.kron(grid, np.ones((args.zoom, args.zoom, 1)))
+def save_grid(rows: list[list[np.ndarray]], args: Args) -> None:
+    """Tiles (rows of RGB views in [0, 1]) with grey gaps between them, zoomed, to `args.out`."""
+    size = rows[0][0].shape[0]
+    lines = [np.concatenate([t for tile in row for t in (tile, np.full((size, 4, 3), 0.8))][:-1], axis=1) for row in rows]
+    gap = np.full((4, lines[0].shape[1], 3), 0.8)
+    grid = np.kron(np.concatenate([x for line in lines for x in (line, gap)][:-1], axis=0), np.ones((args.zoom, args.zoom, 1)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((grid * 255 + 0.5).astype(np.uint8)).save(args.out)
+
+
+def main(args: Args) -> None:
+    objects = [(category, obj) for category, key in PAIRS for obj in find_pair(category, key, args.seed)]
+    save_grid([[view(obj, category, FRAME_EXTENTS[category] if sized else None, args.size) for category, obj in objects]
+               for sized in (False, True)], args)
     print(f"{args.out}: {len(objects)} objects, framed on the object (top) and on the category's box (bottom)")
 
 

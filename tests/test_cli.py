@@ -187,4 +187,6 @@ def test_a_collection_records_the_command_that_generates_it(tmp_path, monkeypatc
         # How it was written (worker processes, overwriting) is not what it holds.
         assert {k: v for k, v in parsed.items() if k not in ("workers", "overwrite")} == \
             {k: v for k, v in generator["options"].items() if k not in ("workers", "overwrite")}
-    assert "--num-objects 2 " in json.loads((synth / "collection.json").read_text())["generator"]["command"] + " "
+    command = json.loads((synth / "collection.json").read_text())["generator"]["command"] + " "
+    assert "--num-objects 2 " in command
+    assert "--generator-version 1 " in command  # a record from before generator versions: version 1

@@ -341,6 +341,15 @@ def test_a_second_writer_to_the_same_folder_stops_and_loses_nothing(tmp_path):
     assert (out / "result.txt").read_text() == "replaced" and not list(tmp_path.glob(".edit.*-*"))
 
 
+def test_an_output_folder_may_be_several_new_folders_deep(tmp_path):
+    from clipnerf_ns.atomic import atomic_output_dir
+
+    with atomic_output_dir(tmp_path / "runs" / "demo" / "chairs") as tmp:  # as `materialize("runs/demo")` asks
+        (tmp / "collection.json").write_text("{}")
+    assert (tmp_path / "runs" / "demo" / "chairs" / "collection.json").read_text() == "{}"
+    assert not list((tmp_path / "runs" / "demo").glob(".chairs.*"))
+
+
 def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(tmp_path):
     from clipnerf_ns.atomic import atomic_output_dir
 

@@ -15,11 +15,12 @@ import tyro
 from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
+from clipnerf_ns.data.synth_parts import GENERATOR_VERSION
 from clipnerf_ns.validation import Bounds
 
 
-def _synth_object(category: str, seed: int):
-    obj = sample_object(category, np.random.default_rng(seed))
+def _synth_object(category: str, version: int, seed: int):
+    obj = sample_object(category, np.random.default_rng(seed), version)
     return obj.mesh, obj.attributes, obj.captions
 
 
@@ -65,11 +66,14 @@ class Synth(_WritesCollection):
     """Which procedural category to generate."""
     num_objects: Annotated[int, Bounds(1, 100_000)] = 100
     """Number of objects."""
+    generator_version: Annotated[int, Bounds(1, GENERATOR_VERSION)] = GENERATOR_VERSION
+    """Version of the procedural generator (1: as before December 2026, when backs reclined less
+    and rear wings were a pixel high). Collections record it; the shipped model's is version 1."""
 
     def main(self) -> Path:
         prefix = self.category.rstrip("s")
         ids = [f"{prefix}_{i:04d}" for i in range(self.num_objects)]
-        return self._build(self.category, ids, [functools.partial(_synth_object, self.category)] * len(ids))
+        return self._build(self.category, ids, [functools.partial(_synth_object, self.category, self.generator_version)] * len(ids))
 
 
 @dataclass(kw_only=True)

@@ -42,5 +42,6 @@ def _report(training: dict, figures_key: str, format_figures) -> None:
     """Held-out figures and timings of a training command."""
     if figures_key in training:
         print(format_figures(training[figures_key]))
+    loss = training["final_loss"]  # None after --steps 0 (rendering the cache only)
     print(f"trained in {training['train_seconds']:.0f} s (rendering {training['render_seconds']:.0f} s); "
-          f"final loss {training['final_loss']:.3f}")
+          f"final loss {'none (no steps)' if loss is None else f'{loss:.3f}'}")

@@ -10,11 +10,14 @@ seen; the shipped `compact` is trained so), and described by captions (`synth.ma
 composites the renders over mostly white backgrounds and softens, shifts and perturbs them
 towards what NeRF renders look like.
 
-The loss is open_clip's symmetric InfoNCE with three additions that make the model see what
+The loss is open_clip's symmetric InfoNCE with four additions that make the model see what
 captions name, not only colour: a share of the captions is built around one attribute question
 (`data.attribute_captions`), each such caption's image is also contrasted with its hard negative
-(the same caption with that attribute changed, as NegCLIP does), and linear heads on the image
-embedding predict every attribute question's answer (an auxiliary loss; the heads are not saved).
+(the same caption with that attribute changed, as NegCLIP does), each image must pick the true
+one of a question's short answer captions ("a chair with a slatted back" / "... a solid back" /
+"a stool", or the twelve "a <colour> chair": the zero-shot choice that mappers and benches
+make), and linear heads on the image embedding predict every attribute question's answer (an
+auxiliary loss; the heads are not saved).
 The result is a self-describing .safetensors file that `ClipEncoder` loads.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -44,7 +47,7 @@ from clipnerf_ns.clip.domain_data import (
     render_settings,
 )
 from clipnerf_ns.codes import over_background
-from clipnerf_ns.data.attribute_captions import applicable, focused_pair
+from clipnerf_ns.data.attribute_captions import answer_captions, applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.data.captions import fix_articles
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
@@ -92,6 +95,15 @@ def contrastive_loss(image_f: Tensor, text_f: Tensor, logit_scale: Tensor,
         own = logit_scale * (image_f * negative_f).sum(-1, keepdim=True)
         image_logits = torch.cat([logits, own.masked_fill(~has_negative[:, None], float("-inf"))], dim=1)
     return 0.5 * (F.cross_entropy(image_logits, target) + F.cross_entropy(logits.T, target))
+
+
+def answer_loss(image_f: Float[Tensor, "b d"], answer_f: Float[Tensor, "u d"], choices: Tensor, target: Tensor,
+                logit_scale: Tensor) -> Tensor:
+    """Cross-entropy of each image's choice among its own answer captions: choices (b, k) indexes
+    rows of answer_f (-1 pads shorter answer sets), target (b,) is the true column."""
+    logits = logit_scale * image_f @ answer_f.T
+    picked = logits.gather(1, choices.clamp(min=0)).masked_fill(choices < 0, float("-inf"))
+    return F.cross_entropy(picked, target)
 
 
 def head_key(category: str, question: str) -> str:
@@ -142,6 +154,10 @@ class Batch:
     objects: np.ndarray
     captions: list[str]
     negatives: list[Optional[str]]
+    answers: list[list[str]] = field(default_factory=list)
+    """Per image (when the answer loss is on): one of its questions' answer captions."""
+    true_answer: list[int] = field(default_factory=list)
+    """Per image: the index of its true answer in `answers`."""
 
 
 def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining, g: torch.Generator) -> Batch:
@@ -161,14 +177,21 @@ def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining
         else:
             captions.append(data.captions[i][int(rng.integers(len(data.captions[i])))])
             negatives.append(None)
+    answers, true_answer = [], []
+    if config.answer_weight > 0:  # drawn after the captions, so the captions do not depend on it
+        for i in pick:
+            questions = applicable(data.categories[i], data.attributes[i])
+            focus = questions[int(rng.integers(len(questions)))]
+            answers.append(answer_captions(data.categories[i], data.attributes[i], focus, rng, config.templates))
+            true_answer.append(focus.answers.index(focus.answer(data.attributes[i])))
     images = augment(torch.from_numpy(data.rgba[pick, views]), config.augment, g)
-    return Batch(images, pick, captions, negatives)
+    return Batch(images, pick, captions, negatives, answers, true_answer)
 
 
 def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, tokenize, labels: Tensor,
                categories: list[str], config: DomainTraining) -> float:
-    """One step of contrastive (+ hard negative, + attribute) loss; returns the loss. The logit
-    scale is clamped at 100, as open_clip does."""
+    """One step of contrastive (+ hard negative, + answer, + attribute) loss; returns the loss.
+    The logit scale is clamped at 100, as open_clip does."""
     # deferred: open_clip is slow to import, and the judge's training needs none of it
     from clipnerf_ns.clip.encoder import preprocess_images
 
@@ -183,6 +206,14 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
         negative_f = torch.zeros_like(text_f)
         negative_f[has_negative] = text_all[len(batch.captions):]
     loss = contrastive_loss(image_f, text_f, model.logit_scale.exp(), negative_f, has_negative)
+    if batch.answers:
+        unique = sorted({c for answers in batch.answers for c in answers})  # the same few captions recur
+        row = {c: k for k, c in enumerate(unique)}
+        width = max(len(a) for a in batch.answers)
+        choices = torch.tensor([[row[c] for c in a] + [-1] * (width - len(a)) for a in batch.answers])
+        answer_f = F.normalize(model.encode_text(tokenize(unique)), dim=-1)
+        loss = loss + config.answer_weight * answer_loss(
+            image_f, answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp())
     if heads is not None and config.attribute_weight > 0:
         rows = torch.from_numpy(batch.objects)
         loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows])

@@ -113,6 +113,12 @@ class DomainTraining:
     hard_negatives: bool = True
     """Give each focused caption's image its hard negative too: the same caption with that one
     attribute changed (NegCLIP), so matching must look at the attribute itself."""
+    answer_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
+    """Weight of a loss that asks each image one of its attribute questions in short captions, one
+    per answer ("a chair with a slatted back" / "a chair with a solid back" / "a stool"; the twelve
+    "a <colour> seat" of a colour question; in the template set's words and synonyms), and rewards
+    choosing the true one: the zero-shot choice that mapper training, `clipnerf eval` and the
+    benches make. 0 turns it off."""
     attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""

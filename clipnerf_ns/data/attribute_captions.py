@@ -143,19 +143,43 @@ def focused_pair(
     if true is None:
         raise ValueError(f"question {focus.name} does not apply to this object")
     other = _pick(rng, [x for x in focus.answers if x != true])
-    # context: up to two other true facts, said the same way in both captions
-    skip = set(_noun_questions(category)) | {focus.name}
-    if focus.name in _noun_questions(category):  # changing the noun changes what else may be said
-        skip |= {"back_height", "back_tilt", "stool_height", "leg_count", "leg_thickness", "stretchers", "arm_color",
-                 "back_color"}
-    pool = [q for q in applicable(category, attributes) if q.name not in skip]
-    context = [pool[i] for i in rng.permutation(len(pool))[: int(rng.integers(0, 3))]]
+    caption = _caption_maker(category, attributes, focus, rng, templates, context=True)
+    return caption(true), caption(other)
+
+
+def answer_captions(
+    category: str, attributes: dict, focus: Question, rng: np.random.Generator, templates: str = "default",
+) -> list[str]:
+    """One short caption per answer of `focus` (in `focus.answers` order), alike but for that
+    answer and with no other facts: "a chair with a slatted back", "a chair with a solid back",
+    "a stool". The choice among them is the zero-shot question the mappers and the benches ask."""
+    if focus.answer(attributes) is None:
+        raise ValueError(f"question {focus.name} does not apply to this object")
+    caption = _caption_maker(category, attributes, focus, rng, templates, context=False)
+    return [caption(answer) for answer in focus.answers]
+
+
+def _caption_maker(category: str, attributes: dict, focus: Question, rng: np.random.Generator, templates: str,
+                   context: bool):
+    """caption(answer): the object's caption saying `answer` to `focus`, with (`context`) up to two
+    other true facts; every caption it makes shares the frame, the noun's choice and those facts."""
+    facts = []
+    if context:
+        skip = set(_noun_questions(category)) | {focus.name}
+        if focus.name in _noun_questions(category):  # changing the noun changes what else may be said
+            skip |= {"back_height", "back_tilt", "stool_height", "leg_count", "leg_thickness", "stretchers", "arm_color",
+                     "back_color"}
+        pool = [q for q in applicable(category, attributes) if q.name not in skip]
+        facts = [pool[i] for i in rng.permutation(len(pool))[: int(rng.integers(0, 3))]]
     ctx_pre, ctx_with = [], []
-    for q in context:
+    for q in facts:
         pre, phrase = _with(category, attributes, q, q.answer(attributes), rng)
         ctx_pre += pre
         ctx_with += [phrase] if phrase else []
-    frame = _pick(rng, _ALT_FRAMES if templates == "alt" else _DEFAULT_FRAMES)
+    frames = _ALT_FRAMES if templates == "alt" else _DEFAULT_FRAMES
+    if not context and templates == "alt":  # users type bare prompts: the evaluator must read them too
+        frames = (*frames, "{np}", "{np}", "{np}")
+    frame = _pick(rng, frames)
     order = rng.permutation(len(ctx_with) + 1)
     noun_seed = int(rng.integers(2**31))
     generic = focus.name not in _noun_questions(category) and rng.random() < 0.5
@@ -173,4 +197,4 @@ def focused_pair(
             words += (" that has " if templates == "alt" else " with ") + tail
         return fix_articles(frame.format(np=words))
 
-    return caption(true), caption(other)
+    return caption

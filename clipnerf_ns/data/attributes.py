@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from clipnerf_ns.data.captions import size_class
+from clipnerf_ns.data.captions import RECLINED_DEG, UPRIGHT_DEG, size_class
+from clipnerf_ns.data.synth_cars import SPOILER_STYLES
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
 
 COLOR_NAMES: tuple[str, ...] = tuple(NAMED_COLORS)
@@ -54,7 +55,7 @@ def _legs(a: dict) -> bool:
 def _tilt(a: dict) -> Optional[str]:
     if not _has_back(a):
         return None
-    return "reclined" if a["back_tilt"] >= 12 else ("upright" if a["back_tilt"] <= 4 else None)
+    return "reclined" if a["back_tilt"] >= RECLINED_DEG else ("upright" if a["back_tilt"] <= UPRIGHT_DEG else None)
 
 
 def _color(key: str) -> Callable[[dict], Optional[str]]:
@@ -89,7 +90,7 @@ _CHAIRS = (
 _CARS = (
     Question("body_style", "cars", BODY_STYLES, lambda a: a["body_style"]),
     Question("spoiler", "cars", ("no", "yes"),
-             lambda a: ("yes" if a["spoiler"] else "no") if a["body_style"] == "sports" else None),
+             lambda a: ("yes" if a["spoiler"] else "no") if a["body_style"] in SPOILER_STYLES else None),
     Question("wheel_size", "cars", ("low", "high"), lambda a: _outer_third("wheel_radius", a["wheel_radius"])),
     Question("body_length", "cars", ("low", "high"), lambda a: _outer_third("body_length", a["body_length"])),
     Question("roof_height", "cars", ("low", "high"), lambda a: _outer_third("roof_height", a["roof_height"])),

@@ -37,6 +37,13 @@ _TERCILES: dict[str, tuple[float, float]] = {
 }
 
 
+# A back reclined by at least this many degrees is "reclined", by at most UPRIGHT_DEG "upright";
+# in between captions say nothing. The gap is wide because from the front (where product photos
+# are taken) a recline is seen foreshortened: 12 against 4 degrees was near chance for every model.
+RECLINED_DEG = 16.0
+UPRIGHT_DEG = 5.0
+
+
 def size_class(key: str, value: float) -> str:
     """'low', 'mid' or 'high' third of an attribute's distribution (see _TERCILES)."""
     lo, hi = _TERCILES[key]
@@ -113,9 +120,9 @@ def _seat_words(a: dict, stool: bool, alt: bool) -> _PartWords:
 def _back_words(a: dict, alt: bool) -> _PartWords:
     head = "backrest" if alt else "back"
     slots = _two_way(size_class("back_height", a["back_height"]), ["tall", "high"], ["short", "low"])
-    if a["back_tilt"] >= 12:
+    if a["back_tilt"] >= RECLINED_DEG:
         slots.append(["tilted", "leaning"] if alt else ["reclined", "leaning"])
-    elif a["back_tilt"] <= 4:
+    elif a["back_tilt"] <= UPRIGHT_DEG:
         slots.append(["vertical"] if alt else ["upright", "straight"])
     phrases: tuple[str, ...] = ()
     if a["back_style"] == "solid":

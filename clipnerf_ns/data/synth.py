@@ -31,28 +31,29 @@ import numpy as np
 
 from clipnerf_ns.data.synth_cars import generate_car, sample_car_attributes
 from clipnerf_ns.data.synth_chairs import generate_chair, sample_chair_attributes
-from clipnerf_ns.data.synth_parts import CATEGORIES, ProceduralObject
+from clipnerf_ns.data.synth_parts import CATEGORIES, GENERATOR_VERSION, ProceduralObject
 
 FRAME_EXTENTS: dict[str, tuple[float, float, float]] = {"chairs": (0.7, 0.7, 1.0), "cars": (0.97, 0.45, 0.73)}
 """The largest (x, y, z) extent of each category's objects (over 1500 draws: 0.69 0.67 0.98 and
 0.96 0.44 0.72): views framed on a box of this size keep the objects' sizes (`render.framing_corners`)."""
 
 
-_GENERATORS: dict[str, Callable[[np.random.Generator], ProceduralObject]] = {
+_GENERATORS: dict[str, Callable[[np.random.Generator, int], ProceduralObject]] = {
     "chairs": generate_chair,
     "cars": generate_car,
 }
 
 
-def sample_attributes(category: str, rng: np.random.Generator) -> dict:
+def sample_attributes(category: str, rng: np.random.Generator, version: int = GENERATOR_VERSION) -> dict:
     """Only the attributes of a random object (cheap: no mesh), e.g. for statistics or prompts."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
-    return sample_chair_attributes(rng) if category == "chairs" else sample_car_attributes(rng)
+    return sample_chair_attributes(rng, version) if category == "chairs" else sample_car_attributes(rng, version)
 
 
-def sample_object(category: str, rng: np.random.Generator) -> ProceduralObject:
-    """One random object of a category ("chairs" or "cars")."""
+def sample_object(category: str, rng: np.random.Generator, version: int = GENERATOR_VERSION) -> ProceduralObject:
+    """One random object of a category ("chairs" or "cars"), as generator `version` makes it
+    (`synth_parts.GENERATOR_VERSION`)."""
     if category not in _GENERATORS:
         raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
-    return _GENERATORS[category](rng)
+    return _GENERATORS[category](rng, version)

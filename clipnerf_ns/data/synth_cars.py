@@ -8,6 +8,7 @@ import numpy as np
 from clipnerf_ns.data.captions import make_captions
 from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.data.synth_parts import (
+    GENERATOR_VERSION,
     GLASS_COLORS,
     NAMED_COLORS,
     RIM_COLORS,
@@ -47,7 +48,14 @@ _CAR_STYLES: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
-def sample_car_attributes(rng: np.random.Generator) -> dict:
+# Share of each body style that has a rear wing (only these styles are asked about one), from
+# generator version 2 on (version 1: half the sports cars).
+_SPOILER_SHARE = {"sports": 0.5, "sedan": 0.3, "hatchback": 0.3}
+SPOILER_STYLES = tuple(_SPOILER_SHARE)
+
+
+def sample_car_attributes(rng: np.random.Generator, version: int = GENERATOR_VERSION) -> dict:
+    """Draw a car's parameters (`synth_parts.GENERATOR_VERSION`)."""
     style = pick(rng, list(_CAR_STYLES))
     r = _CAR_STYLES[style]
     a: dict = {"category": "cars", "body_style": style}
@@ -66,7 +74,10 @@ def sample_car_attributes(rng: np.random.Generator) -> dict:
     # axles: overhangs at least a wheel radius so wheels stay inside the body length
     a["front_overhang"] = round(max(L * float(rng.uniform(0.13, 0.18)), a["wheel_radius"] + 0.02), 3)
     a["rear_overhang"] = round(max(L * float(rng.uniform(0.13, 0.2)), a["wheel_radius"] + 0.02), 3)
-    a["spoiler"] = bool(style == "sports" and rng.random() < 0.5)
+    if version < 2:
+        a["spoiler"] = bool(style == "sports" and rng.random() < 0.5)
+    else:
+        a["spoiler"] = bool(rng.random() < _SPOILER_SHARE.get(style, 0.0))
     a["open_bed"] = style == "pickup"
     a["body_color"] = pick(rng, list(NAMED_COLORS))
     # glass of the body's own colour would make the windows vanish
@@ -137,8 +148,8 @@ def _car_wheels(a: dict, tyre_color, rim_color) -> list[Part]:
     return parts
 
 
-def _car_extras(a: dict, color) -> list[Part]:
-    """Pickup bed walls and tailgate; sports spoiler. All body coloured and below the roof."""
+def _car_extras(a: dict, color, version: int) -> list[Part]:
+    """Pickup bed walls and tailgate; rear wing. All body coloured and no higher than the roof."""
     L = a["body_length"]
     zt = -0.5 + a["body_height"]
     hw = _body_half_width(a) - 0.012  # the body's top edge is slightly narrower
@@ -149,27 +160,36 @@ def _car_extras(a: dict, color) -> list[Part]:
             y0, y1 = sorted((s * hw, s * (hw - t)))
             parts.append((box([-L / 2, y0, zt - 0.005], [x_end, y1, zt + wh]), color))
         parts.append((box([-L / 2, -hw, zt - 0.005], [-L / 2 + t, hw, zt + wh]), color))
-    if a["spoiler"]:
+    if a["spoiler"] and version < 2:  # a low wing 3.5 cm above the boot lid
         x0 = -L / 2 + 0.01
         for s in (-1, 1):
             parts.append((box([x0 + 0.02, s * 0.3 * hw - 0.008, zt - 0.01],
                                [x0 + 0.04, s * 0.3 * hw + 0.008, zt + 0.035]), color))
         parts.append((box([x0, -0.9 * hw, zt + 0.035], [x0 + 0.08, 0.9 * hw, zt + 0.047]), color))
+    elif a["spoiler"]:
+        # a rear wing on two struts, raised clear of the boot lid so that front views see it over
+        # the deck (the first wing, 3.5 cm up, was a pixel at 64 px: every model was at chance)
+        x0 = -L / 2 + 0.01
+        top = min(zt + 0.09, -0.5 + a["roof_height"])
+        for s in (-1, 1):
+            parts.append((box([x0 + 0.025, s * 0.35 * hw - 0.01, zt - 0.01],
+                               [x0 + 0.05, s * 0.35 * hw + 0.01, top - 0.015]), color))
+        parts.append((box([x0 - 0.005, -0.95 * hw, top - 0.018], [x0 + 0.1, 0.95 * hw, top]), color))
     return parts
 
 
-def _build_car(a: dict, rng: np.random.Generator) -> ColoredMesh:
+def _build_car(a: dict, rng: np.random.Generator, version: int) -> ColoredMesh:
     body = shade(a["body_color"], rng)
     glass = shade(a["window_color"], rng)
     tyre = shade(a["wheel_color"], rng)
     rim = shade(a["rim_color"], rng)
     parts = (_car_body(a, rng, body) + _car_cabin(a, body, glass)
-             + _car_wheels(a, tyre, rim) + _car_extras(a, body))
+             + _car_wheels(a, tyre, rim) + _car_extras(a, body, version))
     return ColoredMesh.from_parts(parts)
 
 
-def generate_car(rng: np.random.Generator) -> ProceduralObject:
+def generate_car(rng: np.random.Generator, version: int = GENERATOR_VERSION) -> ProceduralObject:
     """A random sedan, hatchback, SUV, pickup, van or sports car with attributes and captions."""
-    a = sample_car_attributes(rng)
-    mesh = _build_car(a, rng)
+    a = sample_car_attributes(rng, version)
+    mesh = _build_car(a, rng, version)
     return ProceduralObject(mesh, a, make_captions("cars", a, rng))

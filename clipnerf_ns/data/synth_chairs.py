@@ -10,6 +10,7 @@ from clipnerf_ns.data.captions import make_captions
 from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.data.synth_parts import (
     FURNITURE_LEG_COLORS,
+    GENERATOR_VERSION,
     NAMED_COLORS,
     Part,
     ProceduralObject,
@@ -27,8 +28,9 @@ from clipnerf_ns.data.synth_parts import (
 # ----------------------------------------------------------------------------- chairs
 
 
-def sample_chair_attributes(rng: np.random.Generator) -> dict:
-    """Draw a chair's parameters; correlations (office chairs, stools) keep them plausible."""
+def sample_chair_attributes(rng: np.random.Generator, version: int = GENERATOR_VERSION) -> dict:
+    """Draw a chair's parameters (`synth_parts.GENERATOR_VERSION`); correlations (office chairs,
+    stools) keep them plausible."""
     leg_style = pick(rng, ["straight", "round", "splayed", "pedestal"], p=[0.3, 0.25, 0.25, 0.2])
     back_style = pick(rng, ["solid", "slatted", "none"], p=[0.4, 0.35, 0.25])
     if leg_style == "pedestal" and back_style == "slatted":
@@ -40,7 +42,7 @@ def sample_chair_attributes(rng: np.random.Generator) -> dict:
     a["seat_depth"] = a["seat_width"] if seat_shape == "round" else uniform(rng, 0.34, 0.54)
     a["seat_height"] = uniform(rng, 0.35, 0.68) if stool else uniform(rng, 0.32, 0.52)
     a["seat_thickness"] = uniform(rng, 0.05, 0.09) if leg_style == "pedestal" else uniform(rng, 0.025, 0.07)
-    a.update(_sample_back(rng, back_style, a))
+    a.update(_sample_back(rng, back_style, a, version))
     a.update(_sample_legs(rng, leg_style, seat_shape))
     a["armrests"] = bool(not stool and rng.random() < (0.6 if leg_style == "pedestal" else 0.35))
     # Armrests stay clearly below the top of the back so the back is the highest part.
@@ -50,7 +52,7 @@ def sample_chair_attributes(rng: np.random.Generator) -> dict:
     return a
 
 
-def _sample_back(rng: np.random.Generator, style: str, a: dict) -> dict:
+def _sample_back(rng: np.random.Generator, style: str, a: dict, version: int) -> dict:
     if style == "none":
         return {"back_style": "none", "back_height": 0.0, "back_tilt": 0.0, "back_thickness": 0.0,
                 "back_width": 0.0, "back_top_scale": 1.0, "slat_count": 0, "slat_orientation": "none"}
@@ -59,7 +61,7 @@ def _sample_back(rng: np.random.Generator, style: str, a: dict) -> dict:
         "back_style": style,
         # total height stays <= 0.98 so the chair fits the unit box
         "back_height": min(uniform(rng, 0.22, 0.48), round(0.98 - a["seat_height"], 3)),
-        "back_tilt": uniform(rng, 0.0, 18.0),
+        "back_tilt": uniform(rng, 0.0, 18.0 if version < 2 else 26.0),  # captions: upright <= 5, reclined >= 16
         "back_thickness": uniform(rng, 0.025, 0.05),
         "back_width": round(a["seat_width"] * float(rng.uniform(*frac)), 3),
         "back_top_scale": uniform(rng, 0.85, 1.15) if style == "solid" else 1.0,
@@ -248,8 +250,8 @@ def _build_chair(a: dict, rng: np.random.Generator) -> ColoredMesh:
     return ColoredMesh.from_parts(parts)
 
 
-def generate_chair(rng: np.random.Generator) -> ProceduralObject:
+def generate_chair(rng: np.random.Generator, version: int = GENERATOR_VERSION) -> ProceduralObject:
     """A random chair, stool, armchair or office chair with its attributes and captions."""
-    a = sample_chair_attributes(rng)
+    a = sample_chair_attributes(rng, version)
     mesh = _build_chair(a, rng)
     return ProceduralObject(mesh, a, make_captions("chairs", a, rng))

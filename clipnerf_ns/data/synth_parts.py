@@ -11,6 +11,12 @@ import trimesh
 from clipnerf_ns.data.render import ColoredMesh
 
 CATEGORIES = ("chairs", "cars")
+GENERATOR_VERSION = 2
+"""Version of the procedural generator. 1: collections written before December 2026 (backs
+recline 0 to 18 degrees; a low rear wing on half the sports cars). 2: backs recline 0 to 26
+degrees, and the rear wing stands on struts, on half the sports cars and 30% of sedans and
+hatchbacks (at 64 px both were a pixel or two, and no model could see them). A collection records
+its version, so a shipped model's collection regenerates as it was."""
 TEMPLATE_SETS = ("default", "alt")
 
 # Well separated sRGB anchors (min pairwise distance ~0.3) so a small per-object shade

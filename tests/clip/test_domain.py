@@ -53,6 +53,11 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
 
+    # --steps 0 only renders the cache (used to prepare long runs) and still reports
+    entrypoint(["train-clip", "--out", str(tmp_path / "untrained.safetensors"), "--cache", str(cache), *TINY_ARGS,
+                "--steps", "0"])
+    assert "final loss none (no steps)" in capsys.readouterr().out
+
 
 def test_a_clip_says_how_its_views_are_framed(tmp_path):
     """A file names each category's framing box (`--framing category`, checked in the CLI test
@@ -88,6 +93,7 @@ def test_loss_decreases_on_a_fixed_batch():
                             hard_negatives=True, attribute_weight=0.5, categories=("chairs", "cars"))
     batch = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
     assert any(n is not None for n in batch.negatives) and len(batch.captions) == 8
+    assert len(batch.answers) == 8 and all(0 <= t < len(a) for t, a in zip(batch.true_answer, batch.answers))
     model = domain.new_model(TINY_ARCH, 0)
     heads = domain.AttributeHeads(32, domain.AttributeHeads.answer_counts(config.categories))
     optimizer = torch.optim.AdamW(torch.nn.ModuleList([model, heads]).parameters(), lr=2e-3)
@@ -108,6 +114,19 @@ def test_contrastive_loss_with_and_without_hard_negatives():
     # a hard negative as close as the positive makes the loss larger
     harder = domain.contrastive_loss(image, text, torch.tensor(10.0), text.clone(), torch.ones(4, dtype=torch.bool))
     assert harder > plain + 0.3
+
+
+def test_answer_loss_picks_among_each_images_own_answers():
+    answers = torch.eye(4)  # four answer captions
+    images = torch.eye(4)[[1, 3]]  # image 0 looks like answer 1, image 1 like answer 3
+    choices = torch.tensor([[0, 1, -1], [2, 3, 0]])  # image 0 chooses between two answers, image 1 among three
+    right = domain.answer_loss(images, answers, choices, torch.tensor([1, 1]), torch.tensor(20.0))
+    wrong = domain.answer_loss(images, answers, choices, torch.tensor([0, 0]), torch.tensor(20.0))
+    assert right < 1e-6 and wrong > 10
+    # the padding column never counts: a two-way choice is the same with or without it
+    two_way = domain.answer_loss(images[:1], answers, choices[:1, :2], torch.tensor([1]), torch.tensor(1.0))
+    padded = domain.answer_loss(images[:1], answers, choices[:1], torch.tensor([1]), torch.tensor(1.0))
+    torch.testing.assert_close(two_way, padded)
 
 
 def test_retrieval_accuracy_hand_made():

@@ -170,7 +170,7 @@ def fresh_front_views():
 @pytest.mark.parametrize("model", ["compact", "compact-eval"])
 def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     """A few of bench/bench_clip.py's figures on a small fresh set, with loose thresholds (on 100
-    objects per category the bench measures 0.85 to 1.00 for these tests, 0.90 to 0.99 for colour)."""
+    objects per category the bench measures 0.87 to 1.00 for these tests, 0.99 and 1.00 for colour)."""
     from clipnerf_ns.clip.domain import binary_tests, color_accuracy, image_features
     from clipnerf_ns.editing.prompts import load_prompt_library
 
@@ -178,9 +178,9 @@ def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     data = fresh_front_views(encoder)
     features = image_features(encoder, data)
     wanted = {"chairs": ["a stool", "an armchair", "a chair with armrests", "an office chair", "a chair with a star base"],
-              "cars": ["a van", "an suv", "a car with a tall roof"]}
-    if encoder.frame_extent("chairs") is not None:  # views that keep sizes: sizes are seen (bench: 0.85 to 0.95)
-        wanted["chairs"].append("a chair with a wide seat")
+              "cars": ["a van", "an suv", "a pickup truck", "a car with a tall roof"]}
+    if encoder.frame_extent("chairs") is not None:  # views that keep sizes: sizes are seen (bench: 0.87 to 1.00)
+        wanted["chairs"] += ["a chair with a wide seat", "a chair with a tall back", "a tall stool"]
         wanted["cars"] += ["a long car", "a car with big wheels"]
     for category, prompts in wanted.items():
         tests = [t for t in load_prompt_library(None, category).tests if t.prompt in prompts]
@@ -190,4 +190,4 @@ def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     views = data.rgba.shape[1]
     cats = [c for c in data.categories for _ in range(views)]
     colors = [c for c in data.colors for _ in range(views)]
-    assert color_accuracy(encoder, features, cats, colors) >= 0.75
+    assert color_accuracy(encoder, features, cats, colors) >= 0.85  # bench: 0.99 and 1.00

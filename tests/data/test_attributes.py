@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clipnerf_ns.data.attribute_captions import applicable, focused_pair
+from clipnerf_ns.data.attribute_captions import answer_captions, applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS, labels, question
 from clipnerf_ns.data.captions import CATEGORY_NOUNS
 from clipnerf_ns.data.synth import sample_attributes
@@ -48,6 +48,22 @@ def test_focused_pairs_differ_in_the_focus_only(category, templates):
             assert any(n in positive for n in nouns) and any(n in negative for n in nouns)
             if templates == "alt":
                 assert positive.split(" ")[0] in ("a", "this", "an")
+
+
+@pytest.mark.parametrize("category", ["chairs", "cars"])
+def test_answer_captions_name_each_answer_and_nothing_else(category):
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        a = sample_attributes(category, rng)
+        for q in applicable(category, a):
+            captions = answer_captions(category, a, q, rng)
+            assert len(captions) == len(q.answers) == len(set(captions)), (q.name, captions)
+            assert all("," not in c and " and " not in c for c in captions), captions  # no other facts
+    armchair = {**STOOL, "back_style": "slatted", "armrests": True, "back_height": 0.4, "back_tilt": 2.0, "kind": "armchair"}
+    none, solid, slatted = answer_captions("chairs", armchair, question("chairs", "back_style"), np.random.default_rng(0))
+    assert any(w in none for w in ("stool", "backless")) and "back" in solid and "slat" in slatted or "spindle" in slatted
+    with pytest.raises(ValueError, match="does not apply"):
+        answer_captions("chairs", STOOL, question("chairs", "armrests"), rng)
 
 
 def test_the_words_users_type_are_in_the_vocabulary():

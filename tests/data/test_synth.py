@@ -195,7 +195,7 @@ def test_cars_vary(objects):
     assert {a["body_style"] for a in attrs} == {"sedan", "hatchback", "suv", "pickup", "van", "sports"}
     assert len({a["body_color"] for a in attrs}) >= 8
     assert any(a["spoiler"] for a in attrs)
-    assert all(a["spoiler"] is False for a in attrs if a["body_style"] != "sports")
+    assert all(a["spoiler"] is False for a in attrs if a["body_style"] not in ("sports", "sedan", "hatchback"))
     lengths = [a["body_length"] for a in attrs]
     assert max(lengths) - min(lengths) > 0.25
 
@@ -316,3 +316,20 @@ def test_bad_category_or_template_raises():
         make_captions("tables", attrs, rng)
     with pytest.raises(ValueError):
         make_captions("chairs", attrs, rng, templates="fancy")
+
+
+def test_generator_version_1_makes_the_objects_of_old_collections():
+    """Version 1 (the shipped chairs model's collection records none, so it regenerates with 1)
+    keeps backs within 18 degrees and rear wings on sports cars only; version 2 reclines further
+    and puts wings on sedans and hatchbacks too. A chair differs between the two in its tilt only."""
+    tilts = {1: [], 2: []}
+    for seed in range(200):
+        v1, v2 = (sample_attributes("chairs", np.random.default_rng(seed), v) for v in (1, 2))
+        assert {k: v for k, v in v1.items() if k != "back_tilt"} == {k: v for k, v in v2.items() if k != "back_tilt"}
+        tilts[1].append(v1["back_tilt"])
+        tilts[2].append(v2["back_tilt"])
+    assert max(tilts[1]) <= 18.0 < max(tilts[2]) <= 26.0
+    np.testing.assert_allclose(np.array(tilts[2]) * 18 / 26, tilts[1], atol=0.01)  # the same draw, scaled
+    cars = {v: [sample_attributes("cars", np.random.default_rng(seed), v) for seed in range(300)] for v in (1, 2)}
+    assert {a["body_style"] for a in cars[1] if a["spoiler"]} == {"sports"}
+    assert {a["body_style"] for a in cars[2] if a["spoiler"]} == {"sports", "sedan", "hatchback"}

@@ -48,13 +48,15 @@ def test_a_file_that_is_not_a_judge_is_refused(tmp_path):
 
 def test_shipped_judge_sees_shape_and_colour_on_fresh_objects():
     """Fresh objects (seed 777, which no shipped model used), front views: the judge's figures on
-    a small set, with thresholds well below the bench's (0.90 to 1.00 on 100 objects per category)."""
+    a small set, with thresholds well below the bench's (0.92 to 1.00 on 100 objects per category)."""
     judge = Judge.load(SHIPPED_JUDGE)
     data = render_objects(777, ("chairs", "cars"), 24, 2, 1, "default", judge.image_size, band="front",
                           framing=framing_of(judge, "chairs"))
     figures = accuracy(judge, data.rgba, data.categories, data.attributes)
     for category, question in [("chairs", "back_style"), ("chairs", "armrests"), ("chairs", "seat_color"),
-                               ("chairs", "back_height"), ("cars", "body_style"), ("cars", "body_color")]:
+                               ("chairs", "back_height"), ("chairs", "leg_style"), ("chairs", "stretchers"),
+                               ("chairs", "leg_thickness"), ("cars", "body_style"), ("cars", "body_color"),
+                               ("cars", "spoiler")]:
         assert figures[category][question] >= 0.8, (category, question, figures[category])
     if judge.frame_extent("cars") is not None:  # views that keep sizes: sizes are seen (bench: 0.90, 0.91)
         assert figures["cars"]["body_length"] >= 0.7 and figures["chairs"]["seat_width"] >= 0.7, figures

@@ -102,6 +102,7 @@ def regenerate_collection(generator: dict, out: Path, views: int, eval_views: in
     plan = dict(options["plan"], views=views, eval_views=eval_views)
     return Synth(
         category=options["category"], out=out, num_objects=options["num_objects"], seed=options["seed"],
+        generator_version=options.get("generator_version", 1),  # collections before versions: 1
         heldout_fraction=options["heldout_fraction"], plan=ViewPlan(**plan), overwrite=overwrite,
     ).main()
 
