@@ -90,7 +90,7 @@ class DomainTraining:
     other objects (the evaluator uses seed 1)."""
     categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
     """Procedural categories to train on."""
-    num_objects: Annotated[int, Bounds(2, 100_000)] = 700
+    num_objects: Annotated[int, Bounds(2, 100_000)] = 1000
     """Objects per category (held-out ones included)."""
     heldout_objects: int = 100
     """Objects per category held out for the retrieval figures, never trained on."""
@@ -98,12 +98,12 @@ class DomainTraining:
     """Rendered views per object, from random cameras on the upper hemisphere."""
     captions: Annotated[int, Bounds(1, 256)] = 8
     """Captions per object."""
-    framing: Literal["object", "category"] = "object"
+    framing: Literal["object", "category"] = "category"
     """How the views are framed: on the object itself (it fills the frame: thin parts get the most
     pixels, but sizes are lost), or on a box of the category's largest size centred on the object
     (`synth.FRAME_EXTENTS`: sizes are kept, so "tall", "wide" and "long" can be seen; the shipped
-    `compact` CLIP and the judge are trained so)."""
-    steps: Annotated[int, Bounds(0, 1_000_000)] = 1500
+    `compact` and `compact-eval` CLIPs and the judge are trained so)."""
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 3500
     """Optimisation steps."""
     batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Image-caption pairs per step (distinct objects within a batch)."""

@@ -31,20 +31,20 @@ class JudgeTraining:
     """Objects per category held out for the accuracy figures, never trained on."""
     views: Annotated[int, Bounds(1, 256)] = 6
     """Rendered views per object, from random cameras on the upper hemisphere."""
-    image_size: int = 64
+    image_size: int = 128
     """Input size in pixels (square): renders are resized to it. Views are framed as `framing`
     says (`render.framing_intrinsics`)."""
-    framing: Literal["object", "category"] = "object"
+    framing: Literal["object", "category"] = "category"
     """How the views are framed: on the object itself (it fills the frame: thin parts get the most
     pixels, but sizes are lost), or on a box of the category's largest size centred on the object
     (`synth.FRAME_EXTENTS`: sizes are kept, so "tall", "wide" and "long" can be seen; the shipped
     `compact` CLIP and the judge are trained so)."""
-    stem_stride: int = 1
+    stem_stride: int = 2
     """Stride of the first convolution (2 halves the cost of a larger input; its 3 x 3 kernels
     still see every pixel)."""
     widths: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of the conv stages (each later stage works at half the resolution of the one before)."""
-    steps: Annotated[int, Bounds(0, 1_000_000)] = 1500
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 3000
     """Optimisation steps."""
     batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Renders per step."""

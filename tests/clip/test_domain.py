@@ -59,6 +59,18 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert "final loss none (no steps)" in capsys.readouterr().out
 
 
+def test_the_defaults_are_the_shipped_compacts_recipe():
+    """`clipnerf train-clip --out FILE` trains what ships as `compact` (and, with --templates alt
+    --seed 1, `compact-eval`); the files record every setting."""
+    from clipnerf_ns.clip.encoder import SHIPPED_MODELS, WEIGHTS_DIR
+
+    defaults = domain.jsonable(dataclasses.asdict(DomainTraining(out=Path("x.safetensors"))))
+    for name, own in (("compact", {}), ("compact-eval", {"templates": "alt", "seed": 1})):
+        recorded = read_compact_metadata(WEIGHTS_DIR / SHIPPED_MODELS[name])["training"]
+        assert {k: recorded[k] for k in defaults if k not in ("out", "cache", "overwrite")} == \
+            {**{k: v for k, v in defaults.items() if k not in ("out", "cache", "overwrite")}, **own}, name
+
+
 def test_a_clip_says_how_its_views_are_framed(tmp_path):
     """A file names each category's framing box (`--framing category`, checked in the CLI test
     above), which the encoder gives to whoever renders views for it (mapper training,
