@@ -81,6 +81,7 @@ def test_a_mesh_that_fails_to_load_leaves_nothing_behind(tmp_path):
     (["synth", "chairs", "--num-objects", "0"], ["--num-objects", "0"]),
     (["synth", "chairs", "--resolution", "2"], ["--resolution", "2"]),
     (["synth", "chairs", "--heldout-fraction", "1.5"], ["--heldout-fraction", "1.5"]),
+    (["synth", "chairs", "--generator-version", "3"], ["--generator-version", "3"]),  # no such generator yet
 ])
 def test_bad_arguments(tmp_path, args, fragments):
     result = run("clipnerf", *args, "--out", str(tmp_path / "out"), check=False)

@@ -183,7 +183,7 @@ def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining
             questions = applicable(data.categories[i], data.attributes[i])
             focus = questions[int(rng.integers(len(questions)))]
             answers.append(answer_captions(data.categories[i], data.attributes[i], focus, rng, config.templates))
-            true_answer.append(focus.answers.index(focus.answer(data.attributes[i])))
+            true_answer.append(focus.label(data.attributes[i]))
     images = augment(torch.from_numpy(data.rgba[pick, views]), config.augment, g)
     return Batch(images, pick, captions, negatives, answers, true_answer)
 
