@@ -15,6 +15,10 @@ The objects come from `--seed`, which no shipped model was trained on (the CLIPs
 
 Each model sees the objects framed as its training views were (`--framing model`). Then the
 judge's accuracy for every question on the same objects. Prints figures; not a test.
+
+With `--partnet ../shared/data/partnet` the objects are real chairs instead (`--colorings` named
+part colourings of each), their ground truth the attributes measured on PartNet's labelled parts
+(`clipnerf_ns.data.partnet`): how far models trained on procedural chairs carry to real ones.
 """
 
 import argparse
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from clipnerf_ns.clip.domain import binary_tests, color_accuracy, evaluate, format_figures, image_features
-from clipnerf_ns.clip.domain_data import framing_of, render_objects
+from clipnerf_ns.clip.domain_data import framing_of, render_labelled_chairs, render_objects
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.eval.judge import Judge, accuracy, format_accuracy
@@ -49,7 +53,13 @@ def main() -> None:
                              "category's box (sizes kept), or the collections' 40 deg views")
     parser.add_argument("--band", default="front", choices=["front", "all"],
                         help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
+    parser.add_argument("--partnet", type=Path, default=None,
+                        help="instead of procedural objects: the real PartNet chairs in this folder (e.g. ../shared/data/partnet), "
+                             "with attributes measured on their labelled parts")
+    parser.add_argument("--colorings", type=int, default=4, help="with --partnet: named part colourings of each chair")
     args = parser.parse_args()
+    if args.partnet:  # real chairs are captioned with the default templates only
+        args.categories, args.templates = ["chairs"], ["default"]
 
     encoders = [
         ClipEncoder.load(ClipConfig(model=w) if w in SHIPPED_MODELS else ClipConfig(model="compact", checkpoint=Path(w)))
@@ -66,10 +76,16 @@ def main() -> None:
         """The bench's objects framed one way, captioned with one template set (rendered once)."""
         if (how, templates, size) not in renders:
             t0 = time.perf_counter()
-            renders[how, templates, size] = render_objects(
-                args.seed, args.categories, args.objects, args.views, 1, templates, size,
-                description="rendering", band=args.band, framing=how)
-            print(f"rendered {args.objects} objects per category x {args.views} '{args.band}' views ({how} "
+            if args.partnet:
+                renders[how, templates, size] = render_labelled_chairs(
+                    args.partnet, args.colorings, args.views, size, args.seed, args.band, how)
+                what = f"{len(renders[how, templates, size].attributes)} real chairs and colourings"
+            else:
+                renders[how, templates, size] = render_objects(
+                    args.seed, args.categories, args.objects, args.views, 1, templates, size,
+                    description="rendering", band=args.band, framing=how)
+                what = f"{args.objects} objects per category"
+            print(f"rendered {what} x {args.views} '{args.band}' views ({how} "
                   f"framing) at {size} px in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
         return renders[how, templates, size]
 

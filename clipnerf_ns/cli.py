@@ -14,7 +14,7 @@ import tyro
 # deprecates: not the user's concern, and it must not precede our one-line errors.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
 
-from clipnerf_ns.app.collections import RenderMeshes, Synth
+from clipnerf_ns.app.collections import MergeCollections, RenderMeshes, Synth
 from clipnerf_ns.app.demo import Demo
 from clipnerf_ns.app.edit_command import EditCommand
 from clipnerf_ns.app.eval_command import EvalCommand
@@ -29,6 +29,7 @@ from clipnerf_ns.validation import check_numbers
 Command = Union[
     Annotated[Synth, tyro.conf.subcommand("synth")],
     Annotated[RenderMeshes, tyro.conf.subcommand("render-meshes")],
+    Annotated[MergeCollections, tyro.conf.subcommand("merge")],
     Annotated[SelectObject, tyro.conf.subcommand("select-object")],
     Annotated[Interpolate, tyro.conf.subcommand("interpolate")],
     Annotated[Turntable, tyro.conf.subcommand("turntable")],

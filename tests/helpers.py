@@ -89,3 +89,40 @@ def one_line(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def write_labelled_chair(folder: Path, tilt_deg: float = 20.0) -> Path:
+    """A PartNet-style chair folder built from boxes (y-up part OBJs, front towards +z, and a
+    result.json naming its seat, back and four legs), of known sizes in the chairs' world frame:
+    seat top 0.45 above the floor, seat 0.4 deep and 0.5 wide, legs 0.04 thick, back top at 1.0,
+    the back reclined by `tilt_deg`. Its height is its binding extent, so the world scale is 1."""
+    import json
+
+    import trimesh
+
+    def part(name: str, lo, hi, shear_deg: float = 0.0) -> None:
+        mesh = trimesh.creation.box(bounds=[lo, hi])
+        if shear_deg:
+            v = mesh.vertices.copy()
+            v[:, 0] -= np.tan(np.radians(shear_deg)) * (v[:, 2] - lo[2])  # the top leans back, towards -x
+            mesh = trimesh.Trimesh(v, mesh.faces, process=False)
+        world = np.asarray(mesh.vertices)
+        file_frame = world[:, [1, 2, 0]]  # world (x, y, z) -> file (y, z, x): file +y up, +z front
+        trimesh.Trimesh(file_frame, mesh.faces, process=False).export(folder / f"{name}.obj")
+
+    folder.mkdir(parents=True)
+    part("seat", [-0.2, -0.25, 0.42], [0.2, 0.25, 0.45])
+    part("back", [-0.2, -0.22, 0.45], [-0.17, 0.22, 1.0], tilt_deg)
+    corners = [(0.16, 0.21), (-0.16, 0.21), (-0.16, -0.21), (0.16, -0.21)]
+    for i, (x, y) in enumerate(corners):
+        part(f"leg{i}", [x - 0.02, y - 0.02, 0.0], [x + 0.02, y + 0.02, 0.43])
+    tree = [{"name": "chair", "children": [
+        {"name": "chair_seat", "children": [{"name": "seat_surface", "objs": ["seat"]}]},
+        {"name": "chair_back", "children": [{"name": "back_surface", "children": [
+            {"name": "back_hard_surface", "objs": ["back"]}]}]},
+        {"name": "chair_base", "children": [{"name": "regular_leg_base", "children": [
+            {"name": "leg", "objs": [f"leg{i}"]} for i in range(4)]}]},
+    ]}]
+    (folder / "result.json").write_text(json.dumps(tree))
+    (folder / "meta.json").write_text(json.dumps({"model_id": "box-chair", "model_cat": "Chair"}))
+    return folder

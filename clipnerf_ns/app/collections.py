@@ -7,12 +7,12 @@ import functools
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import tyro
 
-from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits
+from clipnerf_ns.data.build import ObjectJob, ViewPlan, build_collection, heldout_splits, merge_collections
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.synth import sample_object
 from clipnerf_ns.data.synth_parts import GENERATOR_VERSION
@@ -25,8 +25,7 @@ def _synth_object(category: str, version: int, seed: int):
 
 
 def _mesh_object(source, colors: str, up: str, seed: int):
-    mesh, attributes = load_object(source, np.random.default_rng(seed), colors=colors, up=up)
-    return mesh, attributes, []
+    return load_object(source, np.random.default_rng(seed), colors=colors, up=up)
 
 
 @dataclass(kw_only=True)
@@ -79,14 +78,19 @@ class Synth(_WritesCollection):
 @dataclass(kw_only=True)
 class RenderMeshes(_WritesCollection):
     """Render any meshes (OBJ/PLY/GLB files, or folders of part OBJs as in PartNet) into a
-    collection: each is normalised to the unit box, coloured, and rendered like `synth`."""
+    collection: each is normalised to the unit box, coloured, and rendered like `synth`. A PartNet
+    chair folder with its result.json becomes a chair like `synth`'s: fitted to the chairs' frame,
+    its parts coloured by name, its attributes measured on the labelled parts, and captioned."""
 
     meshes: Path
     """A mesh file, a folder of mesh files, or a folder of part folders."""
     category: str = "objects"
     """Category name written into collection.json."""
-    colors: Literal["palette", "materials", "gray"] = "palette"
-    """Part colours: a random palette colour per part, the files' own colours, or plain gray."""
+    colors: Literal["parts", "palette", "materials", "gray"] = "parts"
+    """Part colours. parts: a named colour per semantic part where PartNet's result.json labels the
+    parts (seat, back, base, arms; recorded in the attributes and captions, as `synth` colours its
+    chairs), else a palette colour per part file. palette: a random colour per part file. materials:
+    the files' own colours. gray: plain gray (labelled chairs keep their shape attributes)."""
     up: Literal["y", "z"] = "y"
     """The files' up axis (ShapeNet and PartNet are y-up, with their front towards +z)."""
     heldout_fraction: float = 0.0
@@ -96,6 +100,25 @@ class RenderMeshes(_WritesCollection):
         sources = discover_meshes(self.meshes)
         makers = [functools.partial(_mesh_object, src, self.colors, self.up) for src in sources]
         return self._build(self.category, [src.object_id for src in sources], makers)
+
+
+@dataclass(kw_only=True)
+class MergeCollections:
+    """Merge collections into one that `ns-train --data` reads, e.g. procedural chairs from `clipnerf
+    synth chairs` and real PartNet chairs from `clipnerf render-meshes --category chairs`: every
+    object is copied with its split (held-out objects stay held out), attributes and captions."""
+
+    collections: tyro.conf.Positional[tuple[Path, ...]]
+    """Two or more collection folders (each with its collection.json), all of one resolution."""
+    out: Path
+    """Output folder for the merged collection (written atomically)."""
+    category: Optional[str] = None
+    """Category of the merged collection; by default the sources' own, which must then agree."""
+    overwrite: bool = False
+    """Replace the output folder if it exists."""
+
+    def main(self) -> Path:
+        return merge_collections(list(self.collections), self.out, self.category, self.overwrite)
 
 
 def _object_seed(seed: int, index: int) -> int:

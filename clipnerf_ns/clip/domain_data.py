@@ -19,7 +19,9 @@ from clipnerf_ns.clip.domain_config import Augment, DomainTraining
 from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.cameras import orbit_pose
 from clipnerf_ns.data.captions import make_captions
-from clipnerf_ns.data.render import FRAMING_MARGIN, Intrinsics, framing_corners, framing_intrinsics, render
+from clipnerf_ns.data.meshes import discover_meshes, load_object
+from clipnerf_ns.data.partnet import LABELS_FILE
+from clipnerf_ns.data.render import FRAMING_MARGIN, ColoredMesh, Intrinsics, framing_corners, framing_intrinsics, render
 from clipnerf_ns.data.synth import FRAME_EXTENTS, sample_object
 from clipnerf_ns.data.synth_parts import CATEGORIES
 from clipnerf_ns.errors import UserError
@@ -101,16 +103,22 @@ def render_object(category: str, seed: int, views: int, captions: int, templates
     rng = np.random.default_rng(seed)
     obj = sample_object(category, rng)
     texts = make_captions(category, obj.attributes, rng, captions, templates)
+    return render_views(obj.mesh, category, rng, views, size, band, framing), texts, obj.attributes
+
+
+def render_views(mesh: ColoredMesh, category: str, rng: np.random.Generator, views: int, size: int, band: str = "all",
+                 framing: str = "object") -> np.ndarray:
+    """(views, size, size, 4) uint8 renders of a mesh of `category` from random cameras of `band`,
+    framed as `render_object` says."""
     cameras = random_cameras(views, rng, band)
     # random margins vary the zoom: fine when framed on the object, not when the frame keeps its size
     jitter = band == "all" and framing == "object"
     margins = rng.uniform(*FRAMING_MARGIN_RANGE, views) if jitter else np.full(views, FRAMING_MARGIN)
     # framed on the corners of the object's bounding box: what a NeRF's occupancy grid also gives
-    corners = framing_corners(*obj.mesh.mesh.bounds, (frame_extents(framing, [category]) or {}).get(category))
+    corners = framing_corners(*mesh.mesh.bounds, (frame_extents(framing, [category]) or {}).get(category))
     intrinsics = [framing_intrinsics(corners, c2w, size, m) if framing != "collection" else Intrinsics.from_fov(size, size, FOV_DEG)
                   for c2w, m in zip(cameras, margins)]
-    rgba = render(obj.mesh, cameras, intrinsics, supersample=2).rgba
-    return rgba, texts, obj.attributes
+    return render(mesh, cameras, intrinsics, supersample=2).rgba
 
 
 def render_objects(
@@ -132,6 +140,29 @@ def render_objects(
                 held.append(i >= per_category - heldout_per_category)
                 progress.advance(bar)
     return DomainData(np.stack(rgba), texts, cats, [dominant_color(a) for a in attrs], np.array(held), attrs)
+
+
+def render_labelled_chairs(root: Path, colorings: int, views: int, size: int, seed: int = 0, band: str = "all",
+                           framing: str = "object", description: str = "rendering real chairs") -> DomainData:
+    """Every PartNet chair under `root` (with its result.json: `data.partnet`), each coloured
+    `colorings` times with named part colours, rendered and captioned as `render_objects` does
+    procedural ones, with the attributes measured on its labelled parts as ground truth."""
+    sources = [s for s in discover_meshes(root) if s.folder is not None and (s.folder / LABELS_FILE).is_file()]
+    if not sources:
+        raise UserError(f"{root}: no chair folders with PartNet's {LABELS_FILE}")
+    rgba, texts, attrs = [], [], []
+    with progress_bar() as progress:
+        bar = progress.add_task(description, total=len(sources) * colorings, status="")
+        for i, source in enumerate(sources):
+            for k in range(colorings):
+                rng = np.random.default_rng([seed, i, k])
+                mesh, attributes, captions = load_object(source, rng)
+                rgba.append(render_views(mesh, "chairs", rng, views, size, band, framing))
+                texts.append(captions[:1])
+                attrs.append(attributes)
+                progress.advance(bar)
+    n = len(attrs)
+    return DomainData(np.stack(rgba), texts, ["chairs"] * n, [dominant_color(a) for a in attrs], np.ones(n, bool), attrs)
 
 
 def frame_extents(framing: str, categories) -> Optional[dict[str, tuple[float, float, float]]]:

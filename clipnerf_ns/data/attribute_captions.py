@@ -21,7 +21,7 @@ from clipnerf_ns.data.attributes import QUESTIONS, Question
 from clipnerf_ns.data.captions import fix_articles
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS
 
-# Nouns of a chair by its kind; `_chair_kind` in synth decides the kind from back, legs and arms.
+# Nouns of a chair by its kind; `synth_chairs.chair_kind` decides the kind from back, legs and arms.
 _CHAIR_NOUNS = {
     "stool": ["stool", "backless stool", "backless seat"],
     "dining chair": ["chair", "dining chair", "side chair", "kitchen chair"],

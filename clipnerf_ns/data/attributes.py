@@ -41,7 +41,7 @@ class Question:
 def _outer_third(key: str, value: float) -> Optional[str]:
     """'low' or 'high' for the outer thirds of an attribute's distribution, None for the middle."""
     size = size_class(key, value)
-    return None if size == "mid" else size
+    return size if size in ("low", "high") else None
 
 
 def _has_back(a: dict) -> bool:
@@ -49,11 +49,12 @@ def _has_back(a: dict) -> bool:
 
 
 def _legs(a: dict) -> bool:
-    return a["leg_style"] != "pedestal"
+    """A set of legs (not a star base, nor a real chair's sled or panel base)."""
+    return a["leg_style"] in ("straight", "round", "splayed")
 
 
 def _tilt(a: dict) -> Optional[str]:
-    if not _has_back(a):
+    if not _has_back(a) or a["back_tilt"] is None:
         return None
     return "reclined" if a["back_tilt"] >= RECLINED_DEG else ("upright" if a["back_tilt"] <= UPRIGHT_DEG else None)
 
@@ -72,7 +73,8 @@ _CHAIRS = (
     # round and square legs are one or two pixels wide at 64 px: both count as vertical legs
     Question("leg_style", "chairs", ("vertical", "splayed", "pedestal"),
              lambda a: "vertical" if a["leg_style"] in ("straight", "round") else a["leg_style"]),
-    Question("leg_count", "chairs", ("3", "4"), lambda a: str(a["leg_count"]) if _legs(a) else None),
+    Question("leg_count", "chairs", ("3", "4"),
+             lambda a: str(a["leg_count"]) if _legs(a) and a["leg_count"] in (3, 4) else None),
     Question("leg_thickness", "chairs", ("low", "high"),
              lambda a: _outer_third("leg_thickness", a["leg_thickness"]) if _legs(a) else None),
     Question("stretchers", "chairs", ("no", "yes"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable
@@ -20,7 +21,14 @@ from PIL import Image
 
 from clipnerf_ns.atomic import atomic_output_dir
 from clipnerf_ns.data.cameras import hemisphere_poses, ring_poses
-from clipnerf_ns.data.collection import UNIT_SCENE_BOX, read_transforms, write_collection_json, write_object_views
+from clipnerf_ns.data.collection import (
+    UNIT_SCENE_BOX,
+    read_collection,
+    read_json,
+    read_transforms,
+    write_collection_json,
+    write_object_views,
+)
 from clipnerf_ns.data.render import ColoredMesh, Intrinsics, render
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.progress import progress_bar
@@ -119,6 +127,62 @@ def build_collection(
         write_collection_json(tmp, category, ordered, UNIT_SCENE_BOX, generator)
         write_preview(tmp, [job.object_id for job in jobs])
     return out
+
+
+def merge_collections(sources: list[Path], out: Path, category: str | None = None, overwrite: bool = False) -> Path:
+    """Write one collection holding every object of `sources` (collections written by `clipnerf
+    synth` or `render-meshes`), splits, attributes and captions kept, atomically at `out`.
+
+    The sources must share their scene box and image size, and their category unless `category`
+    names the merged one. An object id that an earlier source already used gets the name of its
+    source folder in front ("partnet-1325"). Returns `out`."""
+    if len(sources) < 2:
+        raise UserError("merging needs at least two collections")
+    categories = _check_mergeable(sources)
+    if category is None and len(categories) > 1:
+        raise UserError(f"the collections are of different categories ({', '.join(categories)}): "
+                        "name the merged one with --category")
+    docs = [read_json(src / "collection.json") for src in sources]
+    with atomic_output_dir(out, overwrite) as tmp, progress_bar() as progress:
+        bar = progress.add_task("merging collections", total=sum(len(d["objects"]) for d in docs), status="")
+        entries: list[dict] = []
+        used: set[str] = set()
+        for src, doc in zip(sources, docs):
+            for entry in doc["objects"]:
+                object_id = entry["id"] if entry["id"] not in used else f"{src.name}-{entry['id']}"
+                if object_id in used:
+                    raise UserError(f"{src}: object id {entry['id']!r} is taken twice, even with the folder's name in front")
+                used.add(object_id)
+                shutil.copytree(src / entry.get("path", entry["id"]), tmp / object_id)
+                entries.append({**entry, "id": object_id, "path": object_id})
+                progress.advance(bar)
+        merged = [{"path": str(src), "category": doc.get("category"), "objects": len(doc["objects"]),
+                   "generator": doc.get("generator", {})} for src, doc in zip(sources, docs)]
+        write_collection_json(tmp, category or categories[0], entries, docs[0]["scene_box"], {"merged": merged})
+        ids = [e["id"] for e in entries]
+        write_preview(tmp, ids[:: max(1, len(ids) // 16)])  # objects from every source
+    return out
+
+
+def _check_mergeable(sources: list[Path]) -> list[str]:
+    """Read every source in full (images and poses checked) and fail with one line unless they
+    share their scene box and image size; returns their categories."""
+    read = [read_collection(src) for src in sources]
+    first = {(k.width, k.height) for k in read[0].objects[0].intrinsics}
+    for src, col in zip(sources, read):
+        if col.layout != "collection":
+            raise UserError(f"{src}: not a clipnerf collection (no collection.json); only collections merge")
+        if not np.allclose(col.scene_box, read[0].scene_box):
+            raise UserError(f"{src}: scene box {col.scene_box.tolist()} differs from {sources[0]}'s {read[0].scene_box.tolist()}")
+        sizes = {(k.width, k.height) for views in col.objects for k in views.intrinsics}
+        if sizes != first:
+            raise UserError(f"{src}: images of {_sizes(sizes)} pixels, {sources[0]}'s are {_sizes(first)}: "
+                            "merge collections of one resolution")
+    return sorted({col.category for col in read})
+
+
+def _sizes(sizes: set[tuple[int, int]]) -> str:
+    return "/".join(f"{w}x{h}" for w, h in sorted(sizes))
 
 
 def write_preview(root: Path, object_ids: list[str], max_objects: int = 16, columns: int = 8) -> Path:

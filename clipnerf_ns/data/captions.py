@@ -44,8 +44,11 @@ RECLINED_DEG = 16.0
 UPRIGHT_DEG = 5.0
 
 
-def size_class(key: str, value: float) -> str:
-    """'low', 'mid' or 'high' third of an attribute's distribution (see _TERCILES)."""
+def size_class(key: str, value: float | None) -> str:
+    """'low', 'mid' or 'high' third of an attribute's distribution (see _TERCILES); 'unknown' for
+    None (a real chair's size that its geometry does not give)."""
+    if value is None:
+        return "unknown"
     lo, hi = _TERCILES[key]
     return "low" if value < lo else ("high" if value > hi else "mid")
 
@@ -77,7 +80,7 @@ def _syn(name: str | None) -> list[str]:
 
 def _two_way(size: str, high: list[str], low: list[str]) -> list[list[str]]:
     """A slot for an outer-third size, none for the middle third (nothing true to say)."""
-    return [] if size == "mid" else [high if size == "high" else low]
+    return [high] if size == "high" else ([low] if size == "low" else [])
 
 
 def _chair_facts(a: dict, alt: bool) -> _Facts:
@@ -120,9 +123,12 @@ def _seat_words(a: dict, stool: bool, alt: bool) -> _PartWords:
 def _back_words(a: dict, alt: bool) -> _PartWords:
     head = "backrest" if alt else "back"
     slots = _two_way(size_class("back_height", a["back_height"]), ["tall", "high"], ["short", "low"])
-    if a["back_tilt"] >= RECLINED_DEG:
+    tilt = a["back_tilt"]
+    if tilt is None:
+        pass  # a real chair's back whose recline could not be measured
+    elif tilt >= RECLINED_DEG:
         slots.append(["tilted", "leaning"] if alt else ["reclined", "leaning"])
-    elif a["back_tilt"] <= UPRIGHT_DEG:
+    elif tilt <= UPRIGHT_DEG:
         slots.append(["vertical"] if alt else ["upright", "straight"])
     phrases: tuple[str, ...] = ()
     if a["back_style"] == "solid":
@@ -146,7 +152,10 @@ def _leg_words(a: dict, alt: bool) -> list[_PartWords]:
         style = ["star-shaped", "five-spoke"] if alt else ["star", "five-star", "pedestal", "swivel"]
         phrases = ("a central column on star feet",) if alt else ()
         return [_PartWords(["base"], [style], colors, phrases=phrases)]
-    slots = [[str(a["leg_count"])] if alt else [_NUMBER_WORDS[a["leg_count"]]]]
+    if a["leg_style"] is None:  # a real chair's base that is no set of legs (a sled, a panel)
+        return [_PartWords(["base"], [], colors)]
+    count = a["leg_count"]
+    slots = [[str(count)] if alt else [_NUMBER_WORDS[count]]] if count in _NUMBER_WORDS else []
     slots += _two_way(size_class("leg_thickness", a["leg_thickness"]),
                       ["sturdy", "heavy"] if alt else ["thick", "chunky"],
                       ["skinny", "delicate"] if alt else ["thin", "slender"])
@@ -188,7 +197,7 @@ def _car_facts(a: dict, alt: bool) -> _Facts:
                    _syn(a["wheel_color"]), plural=True),
         _PartWords(["hubcaps", "rims"] if alt else ["rims"], [], _syn(a["rim_color"]), plural=True),
     ]
-    if roof != "mid":
+    if roof in ("low", "high"):
         parts.append(_PartWords(["roofline"] if alt else ["roof"],
                                 _two_way(roof, ["high"] if alt else ["tall", "high"],
                                          ["low"] if alt else ["low", "flat"]),

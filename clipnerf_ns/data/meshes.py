@@ -15,6 +15,12 @@ ones do. With ``up="y"`` (ShapeNet, PartNet, front towards file +z) the axes are
 their backrest at file -z, so they face world +x like `synth` chairs. Then the bounding box is centred
 on x = y = 0, scaled so the largest extent is 1, and moved so the object stands on the floor
 z = -0.5; it fits [-0.5, 0.5]^3.
+
+PartNet labels (a ``result.json`` beside the part files, `data.partnet`): the chair is scaled to
+the largest size that fits the procedural chairs' frame (`synth.FRAME_EXTENTS`, 0.7 x 0.7 x 1), so
+its sizes compare with theirs; its attributes (back style and height, recline, arms, legs, seat)
+are measured on the labelled parts, each part gets a named colour as `synth` chairs do
+(``colors="parts"``), and it is captioned like them.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from clipnerf_ns.data.captions import make_captions
+from clipnerf_ns.data.partnet import LABELS_FILE, OTHER, Faces, PartLabels, chair_attributes, read_part_labels
 from clipnerf_ns.data.render import ColoredMesh
+from clipnerf_ns.data.synth import FRAME_EXTENTS
+from clipnerf_ns.data.synth_chairs import chair_kind, chair_part_shades, sample_chair_colors
 from clipnerf_ns.errors import UserError
 
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
-COLOR_MODES = ("palette", "materials", "gray")
+COLOR_MODES = ("parts", "palette", "materials", "gray")
 GRAY = (0.6, 0.6, 0.6)
 
 
@@ -171,52 +181,106 @@ def palette(n: int, rng: np.random.Generator) -> list[tuple[float, float, float]
 
 
 def load_colored_mesh(
-    source: MeshSource, rng: np.random.Generator, colors: str = "palette", up: str = "y"
+    source: MeshSource, rng: np.random.Generator, colors: str = "parts", up: str = "y"
 ) -> ColoredMesh:
     """Load, colour and normalise one object (see the module docstring for the frame)."""
     return load_object(source, rng, colors, up)[0]
 
 
 def load_object(
-    source: MeshSource, rng: np.random.Generator, colors: str = "palette", up: str = "y"
-) -> tuple[ColoredMesh, dict]:
-    """The normalised coloured mesh and its JSON-serialisable attributes for collection.json,
-    reading the files once."""
+    source: MeshSource, rng: np.random.Generator, colors: str = "parts", up: str = "y"
+) -> tuple[ColoredMesh, dict, list[str]]:
+    """The normalised coloured mesh, its JSON-serialisable attributes for collection.json and its
+    captions (none unless PartNet labels say what its parts are), reading the files once."""
     if colors not in COLOR_MODES:
         raise UserError(f"colors must be one of {', '.join(COLOR_MODES)}, got {colors!r}")
     if up not in ("y", "z"):
         raise UserError(f"up must be 'y' or 'z', got {up!r}")
-    parts = [part for path in source.paths for part in _load_parts(path)]
-    return _assemble(source, parts, rng, colors, up), _describe(source, parts)
+    loaded = [(path, part) for path in source.paths for part in _load_parts(path)]
+    parts = [part for _, part in loaded]
+    labels = read_part_labels(source.folder) if source.folder else None
+    if labels is None:
+        verts = _fit(source, _world_vertices(parts, up), (1.0, 1.0, 1.0))
+        return _paint(parts, verts, _file_colors(parts, rng, colors)), _describe(source, parts), []
+    return _labelled_chair(source, loaded, labels, rng, colors, up)
 
 
-def _assemble(
-    source: MeshSource, parts: list[trimesh.Trimesh], rng: np.random.Generator, colors: str, up: str
-) -> ColoredMesh:
+def _world_vertices(parts: list[trimesh.Trimesh], up: str) -> list[np.ndarray]:
+    verts = [np.asarray(part.vertices, dtype=np.float64) for part in parts]
+    # cyclic axis permutation (a rotation): +y -> +z, +z -> +x
+    return [v[:, [2, 0, 1]] for v in verts] if up == "y" else verts
+
+
+def _fit(source: MeshSource, verts: list[np.ndarray], box: tuple[float, float, float]) -> list[np.ndarray]:
+    """Centre the object in x and y, stand it on z = -0.5 and scale it to the largest size that fits
+    a box of the given extents (the unit cube, or a category's frame)."""
+    v = np.concatenate(verts)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    extent = hi - lo
+    if not extent.max() > 1e-12:
+        raise UserError(f"{source.folder or source.paths[0]}: degenerate object (zero extent)")
+    divisor = max(e / b for b, e in zip(box, extent))
+    shift = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    return [(p - shift) / divisor + np.array([0.0, 0.0, -0.5]) for p in verts]
+
+
+def _file_colors(parts: list[trimesh.Trimesh], rng: np.random.Generator, colors: str) -> list[np.ndarray]:
+    """(F, 3) colours per part: the file's own ("materials", where it has them), gray, or a palette
+    colour per part ("palette", and "parts" when nothing labels the parts)."""
     fallback = palette(len(parts), rng)
-
-    verts, faces, face_colors, offset = [], [], [], 0
+    out = []
     for part, fb in zip(parts, fallback):
         rgb = _material_colors(part) if colors == "materials" else None
         if rgb is None:
             flat = GRAY if colors == "gray" else fb
             rgb = np.tile(np.asarray(flat, np.float32), (len(part.faces), 1))
-        verts.append(np.asarray(part.vertices, dtype=np.float64))
-        faces.append(np.asarray(part.faces, dtype=np.int64) + offset)
-        face_colors.append(rgb)
-        offset += len(part.vertices)
-    v = np.concatenate(verts)
-    if up == "y":
-        v = v[:, [2, 0, 1]]  # cyclic axis permutation (a rotation): +y -> +z, +z -> +x
+        out.append(rgb)
+    return out
 
-    lo, hi = v.min(axis=0), v.max(axis=0)
-    extent = float((hi - lo).max())
-    if not extent > 1e-12:
-        raise UserError(f"{source.folder or source.paths[0]}: degenerate object (zero extent)")
-    shift = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
-    v = (v - shift) / extent + np.array([0.0, 0.0, -0.5])
-    mesh = trimesh.Trimesh(v, np.concatenate(faces), process=False)
-    return ColoredMesh(mesh, np.concatenate(face_colors))
+
+def _paint(parts: list[trimesh.Trimesh], verts: list[np.ndarray], colors: list[np.ndarray]) -> ColoredMesh:
+    faces, offset = [], 0
+    for part, v in zip(parts, verts):
+        faces.append(np.asarray(part.faces, dtype=np.int64) + offset)
+        offset += len(v)
+    mesh = trimesh.Trimesh(np.concatenate(verts), np.concatenate(faces), process=False)
+    return ColoredMesh(mesh, np.concatenate(colors))
+
+
+def _labelled_chair(source: MeshSource, loaded: list, labels: PartLabels, rng: np.random.Generator,
+                    colors: str, up: str) -> tuple[ColoredMesh, dict, list[str]]:
+    """A PartNet chair: fitted to the chairs' frame like `synth` chairs, its attributes measured on
+    its labelled parts, coloured with a named colour per part ("parts"), and captioned."""
+    stems = {path.stem for path, _ in loaded}
+    missing = sorted(set(labels.group_of) - stems)
+    if missing:
+        raise UserError(f"{source.folder / LABELS_FILE}: names part files that are not there: {', '.join(missing[:3])}")
+    parts = [part for _, part in loaded]
+    verts = _fit(source, _world_vertices(parts, up), FRAME_EXTENTS["chairs"])
+    group = [labels.group_of.get(path.stem, OTHER) for path, _ in loaded]
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(group):
+        by_group.setdefault(g, []).append(i)
+    faces = {g: _group_faces([verts[i] for i in idx], [parts[i] for i in idx]) for g, idx in by_group.items()}
+    index_of = {path.stem: i for i, (path, _) in enumerate(loaded)}
+    legs = [np.concatenate([verts[index_of[s]] for s in leg]) for leg in labels.legs if leg]
+    a = chair_attributes(labels, faces, legs)
+    if colors == "parts":
+        a.update(sample_chair_colors(rng, a["back_style"] == "none", a["armrests"]))
+        rgb = chair_part_shades(a, rng)
+        face_colors = [np.tile(np.asarray(rgb.get(g, rgb["base"]), np.float32), (len(p.faces), 1))
+                       for g, p in zip(group, parts)]
+    else:
+        a.update(seat_color=None, back_color=None, leg_color=None, arm_color=None)
+        face_colors = _file_colors(parts, rng, colors)
+    a["kind"] = chair_kind(a)
+    captions = make_captions("chairs", a, rng)
+    return _paint(parts, verts, face_colors), {**_describe(source, parts), **a}, captions
+
+
+def _group_faces(verts: list[np.ndarray], parts: list[trimesh.Trimesh]) -> Faces:
+    offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
+    return Faces.of(np.concatenate(verts), np.concatenate([np.asarray(p.faces) + o for p, o in zip(parts, offsets)]))
 
 
 def _describe(source: MeshSource, parts: list[trimesh.Trimesh]) -> dict:

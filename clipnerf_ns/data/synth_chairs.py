@@ -47,8 +47,8 @@ def sample_chair_attributes(rng: np.random.Generator, version: int = GENERATOR_V
     a["armrests"] = bool(not stool and rng.random() < (0.6 if leg_style == "pedestal" else 0.35))
     # Armrests stay clearly below the top of the back so the back is the highest part.
     a["arm_height"] = min(uniform(rng, 0.15, 0.24), round(a["back_height"] - 0.05, 3)) if a["armrests"] else 0.0
-    a.update(_sample_chair_colors(rng, stool, a["armrests"]))
-    a["kind"] = _chair_kind(a)
+    a.update(sample_chair_colors(rng, stool, a["armrests"]))
+    a["kind"] = chair_kind(a)
     return a
 
 
@@ -87,7 +87,7 @@ def _sample_legs(rng: np.random.Generator, style: str, seat_shape: str) -> dict:
     }
 
 
-def _sample_chair_colors(rng: np.random.Generator, stool: bool, armrests: bool) -> dict:
+def sample_chair_colors(rng: np.random.Generator, stool: bool, armrests: bool) -> dict:
     """Typical schemes: one colour overall, or upholstery (seat/back) over wood/metal legs."""
     names = list(NAMED_COLORS)
     seat = pick(rng, names)
@@ -107,7 +107,7 @@ def _sample_chair_colors(rng: np.random.Generator, stool: bool, armrests: bool) 
     }
 
 
-def _chair_kind(a: dict) -> str:
+def chair_kind(a: dict) -> str:
     if a["back_style"] == "none":
         return "stool"
     if a["leg_style"] == "pedestal":
@@ -239,14 +239,21 @@ def _chair_arms(a: dict, z_top: float, color) -> list[Part]:
     return parts
 
 
-def _build_chair(a: dict, rng: np.random.Generator) -> ColoredMesh:
-    z_top = -0.5 + a["seat_height"]
+def chair_part_shades(a: dict, rng: np.random.Generator) -> dict[str, tuple[float, float, float]]:
+    """The RGB of each part ("seat", "back", "base", "arms"): a shade of its named colour, one shade
+    for the parts that share a name (as one piece of upholstery or wood would)."""
     seat = shade(a["seat_color"], rng)
     leg = seat if a["leg_color"] == a["seat_color"] else shade(a["leg_color"], rng)
     back = seat if a["back_color"] in (None, a["seat_color"]) else shade(a["back_color"], rng)
     arm = {a["seat_color"]: seat, a["leg_color"]: leg}.get(a["arm_color"], seat)
-    parts = (_chair_seat(a, z_top, seat) + _chair_legs(a, z_top, leg)
-             + _chair_back(a, z_top, back) + _chair_arms(a, z_top, arm))
+    return {"seat": seat, "back": back, "base": leg, "arms": arm}
+
+
+def _build_chair(a: dict, rng: np.random.Generator) -> ColoredMesh:
+    z_top = -0.5 + a["seat_height"]
+    rgb = chair_part_shades(a, rng)
+    parts = (_chair_seat(a, z_top, rgb["seat"]) + _chair_legs(a, z_top, rgb["base"])
+             + _chair_back(a, z_top, rgb["back"]) + _chair_arms(a, z_top, rgb["arms"]))
     return ColoredMesh.from_parts(parts)
 
 

@@ -244,12 +244,13 @@ def test_materials_falls_back_to_palette_without_file_colours(tmp_path):
 @needs_partnet
 def test_describe_partnet_chair():
     source = next(s for s in discover_meshes(PARTNET) if s.object_id == "2323")
-    mesh, info = load_object(source, _rng())
+    mesh, info, captions = load_object(source, _rng())
     json.dumps(info)
     assert info["source"][0] == "2323/original-1.obj"
     assert info["num_parts"] == 7
     assert info["num_faces"] == len(mesh.mesh.faces)
     assert info["meta"]["model_id"] == "1d1c829a54f0ae426cdb122727dd360f"
+    assert captions == []  # no result.json: nothing says which part is the seat
 
 
 def test_describe_omits_broken_meta(tmp_path):
