@@ -13,7 +13,10 @@ the inverted codes rendered from that camera (novel-view quality).
         --cases 20 [--real COLLECTION] --ablation-cases 10
 
 Without --config, the shipped pretrained chairs model is used (its run folder is written to a
-temporary folder first, as `make demo` does).
+temporary folder first, as `make demo` does). When the run has an inversion encoder
+(`clipnerf train-encoder`; the shipped model does), the round trips and the real chairs run from
+both starts on the same cases (`--starts`): the coarse search then `--steps` steps, and the
+encoder's guess then `encoder_steps` steps.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipnerf_ns.codes import Codes, psnr
-from clipnerf_ns.data.cameras import orbit_c2w, orbit_camera, orbit_vector
+from clipnerf_ns.codes import Codes, model_fingerprint, psnr
+from clipnerf_ns.data.cameras import Orbit, orbit_c2w, orbit_camera, orbit_vector
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.photos import Photo, read_photo
+from clipnerf_ns.editing.inversion_encoder import run_encoder
 from clipnerf_ns.editing.invert import InversionConfig, load_clip_for, rotation_error_deg, run_inversion, start_inversion
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
 
@@ -59,10 +63,13 @@ def draw_cases(count: int, num_objects: int, seed: int) -> list[tuple[int, float
             for _ in range(count)]
 
 
+ENCODER = None  # the run's inversion encoder, when it has one (set in main)
+
+
 def invert(model, photo: Photo, config: InversionConfig, clip):
     start = time.perf_counter()
-    inversion = start_inversion(model, photo, config, clip)
-    run_inversion(inversion, config.steps, progress=False)
+    inversion = start_inversion(model, photo, config, clip, ENCODER)
+    run_inversion(inversion, inversion.planned_steps, progress=False)
     return inversion, time.perf_counter() - start
 
 
@@ -128,7 +135,9 @@ def real_chairs(model, root: Path, config, clip, tiles: list) -> list[dict]:
         novel_photo = read_photo(root / obj["path"] / novel["file_path"])
         truth = novel_photo.rgb * novel_photo.mask[..., None] + (1 - novel_photo.mask[..., None]) * white
         res = truth.shape[0]
-        rendered = model.render_view(orbit_camera(res, azimuth, elevation, float(eye.norm())), inversion.result_codes())["rgb"]
+        # the held-out view's own camera: its distance and field of view
+        orbit = Orbit(float(eye.norm()), math.degrees(2 * math.atan(0.5 * transforms["w"] / transforms["fl_x"])))
+        rendered = model.render_view(orbit_camera(res, azimuth, elevation, orbit), inversion.result_codes())["rgb"]
         results.append({"object": obj["id"], "psnr_input_view": inversion.psnr(), "psnr_novel_view": float(psnr(rendered, truth)),
                         "seconds": seconds, "novel_view": [azimuth, elevation]})
         print(f"  real {obj['id']}: input view {results[-1]['psnr_input_view']:.2f} dB, held-out view "
@@ -158,6 +167,8 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, help="a collection written by clipnerf render-meshes")
     parser.add_argument("--only", choices=["roundtrip", "ablations", "real"], action="append")
     parser.add_argument("--ablations", nargs="*", default=None, help="names of ABLATIONS to run (default: all)")
+    parser.add_argument("--starts", nargs="+", choices=["search", "encoder"], default=None,
+                        help="starts to compare on the same cases (default: both when the run has an inversion encoder)")
     parser.add_argument("--images", type=Path, default=Path("docs/images"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -167,18 +178,26 @@ def main() -> None:
         from clipnerf_ns.app.pretrained import materialize
 
         args.config = materialize(Path(tempfile.mkdtemp(prefix="bench_invert_"))).stage1
+    global ENCODER
     run_config, pipeline = load_run(args.config)
     model = nerf_of(pipeline)
     model.requires_grad_(False)
-    config = InversionConfig(steps=args.steps, resolution=args.resolution, seed=args.seed)
-    print(f"torch threads: {torch.get_num_threads()}; {model.num_objects} objects; steps {args.steps}, {args.resolution} px")
+    ENCODER = run_encoder(args.config, model_fingerprint(model.field), "auto")
+    starts = args.starts or (["search", "encoder"] if ENCODER is not None else ["search"])
+    config = InversionConfig(steps=args.steps, resolution=args.resolution, seed=args.seed, start=starts[0])
+    print(f"torch threads: {torch.get_num_threads()}; {model.num_objects} objects; steps {args.steps} after the search, "
+          f"{config.encoder_steps} after the encoder; {args.resolution} px; starts: {', '.join(starts)}")
     report: dict = {}
     cases = draw_cases(args.cases, model.num_objects, args.seed)
     if "roundtrip" in only:
-        tiles: list = []
-        report["roundtrip"] = round_trip(model, cases, config, None, args.resolution, "round trip", tiles)
-        save_grid(tiles, args.images / "inversion_roundtrip.png")
-        print_summary("round trip", report["roundtrip"])
+        for start in starts:
+            tiles: list = []
+            name = "round trip" if start == "search" else "round trip, encoder start"
+            report[name.replace(" ", "_").replace(",", "")] = summary = round_trip(
+                model, cases, replace(config, start=start), None, args.resolution, name, tiles)
+            if start == starts[0]:
+                save_grid(tiles, args.images / "inversion_roundtrip.png")
+            print_summary(name, summary)
     if "ablations" in only:
         report["ablations"] = {}
         if "roundtrip" in report:
@@ -193,12 +212,14 @@ def main() -> None:
             report["ablations"][name] = summary
             print_summary(name, summary)
     if "real" in only and args.real is not None:
-        tiles = []
-        report["real"] = real_chairs(model, args.real, config, None, tiles)
-        save_grid(tiles, args.images / "inversion_real_chairs.png")
-        values = report["real"]
-        print(f"real chairs: input view {np.mean([r['psnr_input_view'] for r in values]):.2f} dB, held-out view "
-              f"{np.mean([r['psnr_novel_view'] for r in values]):.2f} dB (mean of {len(values)})")
+        for start in starts:
+            tiles = []
+            values = report[f"real_{start}_start"] = real_chairs(model, args.real, replace(config, start=start), None, tiles)
+            if start == starts[0]:
+                save_grid(tiles, args.images / "inversion_real_chairs.png")
+            print(f"real chairs, {start} start: input view {np.mean([r['psnr_input_view'] for r in values]):.2f} dB, held-out view "
+                  f"{np.mean([r['psnr_novel_view'] for r in values]):.2f} dB (mean of {len(values)}), "
+                  f"{np.mean([r['seconds'] for r in values]):.1f} s per inversion")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

@@ -43,7 +43,8 @@ class Demo:
     views: Annotated[int, Bounds(1, 64)] = 4
     """Training views per regenerated chair (the shipped model needs the collection's objects, not many of its images)."""
     inversion_steps: Annotated[int, Bounds(1, MAX_COUNT)] = 150
-    """Optimisation steps of the inversion (clipnerf invert uses 300)."""
+    """Optimisation steps of the inversion if it starts from the coarse search (clipnerf invert uses
+    300); from the shipped model's inversion encoder, as it does, it takes the encoder's 40."""
     frames: Annotated[int, Bounds(1, MAX_COUNT)] = 48
     """Frames of the turntable video."""
     resolution: Annotated[int, Bounds(8, MAX_RESOLUTION)] = 128

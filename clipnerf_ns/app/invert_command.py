@@ -12,7 +12,8 @@ import tyro
 
 from clipnerf_ns.app.runs import write_render_config
 from clipnerf_ns.atomic import atomic_output_dir, check_output_dir, output_lock
-from clipnerf_ns.editing.invert_config import InversionConfig
+from clipnerf_ns.editing.invert_config import ENCODER_FILE, EncoderTraining, InversionConfig
+from clipnerf_ns.errors import UserError
 
 
 @dataclass
@@ -54,6 +55,7 @@ def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_d
 
     from clipnerf_ns.codes import model_fingerprint
     from clipnerf_ns.data.photos import read_photo
+    from clipnerf_ns.editing.inversion_encoder import run_encoder
     from clipnerf_ns.editing.invert import load_clip_for, run_inversion, start_inversion, write_results
     from clipnerf_ns.pipelines.runs import load_run, nerf_of, read_run_config
 
@@ -67,10 +69,11 @@ def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_d
         model.requires_grad_(False)
         model.eval()
         clip = load_clip_for(config, model.box_min.device)
-        inversion = start_inversion(model, photo, config, clip)
-        run_inversion(inversion, config.steps, progress)
+        encoder = run_encoder(load_config, model_fingerprint(model.field), config.start)
+        inversion = start_inversion(model, photo, config, clip, encoder)
+        run_inversion(inversion, inversion.planned_steps, progress)
         info = {"image": str(image), "mask": str(mask) if mask else photo.mask_source, "stage1": str(load_config),
-                "steps": config.steps, "seed": config.seed, "method": "clipnerf invert"}
+                "start": inversion.start, "steps": inversion.planned_steps, "seed": config.seed, "method": "clipnerf invert"}
         with torch.no_grad(), atomic_output_dir(out_dir, overwrite) as tmp:
             write_results(inversion, tmp, model_fingerprint(model.field), info)
             if hasattr(run_config.pipeline.model, "render_codes"):
@@ -78,3 +81,34 @@ def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_d
                 write_render_config(run_config, tmp, overwrite=True)
             document = json.loads((tmp / "pose.json").read_text())
         return Path(out_dir), document
+
+
+@dataclass
+class TrainEncoder(EncoderTraining):
+    """Train the inversion encoder of a stage-1 run: a small ConvNet that guesses a photo's camera
+    and codes, so that `clipnerf invert` starts next to the answer (its likeliest azimuths refined
+    briefly, then `--encoder-steps` steps) instead of the coarse search. Written beside the run's
+    config.yml by default, where `clipnerf invert` finds it."""
+
+    def main(self) -> Path:
+        # deferred: the command line imports this module at start-up, and these import torch and nerfstudio
+        import time
+
+        from clipnerf_ns.codes import model_fingerprint
+        from clipnerf_ns.editing.inversion_encoder import save_encoder, train_encoder
+        from clipnerf_ns.pipelines.runs import load_run, nerf_of
+
+        self.check()
+        out = self.out or Path(self.load_config).parent / ENCODER_FILE
+        if out.exists() and not self.overwrite:
+            raise UserError(f"{out} exists; pass --overwrite to replace it")
+        start = time.perf_counter()
+        _, pipeline = load_run(self.load_config)
+        model = nerf_of(pipeline)
+        model.requires_grad_(False)
+        model.eval()
+        net, figures = train_encoder(model, self)
+        figures["seconds"] = round(time.perf_counter() - start, 1)
+        save_encoder(out, net, model_fingerprint(model.field), self, figures)
+        print("held-out renders: " + ", ".join(f"{k} {v:.3g}" for k, v in figures.items()))
+        return out

@@ -36,6 +36,17 @@ def border_colour(rgb: Float[Tensor, "h w 3"]) -> Float[Tensor, "3"]:
     return ring.median(dim=0).values
 
 
+PLAIN_BORDER_SHARE = 0.8
+"""A border is plain when at least this share of its pixels is within the threshold of its median."""
+
+
+def plain_border(rgb: Float[Tensor, "h w 3"], threshold: float) -> bool:
+    """Whether the outermost pixel ring is one colour (within `threshold`), so the object can be
+    told from the background by colour."""
+    ring = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    return float(((ring - border_colour(rgb)).abs().amax(dim=-1) <= threshold).float().mean()) >= PLAIN_BORDER_SHARE
+
+
 def threshold_mask(rgb: Float[Tensor, "h w 3"], threshold: float) -> Float[Tensor, "h w"]:
     """Foreground where a pixel differs from the border colour by more than `threshold` in some channel."""
     distance = (rgb - border_colour(rgb)).abs().amax(dim=-1)
@@ -60,6 +71,9 @@ def read_photo(image: Path, mask: Optional[Path] = None, threshold: float = 0.1)
     elif has_alpha(rgba):
         found, source = torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0), "alpha"
     else:
+        if not plain_border(rgb, threshold):
+            raise UserError(f"{image}: its background is not plain (the border varies), so the object cannot be cut out "
+                            "by colour: give the image a transparent background or a mask (--mask)")
         found, source = threshold_mask(rgb, threshold), "threshold"
     if float((found > 0.5).float().sum()) < 4:
         where = {"file": f"the mask {mask}", "alpha": "its alpha channel", "threshold": "the background threshold"}[source]

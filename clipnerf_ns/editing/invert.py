@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -172,6 +172,7 @@ class Inversion:
     def __init__(self, model: ClipNerfModel, target: Target, config: InversionConfig, variables: InversionVariables,
                  clip=None) -> None:
         self.model, self.config, self.variables, self.clip = model, config, variables, clip
+        self.start, self.planned_steps = "given", config.steps  # set by `start_inversion`
         self.device = model.box_min.device
         self.target = target.to(self.device)
         self.mean, self.std = model.code_prior()
@@ -368,10 +369,14 @@ def _azimuth_gap(a: Tensor, b: Tensor) -> float:
 
 
 def search_start(model: ClipNerfModel, target: Target, config: InversionConfig, distance: float) -> Candidate:
-    """The starting point: the best few (code, view) pairs of the coarse search, each refined by a
-    short joint optimisation at the search resolution; the one that ends with the lowest loss."""
+    """The starting point of the coarse search: its best few (code, view) pairs, refined (`refine`)."""
     small = search_target(target.to(model.box_min.device), config.search_resolution)
-    found = candidates(model, small, config, distance)
+    return refine(model, small, config, candidates(model, small, config, distance))
+
+
+def refine(model: ClipNerfModel, small: Target, config: InversionConfig, found: list[Candidate]) -> Candidate:
+    """Each candidate refined by a short joint optimisation at the search resolution; the one that
+    ends with the lowest loss (the first as it is when `search_steps` is 0 or there is one)."""
     if config.search_steps == 0 or len(found) == 1:
         return found[0]
     trial = replace(config, schedule="joint", noise=0.0, clip_weight=0.0, rays_per_step=0)
@@ -397,21 +402,29 @@ def _dims(model: ClipNerfModel) -> tuple[int, int]:
     return model.config.field.shape_dim, model.config.field.appearance_dim
 
 
-def start_inversion(model: ClipNerfModel, photo: Photo, config: InversionConfig, clip=None) -> Inversion:
-    """Target from the photo, initial pose from the coarse search, codes at the prior mean. The
-    photo's field of view and camera distance are the run's collection's unless the config gives them."""
+def start_inversion(model: ClipNerfModel, photo: Photo, config: InversionConfig, clip=None, encoder=None) -> Inversion:
+    """Target from the photo, initial pose and codes from the inversion encoder (when given, unless
+    `config.start` is "search") or the coarse search; `Inversion.planned_steps`: the steps that start
+    calls for. The photo's field of view and camera distance are the run's unless the config gives them."""
     config.check()
     fov = config.fov if config.fov is not None else model.orbit.fov_deg
     distance = config.distance if config.distance is not None else model.orbit.distance
     background = torch.tensor(BACKGROUNDS[model.config.render_background])
     target = make_target(photo, config.resolution, fov, background)
-    start = search_start(model, target, config, distance)
+    from_encoder = encoder is not None and config.start != "search"
+    if from_encoder:  # an `inversion_encoder.EncoderNet`: its guess, refined
+        start = encoder.start(model, target, config, distance)
+        config = replace(config, schedule=config.encoder_schedule, noise=config.encoder_noise)
+    else:
+        start = search_start(model, target, config, distance)
     variables = InversionVariables(start.pose, *_dims(model))
     if config.init_codes == "search":
         variables.u_s.data.copy_(start.u_s)
         variables.u_a.data.copy_(start.u_a)
     variables = variables.to(model.box_min.device)
-    return Inversion(model, target, config, variables, clip)
+    inversion = Inversion(model, target, config, variables, clip)
+    inversion.start, inversion.planned_steps = ("encoder", config.encoder_steps) if from_encoder else ("search", config.steps)
+    return inversion
 
 
 def optimizers_for(variables: InversionVariables) -> Optimizers:
@@ -428,8 +441,10 @@ def optimisation_step(inversion: Inversion, optimizers: Optimizers, step: int, t
     return loss_dict, metrics
 
 
-def run_inversion(inversion: Inversion, steps: int, progress: bool = True) -> Inversion:
-    """`steps` optimisation steps, with a rich progress bar showing the loss and PSNR."""
+def run_inversion(inversion: Inversion, steps: int, progress: bool = True,
+                  on_step: Optional[Callable[[int, float], None]] = None) -> Inversion:
+    """`steps` optimisation steps, with a rich progress bar showing the loss and PSNR; `on_step`
+    (step, PSNR in dB) after each (the viewer shows progress with it)."""
     optimizers = optimizers_for(inversion.variables)
     with progress_bar(transient=True, disable=not progress) as bar:
         task = bar.add_task("inverting", total=steps, status="")
@@ -437,6 +452,8 @@ def run_inversion(inversion: Inversion, steps: int, progress: bool = True) -> In
             loss_dict, metrics = optimisation_step(inversion, optimizers, step, steps)
             loss = float(sum(v.detach() for v in loss_dict.values()))
             bar.update(task, advance=1, status=f"loss {loss:.4f}  PSNR {float(metrics['psnr']):.2f} dB")
+            if on_step is not None:
+                on_step(step, float(metrics["psnr"]))
     return inversion
 
 

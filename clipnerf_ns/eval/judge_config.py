@@ -25,9 +25,9 @@ class JudgeTraining:
     and 1, the benches 1000: the judge's objects are none of theirs."""
     categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
     """Procedural categories to learn (one set of answer heads each)."""
-    num_objects: Annotated[int, Bounds(2, 100_000)] = 1500
+    num_objects: Annotated[int, Bounds(2, 100_000)] = 4000
     """Objects per category (held-out ones included)."""
-    heldout_objects: int = 200
+    heldout_objects: int = 300
     """Objects per category held out for the accuracy figures, never trained on."""
     views: Annotated[int, Bounds(1, 256)] = 6
     """Rendered views per object, from random cameras on the upper hemisphere."""
@@ -44,7 +44,7 @@ class JudgeTraining:
     still see every pixel)."""
     widths: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of the conv stages (each later stage works at half the resolution of the one before)."""
-    steps: Annotated[int, Bounds(0, 1_000_000)] = 3000
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 5000
     """Optimisation steps."""
     batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Renders per step."""

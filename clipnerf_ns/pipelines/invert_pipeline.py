@@ -27,6 +27,7 @@ from clipnerf_ns.codes import model_fingerprint, psnr
 from clipnerf_ns.data.cameras import make_cameras, orbit_c2w
 from clipnerf_ns.data.images import image_size
 from clipnerf_ns.data.photos import read_photo
+from clipnerf_ns.editing.inversion_encoder import run_encoder
 from clipnerf_ns.editing.invert import (
     Inversion,
     InversionConfig,
@@ -148,7 +149,8 @@ class InvertPipeline(Pipeline):
         self.base_dir: Optional[Path] = None
         if photo is not None:
             clip = load_clip_for(inversion_config, device)
-            self.inversion: Optional[Inversion] = start_inversion(model, photo, inversion_config, clip)
+            encoder = run_encoder(config.stage1, self.fingerprint, inversion_config.start)
+            self.inversion: Optional[Inversion] = start_inversion(model, photo, inversion_config, clip, encoder)
             self.variables = self.inversion.variables
         else:
             self.inversion = None

@@ -87,7 +87,8 @@ class MapperPipeline(VanillaPipeline):
         config.model.nerf = nerf
         nerfstudio_hooks.install()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
-        attach_viewer_panel(self, self.model.nerf, lambda: editor_for(self.model), ("mapper", "optimize"))
+        attach_viewer_panel(self, self.model.nerf, lambda: editor_for(self.model), ("mapper", "optimize"),
+                            Path(config.stage1).parent)
         if training:
             self._load_stage1(stage1)
             self._collect_exemplars()

@@ -18,6 +18,7 @@ import functools
 import ipaddress
 import os
 import sys
+from pathlib import Path
 
 from clipnerf_ns.checkpoints import read_checkpoint, read_newest_checkpoint
 from clipnerf_ns.errors import UserError
@@ -96,6 +97,10 @@ def _safe_trainer_load_checkpoint(original, trainer) -> None:
 def _viewer_init(original, viewer, config, log_filename, datapath, pipeline, *args, **kwargs):
     if is_ours(pipeline):
         config.websocket_host = viewer_host(config.websocket_host)
+        inverter = getattr(pipeline, "invert_photo", None)
+        if inverter is not None and inverter.stage1_dir is None:
+            # A stage-1 run: the viewer's log lies in the run's folder, beside its inversion encoder.
+            inverter.stage1_dir = Path(log_filename).parent
     return original(viewer, config, log_filename, datapath, pipeline, *args, **kwargs)
 
 

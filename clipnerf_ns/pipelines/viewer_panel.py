@@ -1,5 +1,6 @@
-"""The clip-nerf panel of nerfstudio's viewer: an object picker and the editor (prompt, exemplar,
-target, mode, strength, apply and reset), attached to a pipeline by `attach_viewer_panel`.
+"""The clip-nerf panel of nerfstudio's viewer: an object picker, the editor (prompt, exemplar,
+target, mode, strength, apply and reset) and a photo inverter, attached to a pipeline by
+`attach_viewer_panel`.
 
 nerfstudio puts every `ViewerElement` it finds on the pipeline (descending into submodules) in the
 control panel, ordered by attribute name, and re-renders the view after each element's callback.
@@ -32,9 +33,13 @@ from nerfstudio.viewer.viewer_elements import (
 from torch import Tensor, nn
 from viser import ViserServer
 
-from clipnerf_ns.codes import Codes
+from clipnerf_ns.codes import Codes, model_fingerprint
 from clipnerf_ns.data.cameras import VIEW_DEG, Orbit, orbit_pose
+from clipnerf_ns.data.photos import Photo, read_photo
 from clipnerf_ns.editing.edit import TARGETS, Edit, Editor, read_exemplar, with_changes
+from clipnerf_ns.editing.inversion_encoder import run_encoder
+from clipnerf_ns.editing.invert import run_inversion, start_inversion
+from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.validation import Bounds, check_number
@@ -155,8 +160,10 @@ class ObjectPicker(nn.Module):
 
     def add_codes_file(self, path: Path) -> str:
         """Load a codes file (checked against the model's weights) into the picker and pick it."""
-        codes = self._model.read_codes_file(path)
-        name = f"codes: {path}"
+        return self.add_codes(f"codes: {path}", self._model.read_codes_file(path))
+
+    def add_codes(self, name: str, codes: Codes) -> str:
+        """Add codes to the picker under `name` and pick them."""
         self._codes_files[name] = codes
         self.a_object.set_options(self._model.object_ids + [PRIOR_SAMPLE] + list(self._codes_files))
         self.pick(codes)
@@ -299,9 +306,85 @@ class ViewerEditor(nn.Module):
         self.j_status.value = f"exemplar {upload.name} uploaded: press Apply exemplar"
 
 
+class PhotoInverter(nn.Module):
+    """Invert a photo in the viewer (`clipnerf invert`'s work): a path on the server or an upload,
+    masked as the command masks it; the inverted object joins the object picker and is shown,
+    ready for prompts. Starts from the stage-1 run's inversion encoder when it has one (a few
+    seconds), else from the coarse search (no parameters; an nn.Module for nerfstudio's search)."""
+
+    def __init__(self, model: ClipNerfModel, picker: ObjectPicker, stage1_dir: Optional[Path] = None):
+        super().__init__()
+        self.__dict__["_model"] = model
+        self.__dict__["_picker"] = picker
+        self.stage1_dir = stage1_dir
+        """Folder of the stage-1 run's config.yml, where its encoder lies (set when ns-viewer starts)."""
+        self._upload: Optional[tuple[str, bytes]] = None
+        self._inverted = 0
+        self.a_photo = ViewerText("Photo", "", hint="Path of a photo of one object on a plain or transparent background (or upload one)")
+        self.b_upload = ViewerUpload("Upload photo", cb_hook=self._on_upload, hint="Upload a photo to invert")
+        self.c_invert = ViewerButton("Invert photo", cb_hook=self._on_invert)
+        self.d_status = ViewerText("Inversion", "none yet", disabled=True, hint="Progress and outcome of the last inversion")
+
+    def invert(self, read: Callable[[], Photo], name: str) -> str:
+        """Invert the photo `read` gives, add it to the picker as `name` and show it; returns a summary."""
+        start = time.perf_counter()
+        photo = read()
+        model, config = self._model, InversionConfig()
+        encoder = run_encoder(self.stage1_dir / "config.yml", model_fingerprint(model.field), "auto") if self.stage1_dir else None
+        self.d_status.value = f"inverting {name}: finding the camera ({'encoder' if encoder else 'coarse search'})..."
+        with torch.enable_grad():
+            inversion = start_inversion(model, photo, config, encoder=encoder)
+            steps = inversion.planned_steps
+
+            def show(step: int, psnr: float) -> None:
+                if step % 10 == 9 or step == steps - 1:
+                    self.d_status.value = f"inverting {name}: step {step + 1}/{steps}, PSNR {psnr:.1f} dB"
+
+            run_inversion(inversion, steps, progress=False, on_step=show)
+        self._inverted += 1
+        self._picker.add_codes(f"photo {self._inverted}: {name}", inversion.result_codes())
+        return f"{name} inverted ({inversion.start} start): PSNR {inversion.psnr():.1f} dB, {time.perf_counter() - start:.1f} s"
+
+    def _on_invert(self, _element) -> None:
+        text = self.a_photo.value.strip()
+        try:
+            if self._upload is not None and text == UPLOADED + self._upload[0]:
+                name, content = self._upload
+                self.d_status.value = self.invert(lambda: photo_from_upload(name, content), name)
+            elif text:
+                self.d_status.value = self.invert(lambda: read_panel_path(text, "a photo: not a readable image file", read_photo),
+                                                  Path(text).name)
+            else:
+                self.d_status.value = "error: no photo: type an image path or upload one"
+        except UserError as error:
+            self.d_status.value = f"error: {error}"
+        except Exception as error:  # never leave the panel at "inverting...": say so, log the trace
+            traceback.print_exc(file=sys.stderr)
+            self.d_status.value = f"error: the inversion failed ({error.__class__.__name__}; see the viewer's log)"
+
+    def _on_upload(self, element: ViewerUpload) -> None:
+        upload = element.value
+        if len(upload.content) > MAX_UPLOAD_BYTES:
+            self.d_status.value = f"error: {upload.name}: photos may be at most {MAX_UPLOAD_BYTES // 2**20} MB"
+            return
+        self._upload = (upload.name, upload.content)
+        self.a_photo.value = UPLOADED + upload.name
+        self.d_status.value = f"photo {upload.name} uploaded: press Invert photo"
+
+
+def photo_from_upload(name: str, content: bytes) -> Photo:
+    """An uploaded photo, read (and masked) like a photo file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(content)
+        return read_photo(path)
+
+
 def attach_viewer_panel(pipeline: nn.Module, model: ClipNerfModel, make_editor: Callable[[], Editor],
-                        modes: tuple[str, ...]) -> None:
-    """Put the object picker and the editor of `model` in `pipeline`'s viewer panel; `modes` are
-    the editor's modes, the default first. The attribute names order them: picker, then editor."""
+                        modes: tuple[str, ...], stage1_dir: Optional[Path] = None) -> None:
+    """Put the object picker, the editor and the photo inverter of `model` in `pipeline`'s viewer
+    panel; `modes` are the editor's modes, the default first; `stage1_dir` the stage-1 run's folder
+    (its inversion encoder), when known. The attribute names order them: picker, editor, inverter."""
     pipeline.choose_object = ObjectPicker(model)
     pipeline.edit_object = ViewerEditor(model, pipeline.choose_object, make_editor, modes)
+    pipeline.invert_photo = PhotoInverter(model, pipeline.choose_object, stage1_dir)

@@ -149,7 +149,7 @@ def test_viewer_object_picker_switches_the_displayed_codes():
     assert first.z_s.shape == (TINY.shape_dim,) and not torch.equal(first.z_s, second.z_s)
 
 
-def test_viewer_panel_lists_the_object_picker_then_the_editor():
+def test_viewer_panel_lists_the_object_picker_the_editor_then_the_photo_inverter():
     """nerfstudio finds our viewer elements on the pipeline, in this order (it sorts by attribute name)."""
     from nerfstudio.viewer.utils import parse_object
     from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
@@ -161,8 +161,40 @@ def test_viewer_panel_lists_the_object_picker_then_the_editor():
         "Object", "Codes file", "Load codes file", "New prior sample",
         "Prompt", "Exemplar image", "Upload exemplar", "Target", "Mode", "Strength",
         "Apply prompt", "Apply exemplar", "Reset", "Last edit",
+        "Photo", "Upload photo", "Invert photo", "Inversion",
     ]
     assert found[4][0] == "Custom Elements/edit_object/a_prompt"
     assert holder.edit_object.e_mode.options == ["optimize"]  # a stage-1 run has no mappers
     assert len(parse_object(holder, ViewerControl, "Custom Elements")) == 1  # the camera's start on the orbit
     assert parse_object(model, ViewerElement, "Custom Elements") == []  # the model builds no panel
+
+
+def test_a_photo_inverted_from_the_panel_joins_the_object_picker(pretrained_runs, tmp_path):
+    """The shipped mapper run's panel: its stage-1 run's inversion encoder starts the inversion;
+    the inverted chair is picked and shown; bad photos are one line in the panel."""
+    import numpy as np
+
+    from clipnerf_ns.app.pretrained import UNSEEN_CHAIR  # deferred: the package's own photo, beside its one use
+
+    _, pipeline = load_run(pretrained_runs.mappers)
+    nerf = nerf_of(pipeline)
+    inverter = pipeline.invert_photo
+    assert inverter.stage1_dir == pretrained_runs.stage1.parent
+    before, _ = nerf.display_codes()
+    inverter.a_photo.value = str(UNSEEN_CHAIR)
+    inverter._on_invert(None)
+    assert inverter.d_status.value.startswith("unseen-chair.png inverted (encoder start): PSNR"), inverter.d_status.value
+    assert pipeline.choose_object.a_object.value == "photo 1: unseen-chair.png"
+    shown, _ = nerf.display_codes()
+    assert not torch.equal(shown.z_a, before.z_a)
+    # An uploaded photo whose background is not one colour says so; a path says only that it
+    # cannot be used (no oracle of the server's files); an empty field asks for a photo.
+    noise = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    Image.fromarray(noise).save(tmp_path / "busy.png")
+    inverter._upload = ("busy.png", (tmp_path / "busy.png").read_bytes())
+    for text, fragment in (("(uploaded) busy.png", "background is not plain"), (str(tmp_path / "busy.png"), "cannot use"),
+                           ("", "no photo"), (str(tmp_path / "missing.png"), "cannot use")):
+        inverter.a_photo.value = text
+        inverter._on_invert(None)
+        assert inverter.d_status.value.startswith("error:") and fragment in inverter.d_status.value, inverter.d_status.value
+    assert pipeline.choose_object.a_object.value == "photo 1: unseen-chair.png"  # refused photos change nothing

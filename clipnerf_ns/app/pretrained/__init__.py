@@ -3,6 +3,8 @@
 - `chairs-small.safetensors`: `clip-nerf-small` trained on 40 procedural chairs (36 trained on);
 - `chairs-small-mappers.safetensors`: its shape and appearance mappers, trained with the compact
   CLIP (which ships in `clip/weights/`);
+- `chairs-small-encoder.safetensors`: the chairs model's inversion encoder (`clipnerf
+  train-encoder`), which `clipnerf invert` starts from;
 - `unseen-chair.png`: a view of a chair of the same collection's held-out split, which neither the
   NeRF nor the mappers ever saw (the demo inverts it).
 
@@ -16,6 +18,7 @@ them as they load the user's own runs.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,11 +27,13 @@ from clipnerf_ns.app.collections import Synth
 from clipnerf_ns.app.runs import write_render_config
 from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.build import ViewPlan
+from clipnerf_ns.editing.invert_config import ENCODER_FILE
 from clipnerf_ns.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).parent
 CHAIRS_SMALL = PRETRAINED_DIR / "chairs-small.safetensors"
 CHAIRS_SMALL_MAPPERS = PRETRAINED_DIR / "chairs-small-mappers.safetensors"
+CHAIRS_SMALL_ENCODER = PRETRAINED_DIR / "chairs-small-encoder.safetensors"
 UNSEEN_CHAIR = PRETRAINED_DIR / "unseen-chair.png"
 NERF_PREFIX, MAPPERS_PREFIX = "_model.nerf.", "_model.mappers."
 
@@ -75,6 +80,9 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
         "step": str(latest_checkpoint(stage1)[1]["step"]),
     })
     save_file(mappers, mappers_file, metadata={"config": Path(mapper_config).read_text(), "step": str(state["step"])})
+    encoder = stage1_path.parent / ENCODER_FILE
+    if encoder.is_file():  # the stage-1 run's inversion encoder ships with it
+        shutil.copyfile(encoder, out_dir / CHAIRS_SMALL_ENCODER.name)
     return stage1_file, mappers_file
 
 
@@ -141,6 +149,8 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
     stage1.data = stage1.pipeline.datamanager.data = Path(data).resolve()
     stage1_path = _write_run(stage1, {"_model." + k: v for k, v in nerf.items()}, int(stage1_meta["step"]),
                              (out_dir / "runs").resolve(), "pretrained")
+    if CHAIRS_SMALL_ENCODER.is_file():  # `clipnerf invert` finds a run's encoder beside its config.yml
+        shutil.copyfile(CHAIRS_SMALL_ENCODER, stage1_path.parent / ENCODER_FILE)
     mapper.pipeline.stage1 = stage1_path
     mapper.data = mapper.pipeline.datamanager.data = Path(data).resolve()
     state = {"_model.nerf." + k: v for k, v in nerf.items()} | {"_model.mappers." + k: v for k, v in mappers.items()}
