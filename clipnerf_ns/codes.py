@@ -46,6 +46,16 @@ class Codes:
         return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight))
 
 
+def prior_codes(mean: Codes, std: Codes, u_s: Float[Tensor, "*batch d_shape"], u_a: Float[Tensor, "*batch d_app"]) -> Codes:
+    """Codes from prior units: z = mean + std * u."""
+    return Codes(mean.z_s + std.z_s * u_s, mean.z_a + std.z_a * u_a)
+
+
+def prior_units(mean: Codes, std: Codes, codes: Codes) -> tuple[Tensor, Tensor]:
+    """(u_s, u_a), the codes in prior units: u = (z - mean) / std (`prior_codes` undoes it)."""
+    return (codes.z_s - mean.z_s) / std.z_s, (codes.z_a - mean.z_a) / std.z_a
+
+
 def psnr(prediction: Tensor, target: Tensor) -> Tensor:
     """Peak signal-to-noise ratio (dB) for images in [0, 1]."""
     return -10.0 * torch.log10(F.mse_loss(prediction, target).clamp(min=1e-10))

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from clipnerf_ns.clip.domain_config import Augment, DomainTraining
 from clipnerf_ns.codes import over_background
-from clipnerf_ns.data.cameras import orbit_pose
+from clipnerf_ns.data.cameras import band_elevations, orbit_pose
 from clipnerf_ns.data.captions import make_captions
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.partnet import LABELS_FILE
@@ -88,8 +88,7 @@ def random_cameras(n: int, rng: np.random.Generator, band: str = "all") -> np.nd
     """(n, 4, 4) cameras looking at the origin from a band of the upper hemisphere (`VIEW_BANDS`),
     uniform by area in elevation, at distances around the collections' 2.2."""
     azimuth_range, elevation_range = VIEW_BANDS[band]
-    lo, hi = np.sin(np.radians(elevation_range))
-    elevations = np.degrees(np.arcsin(rng.uniform(lo, hi, n)))
+    elevations = band_elevations(n, rng, elevation_range)
     azimuths = rng.uniform(*azimuth_range, n)
     radii = rng.uniform(*CAMERA_DISTANCE, n)
     return np.stack([orbit_pose(r, a, e) for r, a, e in zip(radii, azimuths, elevations)])

@@ -72,12 +72,18 @@ def orbit_pose(radius: float, azimuth_deg: float, elevation_deg: float) -> np.nd
     return look_at(eye)
 
 
+def band_elevations(n: int, rng: np.random.Generator, elevation_range_deg: tuple[float, float]) -> np.ndarray:
+    """`n` elevations in degrees, uniform by area on the sphere's band between the two (uniform in
+    sine), so that views are as dense near the top as near the horizon."""
+    lo, hi = np.sin(np.radians(elevation_range_deg))
+    return np.degrees(np.arcsin(rng.uniform(lo, hi, size=n)))
+
+
 def hemisphere_poses(
     n: int, radius: float, rng: np.random.Generator, elevation_range_deg: tuple[float, float] = (5.0, 65.0)
 ) -> np.ndarray:
     """`n` cameras drawn uniformly by area on a band of the upper hemisphere, all looking at the origin."""
-    lo, hi = np.sin(np.radians(elevation_range_deg))
-    elevations = np.degrees(np.arcsin(rng.uniform(lo, hi, size=n)))
+    elevations = band_elevations(n, rng, elevation_range_deg)
     azimuths = rng.uniform(0.0, 360.0, size=n)
     return np.stack([orbit_pose(radius, a, e) for a, e in zip(azimuths, elevations)])
 

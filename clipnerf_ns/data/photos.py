@@ -30,10 +30,14 @@ def has_alpha(rgba: np.ndarray) -> bool:
     return bool(rgba[..., 3].min() < 255)
 
 
+def border_ring(rgb: Float[Tensor, "h w 3"]) -> Float[Tensor, "n 3"]:
+    """The outermost pixel ring of an image (corners twice)."""
+    return torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+
+
 def border_colour(rgb: Float[Tensor, "h w 3"]) -> Float[Tensor, "3"]:
     """Median colour of the outermost pixel ring (the background of a product-style photo)."""
-    ring = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    return ring.median(dim=0).values
+    return border_ring(rgb).median(dim=0).values
 
 
 PLAIN_BORDER_SHARE = 0.8
@@ -43,8 +47,8 @@ PLAIN_BORDER_SHARE = 0.8
 def plain_border(rgb: Float[Tensor, "h w 3"], threshold: float) -> bool:
     """Whether the outermost pixel ring is one colour (within `threshold`), so the object can be
     told from the background by colour."""
-    ring = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    return float(((ring - border_colour(rgb)).abs().amax(dim=-1) <= threshold).float().mean()) >= PLAIN_BORDER_SHARE
+    near = (border_ring(rgb) - border_colour(rgb)).abs().amax(dim=-1) <= threshold
+    return float(near.float().mean()) >= PLAIN_BORDER_SHARE
 
 
 def threshold_mask(rgb: Float[Tensor, "h w 3"], threshold: float) -> Float[Tensor, "h w"]:

@@ -26,9 +26,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from clipnerf_ns.atomic import atomic_file
-from clipnerf_ns.codes import BACKGROUNDS
-from clipnerf_ns.data.cameras import camera_rays, orbit_c2w, orbit_vector, pixel_grid
-from clipnerf_ns.editing.invert import Candidate, Target, cheap_render, prior_codes, refine, search_target
+from clipnerf_ns.codes import BACKGROUNDS, prior_codes, prior_units
+from clipnerf_ns.data.cameras import band_elevations, camera_rays, orbit_c2w, orbit_vector, pixel_grid
+from clipnerf_ns.editing.invert import Candidate, Target, cheap_render, refine, search_target
 from clipnerf_ns.editing.invert_config import ENCODER_FILE, EncoderTraining, InversionConfig
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
@@ -103,7 +103,8 @@ def random_cameras(count: int, rng: np.random.Generator, config: EncoderTraining
     """(pose vectors (count, 7) of `orbit_c2w`, camera targets (count, 5) in FREE_CAMERA units):
     azimuth uniform, elevation uniform by area in its band (as the collections' training views),
     and with `camera` "free" a distance, roll and look-at off the sphere."""
-    az, el = random_orbit_views(count, rng, config.elevation_deg)
+    az = rng.uniform(0.0, 360.0, count)
+    el = band_elevations(count, rng, config.elevation_deg)
     extras = rng.uniform(-1.0, 1.0, (count, 5)) if config.camera == "free" else np.zeros((count, 5))
     extras[:, 0] = np.log1p(extras[:, 0] * FREE_CAMERA["distance_factor"]) / FREE_CAMERA["distance_factor"]
     poses = np.zeros((count, 7))
@@ -117,8 +118,8 @@ def random_cameras(count: int, rng: np.random.Generator, config: EncoderTraining
 def nearest_training_codes(model: ClipNerfModel, u_s: Tensor, u_a: Tensor) -> tuple[Tensor, Tensor]:
     """The codes (prior units) of the training object nearest to (u_s, u_a)."""
     mean, std = model.code_prior()
-    table = model.object_codes(torch.arange(model.num_objects, device=model.box_min.device)).detach().to("cpu")
-    t_s, t_a = (table.z_s - mean.z_s.cpu()) / std.z_s.cpu(), (table.z_a - mean.z_a.cpu()) / std.z_a.cpu()
+    table = model.object_codes(torch.arange(model.num_objects, device=model.box_min.device)).detach()
+    t_s, t_a = (t.cpu() for t in prior_units(mean, std, table))
     nearest = int(((t_s - u_s).pow(2).sum(1) + (t_a - u_a).pow(2).sum(1)).argmin())
     return t_s[nearest], t_a[nearest]
 
@@ -164,7 +165,7 @@ def _training_codes(model: ClipNerfModel, count: int, rng: np.random.Generator) 
     two, and prior draws, in proportions 2 : 1 : 1 (photos of new objects fall among them)."""
     mean, std = model.code_prior()
     table = [model.object_codes(torch.tensor(i)).detach() for i in range(model.num_objects)]
-    units = [((c.z_s - mean.z_s) / std.z_s, (c.z_a - mean.z_a) / std.z_a) for c in table]
+    units = [prior_units(mean, std, c) for c in table]
     out = []
     for k in range(count):
         kind = k % 4
@@ -179,13 +180,6 @@ def _training_codes(model: ClipNerfModel, count: int, rng: np.random.Generator) 
             g = torch.Generator().manual_seed(int(rng.integers(2**31)))
             out.append((torch.randn(units[0][0].shape, generator=g), torch.randn(units[0][1].shape, generator=g), None))
     return out
-
-
-def random_orbit_views(count: int, rng: np.random.Generator, elevation_deg: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuths, elevations) in degrees: azimuth uniform, elevation uniform by area in its band
-    (as the collections' training views)."""
-    lo, hi = np.sin(np.radians(elevation_deg))
-    return rng.uniform(0.0, 360.0, count), np.degrees(np.arcsin(rng.uniform(lo, hi, count)))
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from clipnerf_ns.atomic import atomic_file
-from clipnerf_ns.codes import BACKGROUNDS, Codes, psnr, save_codes
+from clipnerf_ns.codes import BACKGROUNDS, Codes, prior_codes, prior_units, psnr, save_codes
 from clipnerf_ns.data.cameras import MAX_ELEVATION, camera_rays, orbit_c2w, orbit_vector, pixel_grid
 from clipnerf_ns.data.photos import Photo
 from clipnerf_ns.editing.invert_config import InversionConfig
@@ -128,11 +128,6 @@ class InversionVariables(nn.Module):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"pose": [self.pose], "shape": [self.u_s], "appearance": [self.u_a]}
-
-
-def prior_codes(mean: Codes, std: Codes, u_s: Float[Tensor, " d_shape"], u_a: Float[Tensor, " d_app"]) -> Codes:
-    """Codes from prior units: z = mean + std * u."""
-    return Codes(mean.z_s + std.z_s * u_s, mean.z_a + std.z_a * u_a)
 
 
 def inversion_optimizers() -> dict:
@@ -352,7 +347,7 @@ def candidates(model: ClipNerfModel, target: Target, config: InversionConfig, di
         mask_error = (out["accumulation"][:, 0] - target.mask.reshape(1, -1).expand(len(poses), -1).reshape(-1)) ** 2
         per_view = (rgb_error.mean(-1).reshape(len(poses), -1).mean(-1)
                     + config.silhouette_weight * mask_error.reshape(len(poses), -1).mean(-1))
-        u_s, u_a = (codes.z_s - mean.z_s) / std.z_s, (codes.z_a - mean.z_a) / std.z_a
+        u_s, u_a = prior_units(mean, std, codes)
         scored += [Candidate(poses[k], u_s.cpu(), u_a.cpu(), float(per_view[k])) for k in range(len(poses))]
     chosen: list[Candidate] = []
     for candidate in sorted(scored, key=lambda c: c.score):
