@@ -69,7 +69,7 @@ ENCODER = None  # the run's inversion encoder, when it has one (set in main)
 def invert(model, photo: Photo, config: InversionConfig, clip):
     start = time.perf_counter()
     inversion = start_inversion(model, photo, config, clip, ENCODER)
-    run_inversion(inversion, inversion.planned_steps, progress=False)
+    run_inversion(inversion, progress=False)
     return inversion, time.perf_counter() - start
 
 

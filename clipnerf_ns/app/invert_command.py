@@ -71,7 +71,7 @@ def invert_to_folder(load_config: Path, image: Path, mask: Optional[Path], out_d
         clip = load_clip_for(config, model.box_min.device)
         encoder = run_encoder(load_config, model_fingerprint(model.field), config.start)
         inversion = start_inversion(model, photo, config, clip, encoder)
-        run_inversion(inversion, inversion.planned_steps, progress)
+        run_inversion(inversion, progress)
         info = {"image": str(image), "mask": str(mask) if mask else photo.mask_source, "stage1": str(load_config),
                 "start": inversion.start, "steps": inversion.planned_steps, "seed": config.seed, "method": "clipnerf invert"}
         with torch.no_grad(), atomic_output_dir(out_dir, overwrite) as tmp:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Type
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -19,6 +18,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from clipnerf_ns.data.datamanager import CollectionDataManagerConfig
 from clipnerf_ns.data.dataparser import CollectionDataParserConfig
 from clipnerf_ns.editing.invert import inversion_optimizers
 from clipnerf_ns.errors import UserError
@@ -83,7 +83,7 @@ def clip_nerf_trainer(
         max_num_iterations=steps,
         mixed_precision=False,
         pipeline=ClipNerfPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
+            datamanager=CollectionDataManagerConfig(
                 dataparser=CollectionDataParserConfig(alpha_color="none"),
                 train_num_rays_per_batch=rays_per_batch,
                 eval_num_rays_per_batch=rays_per_batch,
@@ -125,7 +125,7 @@ def stage_trainer(method_name: str, pipeline, optimizers: dict, steps: int, eval
 clip_nerf_mappers = MethodSpecification(
     config=stage_trainer(
         "clip-nerf-mappers",
-        MapperPipelineConfig(datamanager=VanillaDataManagerConfig(dataparser=CollectionDataParserConfig(alpha_color="none"))),
+        MapperPipelineConfig(datamanager=CollectionDataManagerConfig(dataparser=CollectionDataParserConfig(alpha_color="none"))),
         {
             "mappers": {
                 "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),

@@ -80,8 +80,10 @@ class CollectionDataParser(DataParser):
     config: CollectionDataParserConfig
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
-        collection = read_collection(self.config.data, self.config.srn_eval_every, self.config.scene_half_size,
-                                     self.config.blender_eval_every)
+        if getattr(self, "_collection", None) is None:  # read (and checked) once for both splits
+            self._collection = read_collection(self.config.data, self.config.srn_eval_every, self.config.scene_half_size,
+                                               self.config.blender_eval_every)
+        collection = self._collection
         objects = select_objects(collection, self.config.objects, self.config.max_objects)
         view_split = split if split in ("train", "val", "test") else "test"
         cameras, paths = build_cameras(objects, view_split)

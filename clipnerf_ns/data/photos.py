@@ -83,3 +83,11 @@ def read_photo(image: Path, mask: Optional[Path] = None, threshold: float = 0.1)
         where = {"file": f"the mask {mask}", "alpha": "its alpha channel", "threshold": "the background threshold"}[source]
         raise UserError(f"{image}: no foreground found (from {where})")
     return Photo(rgb, found, source)
+
+
+def comparison_image(target: Float[Tensor, "h w 3"], render: Float[Tensor, "h w 3"]) -> np.ndarray:
+    """input | render | error (largest channel difference times 4, black to red to yellow), one uint8 strip."""
+    error = ((render - target).abs().amax(dim=-1, keepdim=True) * 4.0).clamp(0, 1)
+    heat = torch.cat([(2.0 * error).clamp(max=1.0), (2.0 * error - 1.0).clamp(min=0.0), torch.zeros_like(error)], dim=-1)
+    strip = torch.cat([target, render, heat], dim=1)
+    return (strip.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)

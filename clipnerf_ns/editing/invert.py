@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.codes import BACKGROUNDS, Codes, prior_codes, prior_units, psnr, save_codes
 from clipnerf_ns.data.cameras import MAX_ELEVATION, camera_rays, orbit_c2w, orbit_vector, pixel_grid
-from clipnerf_ns.data.photos import Photo
+from clipnerf_ns.data.photos import Photo, comparison_image
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
@@ -436,19 +436,32 @@ def optimisation_step(inversion: Inversion, optimizers: Optimizers, step: int, t
     return loss_dict, metrics
 
 
-def run_inversion(inversion: Inversion, steps: int, progress: bool = True,
+def steps_after(inversion: Inversion, done: int, psnr_db: float) -> int:
+    """Steps in all once `done` are done: an encoder start still worse than `encoder_extend_below`
+    dB (an object outside the run's space: a real chair) goes on to `steps`, as a search start would."""
+    config = inversion.config
+    if inversion.start == "encoder" and psnr_db < config.encoder_extend_below:
+        return max(done, config.steps)
+    return done
+
+
+def run_inversion(inversion: Inversion, progress: bool = True,
                   on_step: Optional[Callable[[int, float], None]] = None) -> Inversion:
-    """`steps` optimisation steps, with a rich progress bar showing the loss and PSNR; `on_step`
-    (step, PSNR in dB) after each (the viewer shows progress with it)."""
+    """`inversion.planned_steps` steps (or more: `steps_after`), with a rich progress bar showing the
+    loss and PSNR; `on_step` (step, PSNR in dB) after each (the viewer shows progress with it)."""
     optimizers = optimizers_for(inversion.variables)
     with progress_bar(transient=True, disable=not progress) as bar:
-        task = bar.add_task("inverting", total=steps, status="")
-        for step in range(steps):
-            loss_dict, metrics = optimisation_step(inversion, optimizers, step, steps)
-            loss = float(sum(v.detach() for v in loss_dict.values()))
-            bar.update(task, advance=1, status=f"loss {loss:.4f}  PSNR {float(metrics['psnr']):.2f} dB")
+        task = bar.add_task("inverting", total=inversion.planned_steps, status="")
+        step = 0
+        while step < inversion.planned_steps:
+            loss_dict, metrics = optimisation_step(inversion, optimizers, step, inversion.planned_steps)
+            loss, psnr_db = float(sum(v.detach() for v in loss_dict.values())), float(metrics["psnr"])
+            step += 1
+            if step == inversion.planned_steps:
+                inversion.planned_steps = steps_after(inversion, step, psnr_db)
+            bar.update(task, advance=1, total=inversion.planned_steps, status=f"loss {loss:.4f}  PSNR {psnr_db:.2f} dB")
             if on_step is not None:
-                on_step(step, float(metrics["psnr"]))
+                on_step(step - 1, psnr_db)
     return inversion
 
 
@@ -485,11 +498,3 @@ def pose_document(inversion: Inversion, fov_deg: Optional[float] = None) -> dict
         "resolution": res,
         "convention": "OpenGL camera (looks down -z, +y up), z-up world, as nerfstudio and the collections",
     }
-
-
-def comparison_image(target: Float[Tensor, "h w 3"], render: Float[Tensor, "h w 3"]) -> np.ndarray:
-    """input | render | error (largest channel difference times 4, black to red to yellow), one uint8 strip."""
-    error = ((render - target).abs().amax(dim=-1, keepdim=True) * 4.0).clamp(0, 1)
-    heat = torch.cat([(2.0 * error).clamp(max=1.0), (2.0 * error - 1.0).clamp(min=0.0), torch.zeros_like(error)], dim=-1)
-    strip = torch.cat([target, render, heat], dim=1)
-    return (strip.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)

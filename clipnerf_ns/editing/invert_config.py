@@ -84,6 +84,10 @@ class InversionConfig:
     (measured on the shipped model, 100 steps: median 42.1 dB joint without noise, 36.6 alternating with noise)."""
     encoder_noise: Annotated[float, Bounds(0, 100)] = 0.0
     """`noise` after the encoder's start (noise helps a search start escape; it pushes a close start away)."""
+    encoder_extend_below: Annotated[float, Bounds(0, 100)] = 30.0
+    """After the encoder's start's steps, a fit still below this PSNR (dB) goes on to `steps` in all:
+    objects outside the run's space need them (the README's 6 real chairs: 19.6 dB after 300 steps,
+    18.4 after 40); 0 never extends (the viewer, for speed)."""
 
     def check(self) -> None:
         """One-line errors for impossible options (the ranges are the fields' `Bounds`)."""

@@ -105,6 +105,14 @@ class MapperModel(Model):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"mappers": list(self.mappers.parameters())}
 
+    def forward(self, ray_bundle=None, objective: Optional[tuple] = None):
+        """nerfstudio's forward (the NeRF's outputs for `ray_bundle`: the viewer renders with it), or
+        given `objective` = (target, objects, generator) the mapper objective: the pipeline's training
+        step calls it through its `_model`, so that under DDP the mappers' gradients are averaged."""
+        if objective is not None:
+            return self.mapper_losses(*objective)
+        return super().forward(ray_bundle)
+
     def get_outputs(self, ray_bundle):
         return self.nerf.get_outputs(ray_bundle)
 

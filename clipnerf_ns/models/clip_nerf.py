@@ -205,9 +205,9 @@ class ClipNerfModel(Model):
         return Codes(draw(mean.z_s, std.z_s), draw(mean.z_a, std.z_a))
 
     @torch.no_grad()
-    def occupancy_for_codes(self, z_s: Float[Tensor, " d_shape"], jitter: bool = False) -> Bool[Tensor, "1 r r r"]:
+    def occupancy_for_codes(self, z_s: Float[Tensor, " d_shape"]) -> Bool[Tensor, "1 r r r"]:
         """Occupancy grid of one shape code (cell densities against the threshold, dilated)."""
-        return occupancy_from_density(self._cell_density(z_s, jitter)[None], self._density_threshold())
+        return occupancy_from_density(self._cell_density(z_s)[None], self._density_threshold())
 
     def occupied_bounds(self, grid: Bool[Tensor, "r r r"]) -> tuple[np.ndarray, np.ndarray]:
         """World-space (lo, hi) corners of the box around an occupancy grid's occupied cells (the
@@ -224,11 +224,14 @@ class ClipNerfModel(Model):
         hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
         return np.minimum(lo, hi), np.maximum(lo, hi)
 
-    def _cell_density(self, z_s: Float[Tensor, " d_shape"], jitter: bool) -> Float[Tensor, "r r r"]:
+    def _cell_density(self, z_s: Float[Tensor, " d_shape"], jitter_seed: Optional[int] = None) -> Float[Tensor, "r r r"]:
+        """Density at the cell centres, or jittered within the cells by a draw of `jitter_seed` (a pure
+        function of the step and object: under DDP every rank draws the same, so the grids agree)."""
         res = self.config.occupancy_resolution
         points = grid_cell_centers(res, device=z_s.device)
-        if jitter:
-            points = points + (torch.rand_like(points) - 0.5) * (2.0 / res)
+        if jitter_seed is not None:
+            draw = torch.rand(points.shape, generator=torch.Generator().manual_seed(jitter_seed))
+            points = points + (draw.to(points.device) - 0.5) * (2.0 / res)
         sigma, _ = self.field.density(points, z_s[None])
         return sigma.reshape(res, res, res)
 
@@ -246,7 +249,7 @@ class ClipNerfModel(Model):
         turn = (step - self.config.occupancy_warmup_steps) // self.config.occupancy_update_every
         ids = [(turn * count + k) % self.num_objects for k in range(count)]
         for i in ids:
-            fresh = self._cell_density(self.shape_codes.weight[i], jitter=True)
+            fresh = self._cell_density(self.shape_codes.weight[i], jitter_seed=step * self.num_objects + i)
             old = self.occupancy_density[i] * self.config.occupancy_decay
             self.occupancy_density[i] = fresh if self.occupancy_refreshes[i] == 0 else torch.maximum(old, fresh)
             self.occupancy_refreshes[i] += 1

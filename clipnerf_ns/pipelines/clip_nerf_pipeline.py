@@ -16,6 +16,7 @@ from clipnerf_ns.editing.edit import editor_for
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
 from clipnerf_ns.pipelines import nerfstudio_hooks
+from clipnerf_ns.pipelines.ranks import without_ddp_prefix, wrap_for_ranks
 from clipnerf_ns.pipelines.viewer_panel import attach_viewer_panel
 from clipnerf_ns.progress import progress_bar
 
@@ -48,10 +49,14 @@ class ClipNerfPipeline(VanillaPipeline):
         if config.model.adversarial:  # the discriminator judges whole patches, so rays come as patches
             config.datamanager.patch_size = config.model.patch_size
         nerfstudio_hooks.install()
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        super().__init__(config, device, test_mode, 1, local_rank, grad_scaler)  # wrapped for the ranks below
+        wrap_for_ranks(self, world_size, local_rank)
         attach_viewer_panel(self, self.model, lambda: editor_for(self.model), ("optimize",))
         if test_mode != "val":
             show_selected_object_in_training_views(self.datamanager)
+
+    def state_dict(self, *args, **kwargs):
+        return without_ddp_prefix(super().state_dict(*args, **kwargs))
 
     @torch.no_grad()
     def get_average_eval_image_metrics(

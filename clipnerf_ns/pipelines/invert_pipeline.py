@@ -26,18 +26,18 @@ from torch.nn import Parameter
 from clipnerf_ns.codes import model_fingerprint, psnr
 from clipnerf_ns.data.cameras import make_cameras, orbit_c2w
 from clipnerf_ns.data.images import image_size
-from clipnerf_ns.data.photos import read_photo
+from clipnerf_ns.data.photos import comparison_image, read_photo
 from clipnerf_ns.editing.inversion_encoder import run_encoder
 from clipnerf_ns.editing.invert import (
     Inversion,
     InversionConfig,
     InversionVariables,
-    comparison_image,
     load_clip_for,
     prior_codes,
     start_inversion,
     write_results,
 )
+from clipnerf_ns.errors import UserError
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.pipelines import nerfstudio_hooks
@@ -129,6 +129,8 @@ class InvertPipeline(Pipeline):
         grad_scaler: Optional[torch.cuda.amp.GradScaler] = None,
     ):
 
+        if world_size > 1:
+            raise UserError("clip-nerf-invert fits one image: run it on one device (--machine.num-devices 1)")
         nerfstudio_hooks.install()
         super().__init__()
         ensure_ffmpeg_on_path()

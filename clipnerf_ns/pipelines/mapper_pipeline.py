@@ -36,6 +36,7 @@ from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.models.clip_nerf import ClipNerfModelConfig
 from clipnerf_ns.pipelines import nerfstudio_hooks
 from clipnerf_ns.pipelines.clip_nerf_pipeline import show_selected_object_in_training_views
+from clipnerf_ns.pipelines.ranks import without_ddp_prefix, wrap_for_ranks
 from clipnerf_ns.pipelines.runs import latest_checkpoint, read_run_config
 from clipnerf_ns.pipelines.viewer_panel import attach_viewer_panel
 
@@ -86,7 +87,10 @@ class MapperPipeline(VanillaPipeline):
         nerf.eval_num_rays_per_chunk = config.model.eval_num_rays_per_chunk
         config.model.nerf = nerf
         nerfstudio_hooks.install()
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        super().__init__(config, device, test_mode, 1, local_rank, grad_scaler)  # wrapped for the ranks below
+        wrap_for_ranks(self, world_size, local_rank)
+        if world_size > 1:  # each rank draws its own codes and prompts (rank 0 as one process would)
+            self.model.generator.manual_seed(self.model.config.seed + torch.distributed.get_rank())
         attach_viewer_panel(self, self.model.nerf, lambda: editor_for(self.model), ("mapper", "optimize"),
                             Path(config.stage1).parent)
         if training:
@@ -124,8 +128,11 @@ class MapperPipeline(VanillaPipeline):
 
     def get_train_loss_dict(self, step: int):
         self.model.train()
-        losses = self.model.mapper_losses(self.model.target_at(step), self.model.mapper_objects, self.model.generator)
+        losses = self._model(objective=(self.model.target_at(step), self.model.mapper_objects, self.model.generator))
         return {}, losses, {}
+
+    def state_dict(self, *args, **kwargs):
+        return without_ddp_prefix(super().state_dict(*args, **kwargs))
 
     @torch.no_grad()
     def get_eval_loss_dict(self, step: int):

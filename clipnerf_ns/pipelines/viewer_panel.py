@@ -329,18 +329,20 @@ class PhotoInverter(nn.Module):
         """Invert the photo `read` gives, add it to the picker as `name` and show it; returns a summary."""
         start = time.perf_counter()
         photo = read()
-        model, config = self._model, InversionConfig()
+        # A random quarter of the pixels per step and no extension: half the time for 0.4 dB (the
+        # shipped chairs model, its unseen chair: 22.5 dB in 6.0 s against 22.9 dB in 12.1 s).
+        model, config = self._model, InversionConfig(rays_per_step=1024, encoder_extend_below=0.0)
         encoder = run_encoder(self.stage1_dir / "config.yml", model_fingerprint(model.field), "auto") if self.stage1_dir else None
         self.d_status.value = f"inverting {name}: finding the camera ({'encoder' if encoder else 'coarse search'})..."
         with torch.enable_grad():
             inversion = start_inversion(model, photo, config, encoder=encoder)
-            steps = inversion.planned_steps
 
             def show(step: int, psnr: float) -> None:
+                steps = inversion.planned_steps
                 if step % 10 == 9 or step == steps - 1:
                     self.d_status.value = f"inverting {name}: step {step + 1}/{steps}, PSNR {psnr:.1f} dB"
 
-            run_inversion(inversion, steps, progress=False, on_step=show)
+            run_inversion(inversion, progress=False, on_step=show)
         self._inverted += 1
         self._picker.add_codes(f"photo {self._inverted}: {name}", inversion.result_codes())
         return f"{name} inverted ({inversion.start} start): PSNR {inversion.psnr():.1f} dB, {time.perf_counter() - start:.1f} s"

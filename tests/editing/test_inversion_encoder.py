@@ -148,7 +148,7 @@ def test_the_shipped_encoder_start_inverts_training_chairs(shipped):
         truth = model.object_codes(torch.tensor(index)).detach()
         photo = _photo(model, truth, azimuth, elevation, 64)
         inversion = start_inversion(model, photo, InversionConfig(), encoder=encoder)
-        run_inversion(inversion, inversion.planned_steps, progress=False)
+        run_inversion(inversion, progress=False)
         assert inversion.start == "encoder" and inversion.planned_steps == InversionConfig().encoder_steps
         assert inversion.psnr() > 30.0, (index, inversion.psnr())
         found = inversion.pose(detach=True)
@@ -168,13 +168,32 @@ def test_the_shipped_encoder_guesses_the_distance_of_a_photo_off_the_orbit(shipp
     photo = Photo(((out["rgb"] - (1.0 - alpha)) / alpha).clamp(0, 1), out["accumulation"][..., 0], "alpha")
     results = {}
     for camera in ("orbit", "sphere"):
-        inversion = start_inversion(model, photo, InversionConfig(camera=camera), encoder=encoder)
+        # No extension to the search's steps: the figure is the encoder's start and its own steps.
+        inversion = start_inversion(model, photo, InversionConfig(camera=camera, encoder_extend_below=0.0), encoder=encoder)
         start = float(inversion.pose(detach=True)[2])
-        run_inversion(inversion, inversion.planned_steps, progress=False)
+        run_inversion(inversion, progress=False)
         results[camera] = (start, float(inversion.pose(detach=True)[2]), inversion.psnr())
     start, final, orbit_psnr = results["orbit"]
     assert abs(start - 2.0) < 0.15 and abs(final - 2.0) < 0.05, results
     assert orbit_psnr > results["sphere"][2] + 5.0, results
+
+
+def test_a_poor_fit_from_the_encoder_goes_on_to_the_search_steps(shipped):
+    """A chair outside the model's space (the package's unseen chair: about 23 dB) is still far
+    off after the encoder start's steps: it goes on to `steps` in all, the progress told of each;
+    with the extension off (the viewer) it stops. (Training chairs, above 30 dB, stop: above.)"""
+    from clipnerf_ns.app.pretrained import UNSEEN_CHAIR
+    from clipnerf_ns.data.photos import read_photo
+
+    model, encoder = shipped
+    photo = read_photo(UNSEEN_CHAIR)
+    for extend_below, planned in ((30.0, 12), (0.0, 4)):
+        seen = []
+        config = InversionConfig(steps=12, encoder_steps=4, encoder_extend_below=extend_below)
+        inversion = start_inversion(model, photo, config, encoder=encoder)
+        run_inversion(inversion, progress=False, on_step=lambda step, psnr_db: seen.append((step, psnr_db)))
+        assert inversion.planned_steps == planned and [step for step, _ in seen] == list(range(planned))
+        assert seen[3][1] < 30.0, seen
 
 
 def test_encoders_of_another_version_or_damaged_are_one_line_errors(tmp_path):

@@ -137,7 +137,7 @@ def invert(markers, photo, **overrides):
     config, model = markers
     settings = InversionConfig(**{**QUICK, **overrides})
     inversion = start_inversion(model, photo, settings)
-    return run_inversion(inversion, settings.steps, progress=False)
+    return run_inversion(inversion, progress=False)
 
 
 def project(c2w: torch.Tensor, point, focal: float, resolution: int) -> torch.Tensor:

@@ -267,6 +267,7 @@ def test_a_photo_inverted_in_the_viewer_appears_within_seconds(browser_page):
     inverted = viewer.settled_view(differs_from=before)
     Image.fromarray(inverted).save(ARTIFACTS / "6_inverted_photo.png")
     status = viewer.field("Inversion").input_value()
+    print(f"the inverted photo on screen {seconds:.1f} s after the click ({status})")
     assert "(encoder start)" in status, status
     assert seconds < 15.0, (seconds, status)
     assert viewer.field("Object").input_value() == f"photo 1: {UNSEEN_CHAIR.name}"
