@@ -172,6 +172,8 @@ class ClipNerfModel(Model):
             if self.config.adversarial
             else None
         )
+        self.used_outside_forward = ("discriminator",) if self.discriminator is not None else ()
+        """Submodules whose losses are taken after the forward (several ranks average them apart: `ranks.py`)."""
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
         # The object picked (the viewer's picker, `render_object`, `render_codes`) and what is on

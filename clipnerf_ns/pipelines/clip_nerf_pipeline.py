@@ -10,6 +10,7 @@ from typing import Literal, Optional, Type
 
 import torch
 import torchvision.utils as vutils
+from nerfstudio.data.pixel_samplers import PatchPixelSamplerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 
 from clipnerf_ns.editing.edit import editor_for
@@ -48,6 +49,9 @@ class ClipNerfPipeline(VanillaPipeline):
         ensure_ffmpeg_on_path()  # ns-render checks for ffmpeg right after building the pipeline
         if config.model.adversarial:  # the discriminator judges whole patches, so rays come as patches
             config.datamanager.patch_size = config.model.patch_size
+            # given as the sampler's own config: nerfstudio's default one rounds the rays per batch to
+            # its default 32 x 32 patches before taking our size, which leaves none below 1024 rays
+            config.datamanager.pixel_sampler = PatchPixelSamplerConfig(patch_size=config.model.patch_size)
         nerfstudio_hooks.install()
         super().__init__(config, device, test_mode, 1, local_rank, grad_scaler)  # wrapped for the ranks below
         wrap_for_ranks(self, world_size, local_rank)

@@ -14,12 +14,31 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 
+def average_gradient_over_ranks(parameter) -> None:
+    """After each backward, `parameter.grad` becomes its mean over the ranks (every rank runs the
+    same backward, so the hooks meet in the same order)."""
+    def hook(p) -> None:
+        dist.all_reduce(p.grad)
+        p.grad /= dist.get_world_size()
+
+    parameter.register_post_accumulate_grad_hook(hook)
+
+
 def wrap_for_ranks(pipeline, world_size: int, local_rank: int) -> None:
-    """Wrap `pipeline._model` for `world_size` processes (nothing for one)."""
+    """Wrap `pipeline._model` for `world_size` processes (nothing for one). Parameters of the
+    submodules the model names in `used_outside_forward` (the discriminator: its losses are taken
+    in `get_loss_dict`, after DDP's forward) are left out of DDP, which refuses them, and averaged
+    by hooks instead."""
     pipeline.world_size = world_size
     if world_size <= 1:
         return
     model = pipeline._model
+    outside = [(f"{name}.{key}", p) for name in getattr(model, "used_outside_forward", ())
+               for key, p in getattr(model, name).named_parameters()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, [name for name, _ in outside])
+    for _, parameter in outside:
+        dist.broadcast(parameter.data, 0)  # the same start on every rank, as DDP gives the rest
+        average_gradient_over_ranks(parameter)
     on_gpu = next(model.parameters()).device.type == "cuda"
     pipeline._model = DistributedDataParallel(model, device_ids=[local_rank] if on_gpu else None, find_unused_parameters=True)
     dist.barrier()

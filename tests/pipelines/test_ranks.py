@@ -126,3 +126,17 @@ def test_two_ranks_train_the_mappers_alike_from_different_draws(trained_run, mar
     assert mappers
     for key in mappers:
         assert torch.equal(two[0]["state"][key], two[1]["state"][key]), key
+
+
+def test_two_ranks_stream_and_train_the_adversarial_option_alike(marker_collection, tmp_path):
+    """The discriminator's losses are taken after DDP's forward, so its gradients are averaged by
+    hooks instead: both ranks end with the same discriminator and field, from different patches
+    streamed from disk."""
+    options = nerf_options(marker_collection, 64, ("--pipeline.model.adversarial", "True", "--pipeline.model.patch-size", "4",
+                                                   "--pipeline.model.fake-patches", "2", "--pipeline.datamanager.streaming", "on",
+                                                   "--pipeline.datamanager.images-per-batch", "4"))
+    two = run_ranks(2, tmp_path / "two", options, steps=8)
+    assert len(two[0]["first_rays"][0]) == 8 and two[0]["first_rays"] != two[1]["first_rays"]
+    assert any(key.startswith("discriminator.") for key in two[0]["state"])
+    for key, value in two[0]["state"].items():
+        assert torch.equal(value, two[1]["state"][key]), key
