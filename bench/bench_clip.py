@@ -1,7 +1,7 @@
 """Benchmark: what CLIP weights and the attribute judge see, on freshly generated procedural objects.
 
     OMP_NUM_THREADS=1 python bench/bench_clip.py [--weights compact compact-eval FILE...]
-        [--judge FILE] [--seed 1000] [--objects 100] [--views 4] [--templates default alt]
+        [--judge FILE] [--seed 1000] [--objects 100] [--views 4] [--templates default alt] [--probe 600]
 
 The objects come from `--seed`, which no shipped model was trained on (the CLIPs use seeds 0 and
 1, the judge seed 2), so every object is held out. For each weights file:
@@ -12,6 +12,9 @@ The objects come from `--seed`, which no shipped model was trained on (the CLIPs
   the library's words, in the test's synonyms, and framed as "a photo of ...";
 - 12-way colour words ("a <colour> chair/car"), with the library's colour names and with synonyms;
 - per caption template set: image->text and text->image retrieval among all objects' captions.
+
+With `--probe N`, a linear probe of each CLIP's image embedding per binary test, fit on N other
+objects per category: what the embedding holds, whether or not the zero-shot choice reads it.
 
 Each model sees the objects framed as its training views were (`--framing model`). Then the
 judge's accuracy for every question on the same objects. Prints figures; not a test.
@@ -27,6 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from clipnerf_ns.clip.domain import binary_tests, color_accuracy, evaluate, format_figures, image_features
 from clipnerf_ns.clip.domain_data import framing_of, render_labelled_chairs, render_objects
@@ -45,8 +50,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4, help="random views per object")
     parser.add_argument("--templates", nargs="+", default=["default", "alt"], choices=["default", "alt"],
                         help="caption template sets for the retrieval figures")
-    parser.add_argument("--resolution", type=int, default=64, help="render size of the CLIPs' views (other than a model's input: resized); "
-                             "the judge's are rendered at its own input size")
+    parser.add_argument("--resolution", type=int, default=None, help="render size of the CLIPs' views (other than a model's "
+                             "input: resized); default: each model's own input size, as for the judge")
     parser.add_argument("--categories", nargs="+", default=["chairs", "cars"])
     parser.add_argument("--framing", default="model", choices=["model", "object", "category", "collection"],
                         help="views framed as each model's training views were ('model'), on the object, on its "
@@ -57,6 +62,11 @@ def main() -> None:
                         help="instead of procedural objects: the real PartNet chairs in this folder (e.g. ../shared/data/partnet), "
                              "with attributes measured on their labelled parts")
     parser.add_argument("--colorings", type=int, default=4, help="with --partnet: named part colourings of each chair")
+    parser.add_argument("--probe", type=int, default=0, metavar="OBJECTS",
+                        help="also fit a linear probe of each CLIP's image embedding per binary test, on this many "
+                             "objects per category of seed --probe-seed (2 views each), and score it on the bench's "
+                             "renders: what the embedding holds, against what the zero-shot choice reads of it")
+    parser.add_argument("--probe-seed", type=int, default=3000, help="objects' seed of the probe's training renders")
     args = parser.parse_args()
     if args.partnet:  # real chairs are captioned with the default templates only
         args.categories, args.templates = ["chairs"], ["default"]
@@ -72,7 +82,10 @@ def main() -> None:
 
     renders: dict[tuple[str, str, int], object] = {}
 
-    def views(how: str, templates: str, size: int = args.resolution):
+    def size_of(model) -> int:
+        return args.resolution or model.image_size
+
+    def views(how: str, templates: str, size: int):
         """The bench's objects framed one way, captioned with one template set (rendered once)."""
         if (how, templates, size) not in renders:
             t0 = time.perf_counter()
@@ -89,14 +102,20 @@ def main() -> None:
                   f"framing) at {size} px in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
         return renders[how, templates, size]
 
-    data = views(framing(encoders[0]), args.templates[0])  # truth and captions: the same objects in every framing
-    features = {e.name: image_features(e, views(framing(e), args.templates[0])) for e in encoders}
+    data = views(framing(encoders[0]), args.templates[0], size_of(encoders[0]))  # truth and captions: the same objects in every framing
+    features = {e.name: image_features(e, views(framing(e), args.templates[0], size_of(e))) for e in encoders}
     print_binary_tests(encoders, features, data, args.categories, args.views)
+    if args.probe and not args.partnet:
+        rendered = {(how, size): render_objects(args.probe_seed, args.categories, args.probe, 2, 1, args.templates[0], size,
+                                                description="rendering the probe's objects", band=args.band, framing=how)
+                    for how, size in {(framing(e), size_of(e)) for e in encoders}}
+        probe_data = {e.name: rendered[framing(e), size_of(e)] for e in encoders}
+        print_probes(encoders, features, data, probe_data, args.categories, args.views)
     print_colors(encoders, features, data, args.views)
     for templates in args.templates:
         for encoder in encoders:
             print(f"\n{encoder.name}, '{templates}' captions ({framing(encoder)} framing):")
-            print(format_figures(evaluate(encoder, views(framing(encoder), templates))))
+            print(format_figures(evaluate(encoder, views(framing(encoder), templates, size_of(encoder)))))
     judged = views(framing(judge), args.templates[0], judge.image_size)  # the judge's own input size
     print(f"\nattribute judge ({judge.name}, {framing(judge)} framing), accuracy per question:")
     print(format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
@@ -123,6 +142,46 @@ def print_binary_tests(encoders, features, data, categories, views) -> None:
                 row += f"{lib:>13.2f} {syn:>5.2f} {ph:>5.2f}   "
             print(row)
         print(f"{'lowest':<82} " + " ".join(f"{w:>25.2f}  " for w in worst) + "\n")
+
+
+def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3):
+    """A class-balanced logistic regression of y (bool) on x (L-BFGS); returns x -> predicted bool."""
+    w, b = torch.zeros(x.shape[1], requires_grad=True), torch.zeros(1, requires_grad=True)
+    weight = torch.where(y, 0.5 / y.float().mean(), 0.5 / (1 - y.float().mean()))
+    optimizer = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, y.float(), weight=weight) + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return lambda z: (z @ w.detach() + b.detach()) > 0
+
+
+def print_probes(encoders, features, data, probe_data, categories, views) -> None:
+    """Balanced accuracy of a linear probe of each CLIP's embedding on the bench's renders, per test."""
+    def balanced(predicted, truth):
+        return 0.5 * float(predicted[truth].float().mean() + (~predicted[~truth]).float().mean())
+
+    for category in categories:
+        print(f"linear probe of the image embedding, {category} (fit on other objects; balanced accuracy on the bench's renders):")
+        for test in load_prompt_library(None, category).tests:
+            row = f"{test.prompt + ' / ' + test.opposite:<72.72}"
+            for encoder in encoders:
+                columns = []
+                for d, f, k in ((probe_data[encoder.name], None, 2), (data, features[encoder.name], views)):
+                    rows = np.array([c == category for c in d.categories])
+                    x = image_features(encoder, d.subset(rows)) if f is None else f[np.repeat(rows, k)]
+                    truth = [test.truth(category, a) for a in d.subset(rows).attributes for _ in range(k)]
+                    known = torch.tensor([t is not None for t in truth])
+                    columns.append((x[known], torch.tensor([bool(t) for t in truth])[known]))
+                (x_fit, y_fit), (x_test, y_test) = columns
+                ok = bool(y_fit.any() and (~y_fit).any() and y_test.any() and (~y_test).any())
+                row += f" {balanced(fit_linear_probe(x_fit, y_fit)(x_test), y_test) if ok else float('nan'):>12.2f}"
+            print(row)
+        print()
 
 
 def print_colors(encoders, features, data, views) -> None:

@@ -44,7 +44,7 @@ class EditJudges:
     def framing(self, of: str) -> tuple[int, Optional[tuple]]:
         """(view size, framing box) of the evaluator's or the judge's training views."""
         model = self.evaluator if of == "evaluator" else self.judge
-        return (64 if of == "evaluator" else self.judge.image_size), model.frame_extent(self.nerf.category)
+        return model.image_size, model.frame_extent(self.nerf.category)
 
     def view(self, codes, of: str, evaluator_view=None):
         """The one judged view (the commands' view direction) of `codes` for the evaluator or the

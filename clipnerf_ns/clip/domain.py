@@ -23,6 +23,7 @@ The result is a self-describing .safetensors file that `ClipEncoder` loads.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -193,14 +194,14 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
     """One step of contrastive (+ hard negative, + answer, + attribute) loss; returns the loss.
     The logit scale is clamped at 100, as open_clip does."""
     # deferred: open_clip is slow to import, and the judge's training needs none of it
-    from clipnerf_ns.clip.encoder import preprocess_images
+    from clipnerf_ns.clip.encoder import encode_text_trimmed, preprocess_images
 
     x = preprocess_images(batch.images, config.arch.image_size, CLIP_MEAN, CLIP_STD)
     raw_image = model.encode_image(x)
     image_f = F.normalize(raw_image, dim=-1)
     has_negative = torch.tensor([n is not None for n in batch.negatives])
     texts = batch.captions + [n for n in batch.negatives if n is not None]
-    text_all = F.normalize(model.encode_text(tokenize(texts)), dim=-1)
+    text_all = F.normalize(encode_text_trimmed(model, tokenize(texts)), dim=-1)
     text_f, negative_f = text_all[: len(batch.captions)], None
     if bool(has_negative.any()):
         negative_f = torch.zeros_like(text_f)
@@ -211,7 +212,7 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
         row = {c: k for k, c in enumerate(unique)}
         width = max(len(a) for a in batch.answers)
         choices = torch.tensor([[row[c] for c in a] + [-1] * (width - len(a)) for a in batch.answers])
-        answer_f = F.normalize(model.encode_text(tokenize(unique)), dim=-1)
+        answer_f = F.normalize(encode_text_trimmed(model, tokenize(unique)), dim=-1)
         loss = loss + config.answer_weight * answer_loss(
             image_f, answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp())
     if heads is not None and config.attribute_weight > 0:
@@ -232,13 +233,13 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, Preprocess, new_tokenizer, save_compact
 
     _validate(config)
+    model, init_record = initial_model(config)
     start = time.perf_counter()
     data = load_or_render(render_settings(config), config.cache)
     render_s = time.perf_counter() - start
     train_idx = np.flatnonzero(~data.heldout)
     tokenize = new_tokenizer(config.arch.context_length)
     labels = label_table(data)
-    model = new_model(config.arch, config.seed)
     heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
     trained = torch.nn.ModuleList([model, heads]) if config.attribute_weight > 0 else model
     optimizer = torch.optim.AdamW(param_groups(trained, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -266,7 +267,7 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     training = {
         **jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
-        "command": "clipnerf train-clip " + " ".join(cli_args(config)),
+        "command": "clipnerf train-clip " + " ".join(cli_args(config)), **init_record,
     }
     heldout = data.subset(data.heldout)
     if len(heldout.captions):
@@ -276,6 +277,20 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
         training["heldout_figures"] = evaluate(encoder, heldout)
     save_compact(model, arch.open_clip_config(), preprocess, training, _check_out(config, again=True))
     return config.out, training
+
+
+def initial_model(config: DomainTraining) -> tuple[torch.nn.Module, dict]:
+    """(the model training starts from, what the new file records of it): fresh weights, or those
+    of `config.init` with its fingerprint and its own training record (how it was made)."""
+    if config.init is None:
+        return new_model(config.arch, config.seed), {}
+    # deferred: open_clip is slow to import, and the judge's training needs none of it
+    from clipnerf_ns.clip.encoder import load_for_training
+
+    torch.manual_seed(config.seed)
+    model, record = load_for_training(config.init, config.arch.open_clip_config())
+    sha256 = hashlib.sha256(config.init.read_bytes()).hexdigest()
+    return model, {"init_sha256": sha256, "init_training": record}
 
 
 def _validate(config: DomainTraining) -> None:

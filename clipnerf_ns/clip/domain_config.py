@@ -132,6 +132,11 @@ class DomainTraining:
     """Model sizes."""
     augment: Augment = field(default_factory=Augment)
     """Augmentation."""
+    init: Optional[Path] = None
+    """Start from this compact CLIP file (one that `clipnerf train-clip` wrote) instead of random
+    weights, to train it further, e.g. at a larger --arch.image-size: its architecture must equal
+    --arch but for the image size (the vision tower's positional grid is then resized). Its
+    fingerprint and its own training record go into the new file's metadata. None: random weights."""
     cache: Optional[Path] = None
     """Optional .npz cache of the rendered dataset: reused when its settings match, else written.
     The result is the same with or without it."""

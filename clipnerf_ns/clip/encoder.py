@@ -103,6 +103,51 @@ def build_clip(architecture: dict) -> nn.Module:
     )
 
 
+def encode_text_trimmed(model: nn.Module, tokens: Tensor) -> Tensor:
+    """`model.encode_text(tokens)` of an open_clip `CLIP` with argmax (end-token) pooling, run only
+    over the columns up to the batch's longest caption. The text transformer's mask is causal, so the
+    end token never sees the padding after it: the result is the same, at a fraction of the cost
+    when captions are much shorter than the context (as training captions are)."""
+    if getattr(model, "text_pool_type", "argmax") != "argmax":
+        return model.encode_text(tokens)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    x = model.token_embedding(tokens) + model.positional_embedding[:length]
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)[torch.arange(len(tokens)), tokens.argmax(dim=-1)]
+    projection = model.text_projection
+    return projection(x) if isinstance(projection, nn.Linear) else x @ projection
+
+
+def resize_position_grid(embedding: Tensor, grid: int) -> Tensor:
+    """A vision tower's positional embedding, (1 + g * g, width) with the pooled token first, resized
+    (bicubic) to a grid x grid layout: how a tower trained at one image size starts at another."""
+    old = round((embedding.shape[0] - 1) ** 0.5)
+    if old == grid:
+        return embedding
+    cells = embedding[1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    cells = F.interpolate(cells, size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([embedding[:1], cells.permute(0, 2, 3, 1).reshape(grid * grid, -1)])
+
+
+def load_for_training(path: Path, architecture: dict) -> tuple[nn.Module, dict]:
+    """(a fresh open_clip `CLIP` of `architecture` holding the weights of the compact CLIP file at
+    `path`, that file's training record). The file's architecture must equal `architecture` but
+    for the vision tower's image size, whose positional grid is resized to fit."""
+    model, _, training = load_compact(path)
+    theirs = read_compact_metadata(path)["architecture"]
+    same_but_size = {**theirs, "vision_cfg": {**theirs["vision_cfg"], "image_size": architecture["vision_cfg"]["image_size"]}}
+    if same_but_size != architecture:
+        raise UserError(f"--init {_describe(path)} has another architecture than --arch (only the image size may differ)")
+    fresh = build_clip(architecture)
+    state = model.state_dict()
+    for key, value in fresh.state_dict().items():
+        if key.endswith("positional_embedding") and key.startswith("visual.") and value.shape != state[key].shape:
+            state[key] = resize_position_grid(state[key], round((value.shape[0] - 1) ** 0.5))
+    fresh.load_state_dict(state, strict=True)
+    return fresh, training
+
+
 def new_tokenizer(context_length: int):
     """open_clip's CLIP BPE tokenizer (vocabulary file shipped with open_clip; no network)."""
     return open_clip.SimpleTokenizer(context_length=context_length)

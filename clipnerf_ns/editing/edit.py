@@ -85,8 +85,9 @@ class EditLossConfig:
     """Weight of the mean squared code change (keeps the edit close to the object)."""
     adversarial_weight: float = 0.0
     """Weight of the stage-1 discriminator's non-saturating loss on edited renders (when it has one)."""
-    resolution: int = 64
-    """Side of the views rendered for CLIP (pixels)."""
+    resolution: Optional[int] = None
+    """Side of the views rendered for CLIP (pixels); None: the CLIP's own input size (renders at
+    another size are resized to it)."""
 
 
 def read_exemplar(path: Path) -> Float[Tensor, "s s 3"]:
@@ -181,12 +182,13 @@ def edit_losses(
     """The editing objective of `after` (the edited codes of n objects, one view each):
     CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
     extent = clip.frame_extent(nerf.category)
-    render = render_views(nerf, after, azimuths, elevations, config.resolution, extent)
+    resolution = config.resolution or clip.image_size
+    render = render_views(nerf, after, azimuths, elevations, resolution, extent)
     embedding = clip.encode_image(render)
     losses: dict[str, Tensor] = {}
     if config.directional:
         with torch.no_grad():
-            render_before = clip.encode_image(render_views(nerf, before, azimuths, elevations, config.resolution, extent))
+            render_before = clip.encode_image(render_views(nerf, before, azimuths, elevations, resolution, extent))
         source = render_before if source_embedding is None else source_embedding
         distance = directional_clip_distance(embedding, render_before, target_embedding, source)
     else:

@@ -59,16 +59,27 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert "final loss none (no steps)" in capsys.readouterr().out
 
 
+SECOND_STAGE = {"steps": 1500, "lr": 5e-4, "image_size": 128}
+"""How the shipped CLIPs were trained further from the first stage's file (README, "The CLIP models")."""
+
+
 def test_the_defaults_are_the_shipped_compacts_recipe():
-    """`clipnerf train-clip --out FILE` trains what ships as `compact` (and, with --templates alt
-    --seed 1, `compact-eval`); the files record every setting."""
+    """`clipnerf train-clip --out FILE` trains the first stage of what ships as `compact` (and, with
+    --templates alt --seed 1, `compact-eval`): 64 px views. The shipped files were then trained
+    further at 128 px from it (`--init`, SECOND_STAGE). The files record every setting of both."""
     from clipnerf_ns.clip.encoder import SHIPPED_MODELS, WEIGHTS_DIR
 
+    skip = ("out", "cache", "overwrite", "init")
     defaults = domain.jsonable(dataclasses.asdict(DomainTraining(out=Path("x.safetensors"))))
+    defaults = {k: v for k, v in defaults.items() if k not in skip}
     for name, own in (("compact", {}), ("compact-eval", {"templates": "alt", "seed": 1})):
         recorded = read_compact_metadata(WEIGHTS_DIR / SHIPPED_MODELS[name])["training"]
-        assert {k: recorded[k] for k in defaults if k not in ("out", "cache", "overwrite")} == \
-            {**{k: v for k, v in defaults.items() if k not in ("out", "cache", "overwrite")}, **own}, name
+        first = recorded["init_training"]
+        assert {k: first[k] for k in defaults} == {**defaults, **own}, name
+        second = {**defaults, **own, "steps": SECOND_STAGE["steps"], "lr": SECOND_STAGE["lr"],
+                  "arch": {**defaults["arch"], "image_size": SECOND_STAGE["image_size"]}}
+        assert {k: recorded[k] for k in defaults} == second, name
+        assert recorded["init"] and len(recorded["init_sha256"]) == 64
 
 
 def test_a_clip_says_how_its_views_are_framed(tmp_path):
@@ -172,3 +183,36 @@ def test_cli_args_reproduce_the_config(tmp_path):
     args = domain.cli_args(config)
     assert tyro.cli(TrainClip, args=args) == config
     json.dumps(domain.jsonable(dataclasses.asdict(config)))
+
+
+def test_train_clip_can_start_from_a_file_at_another_image_size(tmp_path, capsys):
+    """--init trains a file further (the shipped CLIPs were trained at 64 px, then at 128 px): its
+    weights are the start, the vision tower's positional grid resized, and the new file records the
+    start's fingerprint and how it was made. Another architecture is refused in one line."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base.safetensors"
+    entrypoint(["train-clip", "--out", str(base), *TINY_ARGS])
+    grown = tmp_path / "grown.safetensors"
+    size_args = [a if a != "32" or TINY_ARGS[i - 1] != "--arch.image-size" else "64" for i, a in enumerate(TINY_ARGS)]
+    entrypoint(["train-clip", "--out", str(grown), "--init", str(base), *size_args, "--steps", "0"])
+    before, after = load_file(str(base)), load_file(str(grown))
+    key = "visual.attnpool.positional_embedding"
+    assert before[key].shape[0] == 1 + 1 and after[key].shape[0] == 1 + 2 * 2
+    assert all(torch.equal(before[k], after[k]) for k in before if k != key)
+    meta = read_compact_metadata(grown)
+    assert meta["preprocess"]["image_size"] == 64
+    assert meta["training"]["init_sha256"] == hashlib.sha256(base.read_bytes()).hexdigest()
+    assert meta["training"]["init_training"]["command"] == read_compact_metadata(base)["training"]["command"]
+    assert f"--init {base}" in meta["training"]["command"]
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as info:
+        entrypoint(["train-clip", "--out", str(tmp_path / "other.safetensors"), "--init", str(base), *TINY_ARGS,
+                    "--arch.text-width", "16"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "another architecture" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "other.safetensors").exists()

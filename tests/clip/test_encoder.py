@@ -151,18 +151,18 @@ def test_shipped_compact_models_load_and_embed(model):
 
 @pytest.fixture(scope="module")
 def fresh_front_views():
-    """Fresh objects (seed 777: no shipped model trained on it), two front views each, framed as a
-    given model's training views were (rendered once per framing)."""
+    """Fresh objects (seed 777: no shipped model trained on it), two front views each, framed and
+    sized as a given model's training views were (rendered once per framing and size)."""
     from clipnerf_ns.clip.domain_data import framing_of, render_objects
 
     rendered = {}
 
     def views_for(model):
-        framing = framing_of(model, "chairs")
-        if framing not in rendered:
-            rendered[framing] = render_objects(777, ("chairs", "cars"), 30, 2, 1, "default", 64, band="front",
-                                               framing=framing)
-        return rendered[framing]
+        key = framing_of(model, "chairs"), model.image_size
+        if key not in rendered:
+            rendered[key] = render_objects(777, ("chairs", "cars"), 30, 2, 1, "default", key[1], band="front",
+                                           framing=key[0])
+        return rendered[key]
 
     return views_for
 
@@ -170,7 +170,7 @@ def fresh_front_views():
 @pytest.mark.parametrize("model", ["compact", "compact-eval"])
 def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     """A few of bench/bench_clip.py's figures on a small fresh set, with loose thresholds (on 100
-    objects per category the bench measures 0.87 to 1.00 for these tests, 0.99 and 1.00 for colour)."""
+    objects per category the bench measures 0.84 to 1.00 for these tests, 0.99 for colour)."""
     from clipnerf_ns.clip.domain import binary_tests, color_accuracy, image_features
     from clipnerf_ns.editing.prompts import load_prompt_library
 
@@ -179,9 +179,11 @@ def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     features = image_features(encoder, data)
     wanted = {"chairs": ["a stool", "an armchair", "a chair with armrests", "an office chair", "a chair with a star base"],
               "cars": ["a van", "an suv", "a pickup truck", "a car with a tall roof"]}
-    if encoder.frame_extent("chairs") is not None:  # views that keep sizes: sizes are seen (bench: 0.87 to 1.00)
+    if encoder.frame_extent("chairs") is not None:  # views that keep sizes: sizes are seen (bench: 0.85 to 1.00)
         wanted["chairs"] += ["a chair with a wide seat", "a chair with a tall back", "a tall stool"]
         wanted["cars"] += ["a long car", "a car with big wheels"]
+    if encoder.image_size >= 128:  # thin parts, seen at 128 px (bench: 0.84 to 0.97; 0.66 to 0.82 at 64 px)
+        wanted["chairs"] += ["a chair with stretchers between the legs", "a chair with a slatted back"]
     for category, prompts in wanted.items():
         tests = [t for t in load_prompt_library(None, category).tests if t.prompt in prompts]
         assert len(tests) == len(prompts)
@@ -191,3 +193,32 @@ def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     cats = [c for c in data.categories for _ in range(views)]
     colors = [c for c in data.colors for _ in range(views)]
     assert color_accuracy(encoder, features, cats, colors) >= 0.85  # bench: 0.99 and 1.00
+
+
+def test_trimmed_text_encoding_equals_open_clips(vit_b32):
+    """Training encodes captions only up to the batch's longest (the mask is causal, so the end
+    token never sees the padding): the same features as open_clip's encode_text, to float precision,
+    for open_clip's own ViT-B-32 and for the shipped compact CLIP."""
+    import open_clip
+
+    from clipnerf_ns.clip.encoder import encode_text_trimmed, load_compact, new_tokenizer
+
+    prompts = ["a chair", "a red swivel office chair with a star base, armrests and a tall slatted back", "car"]
+    compact, preprocess, _ = load_compact(WEIGHTS_DIR / "compact.safetensors")
+    for model, tokens in ((vit_b32[0], open_clip.get_tokenizer("ViT-B-32")(prompts)),
+                          (compact, new_tokenizer(preprocess.context_length)(prompts))):
+        assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]  # there is padding to trim
+        with torch.no_grad():
+            want, got = model.encode_text(tokens), encode_text_trimmed(model, tokens)
+        assert torch.allclose(want, got, atol=1e-5, rtol=1e-4)
+
+
+def test_position_grid_resize():
+    from clipnerf_ns.clip.encoder import resize_position_grid
+
+    embedding = torch.randn(1 + 2 * 2, 8)
+    assert resize_position_grid(embedding, 2) is embedding
+    bigger = resize_position_grid(embedding, 4)
+    assert bigger.shape == (1 + 16, 8) and torch.equal(bigger[0], embedding[0])  # the pooled token kept
+    flat = torch.cat([torch.zeros(1, 3), torch.ones(9, 3) * 0.5])
+    assert torch.allclose(resize_position_grid(flat, 6)[1:], torch.full((36, 3), 0.5))  # a constant grid stays so
