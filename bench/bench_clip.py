@@ -165,19 +165,29 @@ def print_probes(encoders, features, data, probe_data, categories, views) -> Non
     def balanced(predicted, truth):
         return 0.5 * float(predicted[truth].float().mean() + (~predicted[~truth]).float().mean())
 
+    def labelled(x, attributes, test, category):
+        """The rows of x (one per render, `attributes` repeated per view) where the test applies, and its truth."""
+        truth = [test.truth(category, a) for a in attributes]
+        known = torch.tensor([t is not None for t in truth])
+        return x[known], torch.tensor([bool(t) for t in truth])[known]
+
     for category in categories:
+        # each model's embeddings of the probe's and the bench's renders of this category, computed once
+        seen = {}
+        for encoder in encoders:
+            fit = probe_data[encoder.name]
+            fit = fit.subset(np.array([c == category for c in fit.categories]))
+            rows = np.array([c == category for c in data.categories])
+            seen[encoder.name] = (image_features(encoder, fit), [a for a in fit.attributes for _ in range(2)],
+                                  features[encoder.name][np.repeat(rows, views)],
+                                  [a for a, r in zip(data.attributes, rows) if r for _ in range(views)])
         print(f"linear probe of the image embedding, {category} (fit on other objects; balanced accuracy on the bench's renders):")
         for test in load_prompt_library(None, category).tests:
             row = f"{test.prompt + ' / ' + test.opposite:<72.72}"
             for encoder in encoders:
-                columns = []
-                for d, f, k in ((probe_data[encoder.name], None, 2), (data, features[encoder.name], views)):
-                    rows = np.array([c == category for c in d.categories])
-                    x = image_features(encoder, d.subset(rows)) if f is None else f[np.repeat(rows, k)]
-                    truth = [test.truth(category, a) for a in d.subset(rows).attributes for _ in range(k)]
-                    known = torch.tensor([t is not None for t in truth])
-                    columns.append((x[known], torch.tensor([bool(t) for t in truth])[known]))
-                (x_fit, y_fit), (x_test, y_test) = columns
+                x_fit, fit_attributes, x_test, test_attributes = seen[encoder.name]
+                x_fit, y_fit = labelled(x_fit, fit_attributes, test, category)
+                x_test, y_test = labelled(x_test, test_attributes, test, category)
                 ok = bool(y_fit.any() and (~y_fit).any() and y_test.any() and (~y_test).any())
                 row += f" {balanced(fit_linear_probe(x_fit, y_fit)(x_test), y_test) if ok else float('nan'):>12.2f}"
             print(row)

@@ -134,11 +134,11 @@ def load_for_training(path: Path, architecture: dict) -> tuple[nn.Module, dict]:
     """(a fresh open_clip `CLIP` of `architecture` holding the weights of the compact CLIP file at
     `path`, that file's training record). The file's architecture must equal `architecture` but
     for the vision tower's image size, whose positional grid is resized to fit."""
-    model, _, training = load_compact(path)
     theirs = read_compact_metadata(path)["architecture"]
     same_but_size = {**theirs, "vision_cfg": {**theirs["vision_cfg"], "image_size": architecture["vision_cfg"]["image_size"]}}
-    if same_but_size != architecture:
+    if same_but_size != architecture:  # checked before any weights are read
         raise UserError(f"--init {_describe(path)} has another architecture than --arch (only the image size may differ)")
+    model, _, training = load_compact(path)
     fresh = build_clip(architecture)
     state = model.state_dict()
     for key, value in fresh.state_dict().items():
