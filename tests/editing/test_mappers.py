@@ -72,6 +72,27 @@ def test_render_views_is_differentiable_in_both_codes():
     assert codes.z_s.grad is not None
 
 
+def test_clip_views_render_at_the_clips_input_size_unless_told(clip):
+    """The editing objective renders its views at the CLIP's own input size (128 px for the shipped
+    compact), or at `resolution` when given (the CLIP then resizes them)."""
+    from clipnerf_ns.editing.edit import EditLossConfig, edit_losses
+
+    model = make_model()
+    model.eval()
+    codes = Codes(torch.randn(1, TINY.shape_dim), torch.randn(1, TINY.appearance_dim))
+    sizes, encode = [], clip.encode_image
+    clip.encode_image = lambda images: sizes.append(tuple(images.shape)) or encode(images)
+    try:
+        target = clip.encode_text(["a red chair"])
+        for resolution in (None, 24):
+            losses = edit_losses(model, clip, codes, codes, target, torch.tensor([30.0]), torch.tensor([20.0]),
+                                 EditLossConfig(resolution=resolution))
+            assert torch.isfinite(losses["clip"])
+    finally:
+        clip.encode_image = encode
+    assert clip.image_size == 128 and sizes == [(1, 128, 128, 3), (1, 24, 24, 3)]
+
+
 def test_editor_mapper_mode_identity_and_strength(clip):
     model = make_model()
     model.eval()
