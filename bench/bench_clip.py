@@ -145,7 +145,12 @@ def print_binary_tests(encoders, features, data, categories, views) -> None:
 
 
 def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3):
-    """A class-balanced logistic regression of y (bool) on x (L-BFGS); returns x -> predicted bool."""
+    """A class-balanced logistic regression of y (bool) on x (L-BFGS); returns x -> predicted bool.
+    Features are standardised first (the fit set's mean and spread): a unit-norm embedding's
+    coordinates are about 0.1, and the L2 penalty would otherwise hide what small directions hold
+    (unstandardised, this probe read thick legs in `compact` at 0.61; standardised, 0.84)."""
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    x = (x - mean) / scale
     w, b = torch.zeros(x.shape[1], requires_grad=True), torch.zeros(1, requires_grad=True)
     weight = torch.where(y, 0.5 / y.float().mean(), 0.5 / (1 - y.float().mean()))
     optimizer = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
@@ -157,7 +162,7 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3):
         return loss
 
     optimizer.step(closure)
-    return lambda z: (z @ w.detach() + b.detach()) > 0
+    return lambda z: ((z - mean) / scale @ w.detach() + b.detach()) > 0
 
 
 def print_probes(encoders, features, data, probe_data, categories, views) -> None:

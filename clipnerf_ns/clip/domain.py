@@ -156,9 +156,11 @@ class Batch:
     captions: list[str]
     negatives: list[Optional[str]]
     answers: list[list[str]] = field(default_factory=list)
-    """Per image (when the answer loss is on): one of its questions' answer captions."""
+    """Per question asked (when the answer loss is on): the answer captions of one of an image's questions."""
     true_answer: list[int] = field(default_factory=list)
-    """Per image: the index of its true answer in `answers`."""
+    """Per question asked: the index of its true answer in `answers`."""
+    answer_rows: list[int] = field(default_factory=list)
+    """Per question asked: the batch row of the image it is asked of."""
 
 
 def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining, g: torch.Generator) -> Batch:
@@ -178,15 +180,18 @@ def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining
         else:
             captions.append(data.captions[i][int(rng.integers(len(data.captions[i])))])
             negatives.append(None)
-    answers, true_answer = [], []
+    answers, true_answer, answer_rows = [], [], []
     if config.answer_weight > 0:  # drawn after the captions, so the captions do not depend on it
-        for i in pick:
+        for row, i in enumerate(pick):
             questions = applicable(data.categories[i], data.attributes[i])
-            focus = questions[int(rng.integers(len(questions)))]
-            answers.append(answer_captions(data.categories[i], data.attributes[i], focus, rng, config.templates))
-            true_answer.append(focus.label(data.attributes[i]))
+            first = int(rng.integers(len(questions)))  # one question draws as it always did: recorded recipes replay
+            more = [int(k) for k in rng.permutation(len(questions)) if k != first] if config.answer_questions > 1 else []
+            for k in [first] + more[: config.answer_questions - 1]:
+                answers.append(answer_captions(data.categories[i], data.attributes[i], questions[k], rng, config.templates))
+                true_answer.append(questions[k].label(data.attributes[i]))
+                answer_rows.append(row)
     images = augment(torch.from_numpy(data.rgba[pick, views]), config.augment, g)
-    return Batch(images, pick, captions, negatives, answers, true_answer)
+    return Batch(images, pick, captions, negatives, answers, true_answer, answer_rows)
 
 
 def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, tokenize, labels: Tensor,
@@ -214,7 +219,7 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
         choices = torch.tensor([[row[c] for c in a] + [-1] * (width - len(a)) for a in batch.answers])
         answer_f = F.normalize(encode_text_trimmed(model, tokenize(unique)), dim=-1)
         loss = loss + config.answer_weight * answer_loss(
-            image_f, answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp())
+            image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp())
     if heads is not None and config.attribute_weight > 0:
         rows = torch.from_numpy(batch.objects)
         loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows])

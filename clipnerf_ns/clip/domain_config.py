@@ -119,6 +119,10 @@ class DomainTraining:
     "a <colour> seat" of a colour question; in the template set's words and synonyms), and rewards
     choosing the true one: the zero-shot choice that mapper training, `clipnerf eval` and the
     benches make. 0 turns it off."""
+    answer_questions: Annotated[int, Bounds(1, 64)] = 1
+    """Questions the answer loss asks of each image per step (distinct, drawn among those that apply):
+    more gives every question its gradient at each step, at little cost (the answer captions are
+    short and recur within a batch)."""
     attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""

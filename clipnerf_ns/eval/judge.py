@@ -135,11 +135,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     """Render (or load) the data, train, evaluate on the held-out objects, save atomically."""
     _validate(config)
     start = time.perf_counter()
-    data = load_or_render({
-        "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
-        "views": config.views, "captions": 1, "templates": "default", "size": config.image_size,
-        "heldout_per_category": config.heldout_objects, "framing": config.framing,
-    }, config.cache)
+    data = _training_data(config)
     render_s = time.perf_counter() - start
     labels = label_table(data)
     torch.manual_seed(config.seed)
@@ -186,6 +182,22 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
         training["heldout_accuracy"] = accuracy(judge, heldout.rgba, heldout.categories, heldout.attributes)
     _save(net, config, questions, training)
     return config.out, training
+
+
+def _training_data(config: JudgeTraining):
+    """The rendered objects (from the cache when it holds them): `views` all around, then
+    `front_views` of the same objects (same seeds, other cameras) from the front band."""
+    settings = {
+        "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
+        "views": config.views, "captions": 1, "templates": "default", "size": config.image_size,
+        "heldout_per_category": config.heldout_objects, "framing": config.framing,
+    }
+    data = load_or_render(settings, config.cache)
+    if config.front_views:
+        front_cache = config.cache.with_name(f"{config.cache.stem}-front.npz") if config.cache else None
+        front = load_or_render({**settings, "views": config.front_views, "band": "front"}, front_cache)
+        data.rgba = np.concatenate([data.rgba, front.rgba], axis=1)
+    return data
 
 
 def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: list[dict]) -> dict[str, dict]:

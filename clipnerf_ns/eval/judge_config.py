@@ -25,12 +25,17 @@ class JudgeTraining:
     and 1, the benches 1000: the judge's objects are none of theirs."""
     categories: tuple[Literal["chairs", "cars"], ...] = ("chairs", "cars")
     """Procedural categories to learn (one set of answer heads each)."""
-    num_objects: Annotated[int, Bounds(2, 100_000)] = 4000
+    num_objects: Annotated[int, Bounds(2, 100_000)] = 5000
     """Objects per category (held-out ones included)."""
     heldout_objects: int = 300
     """Objects per category held out for the accuracy figures, never trained on."""
     views: Annotated[int, Bounds(1, 256)] = 6
     """Rendered views per object, from random cameras on the upper hemisphere."""
+    front_views: Annotated[int, Bounds(0, 256)] = 4
+    """More views per object from the "front" band (azimuth within 70 degrees of the front,
+    elevation 10 to 40: `domain_data.VIEW_BANDS`), where `clipnerf eval` and the benches show the
+    judge its renders, and where a recline or a wing is foreshortened: the views it is used on get
+    as many examples as those all around. 0: none."""
     image_size: int = 128
     """Input size in pixels (square): renders are resized to it. Views are framed as `framing`
     says (`render.framing_intrinsics`)."""
@@ -44,7 +49,7 @@ class JudgeTraining:
     still see every pixel)."""
     widths: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of the conv stages (each later stage works at half the resolution of the one before)."""
-    steps: Annotated[int, Bounds(0, 1_000_000)] = 5000
+    steps: Annotated[int, Bounds(0, 1_000_000)] = 6000
     """Optimisation steps."""
     batch_size: Annotated[int, Bounds(2, 65_536)] = 128
     """Renders per step."""
@@ -57,6 +62,7 @@ class JudgeTraining:
     augment: Augment = field(default_factory=Augment)
     """Augmentation towards what NeRF renders look like (as for the compact CLIP)."""
     cache: Optional[Path] = None
-    """Optional .npz cache of the rendered dataset: reused when its settings match, else written."""
+    """Optional .npz cache of the rendered dataset: reused when its settings match, else written
+    (the front views go to a second file beside it, NAME-front.npz)."""
     overwrite: bool = False
     """Replace the output file if it exists."""

@@ -59,27 +59,35 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert "final loss none (no steps)" in capsys.readouterr().out
 
 
-SECOND_STAGE = {"steps": 1500, "lr": 5e-4, "image_size": 128}
-"""How the shipped CLIPs were trained further from the first stage's file (README, "The CLIP models")."""
+LATER_STAGES = (
+    {"steps": 1500, "lr": 5e-4, "image_size": 128},
+    {"steps": 600, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 2.0, "answer_questions": 4},
+)
+"""How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
+README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
     """`clipnerf train-clip --out FILE` trains the first stage of what ships as `compact` (and, with
     --templates alt --seed 1, `compact-eval`): 64 px views. The shipped files were then trained
-    further at 128 px from it (`--init`, SECOND_STAGE). The files record every setting of both."""
+    further (`--init`, LATER_STAGES). Each file records every setting of its stages: the last in
+    `training`, each earlier one in the `init_training` of the one after it. A setting added
+    after a stage was trained is absent from its record, which means the setting's default."""
     from clipnerf_ns.clip.encoder import SHIPPED_MODELS, WEIGHTS_DIR
 
     skip = ("out", "cache", "overwrite", "init")
     defaults = domain.jsonable(dataclasses.asdict(DomainTraining(out=Path("x.safetensors"))))
     defaults = {k: v for k, v in defaults.items() if k not in skip}
     for name, own in (("compact", {}), ("compact-eval", {"templates": "alt", "seed": 1})):
-        recorded = read_compact_metadata(WEIGHTS_DIR / SHIPPED_MODELS[name])["training"]
-        first = recorded["init_training"]
-        assert {k: first[k] for k in defaults} == {**defaults, **own}, name
-        second = {**defaults, **own, "steps": SECOND_STAGE["steps"], "lr": SECOND_STAGE["lr"],
-                  "arch": {**defaults["arch"], "image_size": SECOND_STAGE["image_size"]}}
-        assert {k: recorded[k] for k in defaults} == second, name
-        assert recorded["init"] and len(recorded["init_sha256"]) == 64
+        records = [read_compact_metadata(WEIGHTS_DIR / SHIPPED_MODELS[name])["training"]]
+        while "init_training" in records[-1]:
+            assert records[-1]["init"] and len(records[-1]["init_sha256"]) == 64
+            records.append(records[-1]["init_training"])
+        assert len(records) == 1 + len(LATER_STAGES), name
+        for stage, (record, changes) in enumerate(zip(reversed(records), ({},) + LATER_STAGES)):
+            arch = {**defaults["arch"], **({"image_size": changes["image_size"]} if "image_size" in changes else {})}
+            expected = {**defaults, **own, **{k: v for k, v in changes.items() if k != "image_size"}, "arch": arch}
+            assert {k: record.get(k, defaults[k]) for k in defaults} == expected, (name, stage)
 
 
 def test_a_clip_says_how_its_views_are_framed(tmp_path):
@@ -125,6 +133,30 @@ def test_loss_decreases_on_a_fixed_batch():
     losses = [domain.train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config)
               for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_answer_loss_can_ask_each_image_several_questions():
+    """--answer-questions K asks each image K distinct questions of its own (fewer where fewer
+    apply), with the same captions and images as K = 1."""
+    from clipnerf_ns.data.attribute_captions import applicable
+
+    data = domain_data.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
+    config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, categories=("chairs", "cars"))
+    one = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
+    three = domain.sample_batch(data, np.arange(8), dataclasses.replace(config, answer_questions=3),
+                                torch.Generator().manual_seed(0))
+    assert one.captions == three.captions and torch.equal(one.images, three.images)
+    assert one.answer_rows == list(range(8)) and len(one.answers) == 8
+    for row, i in enumerate(three.objects):
+        asked = [k for k, r in enumerate(three.answer_rows) if r == row]
+        assert len(asked) == min(3, len(applicable(data.categories[i], data.attributes[i])))
+        assert len({tuple(three.answers[k]) for k in asked}) == len(asked)  # distinct questions
+        assert all(0 <= three.true_answer[k] < len(three.answers[k]) for k in asked)
+    model = domain.new_model(TINY_ARCH, 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = domain.train_step(model, None, optimizer, three, new_tokenizer(40), domain.label_table(data), data.categories,
+                             dataclasses.replace(config, answer_questions=3))
+    assert np.isfinite(loss)
 
 
 def test_contrastive_loss_with_and_without_hard_negatives():

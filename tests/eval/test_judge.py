@@ -20,9 +20,15 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 def test_train_judge_cli_writes_a_loadable_self_describing_file(tmp_path, capsys):
     out = tmp_path / "judge.safetensors"
+    cache = tmp_path / "renders.npz"
     entrypoint(["train-judge", "--out", str(out), "--num-objects", "4", "--heldout-objects", "1", "--views", "2",
-                "--image-size", "32", "--widths", "4", "8", "--steps", "3", "--batch-size", "4", "--framing", "category"])
+                "--front-views", "1", "--image-size", "32", "--widths", "4", "8", "--steps", "3", "--batch-size", "4",
+                "--framing", "category", "--cache", str(cache)])
     printed = capsys.readouterr().out
+    with np.load(cache) as around, np.load(tmp_path / "renders-front.npz") as front:  # the same objects, front cameras
+        assert around["rgba"].shape == (8, 2, 32, 32, 4) and front["rgba"].shape == (8, 1, 32, 32, 4)
+        assert str(around["extra"]) == str(front["extra"]) and '"band": "front"' in str(front["key"])
+        assert not np.array_equal(around["rgba"][:, :1], front["rgba"])
     assert "chairs:" in printed and "cars:" in printed and "back_style" in printed
     judge = Judge.load(out)
     assert judge.image_size == 32 and judge.training["command"].startswith("clipnerf train-judge --out")
