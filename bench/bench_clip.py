@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python bench/bench_clip.py [--weights compact compact-eval FILE...]
         [--judge FILE] [--seed 1000] [--objects 100] [--views 4] [--templates default alt] [--probe 600]
+        [--judge-objects 600]
 
 The objects come from `--seed`, which no shipped model was trained on (the CLIPs use seeds 0 and
 1, the judge seed 2), so every object is held out. For each weights file:
@@ -17,7 +18,8 @@ With `--probe N`, a linear probe of each CLIP's image embedding per binary test,
 objects per category: what the embedding holds, whether or not the zero-shot choice reads it.
 
 Each model sees the objects framed as its training views were (`--framing model`). Then the
-judge's accuracy for every question on the same objects. Prints figures; not a test.
+judge's accuracy for every question on `--judge-objects` objects of the same seed, at random views
+of the band and at the one view `clipnerf eval` judges edits from. Prints figures; not a test.
 
 With `--partnet ../shared/data/partnet` the objects are real chairs instead (`--colorings` named
 part colourings of each), their ground truth the attributes measured on PartNet's labelled parts
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from clipnerf_ns.clip.domain import binary_tests, color_accuracy, evaluate, format_figures, image_features
 from clipnerf_ns.clip.domain_data import framing_of, render_labelled_chairs, render_objects
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
+from clipnerf_ns.data.cameras import VIEW_DEG
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.eval.judge import Judge, accuracy, format_accuracy
 
@@ -58,6 +61,9 @@ def main() -> None:
                              "category's box (sizes kept), or the collections' 40 deg views")
     parser.add_argument("--band", default="front", choices=["front", "all"],
                         help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
+    parser.add_argument("--judge-objects", type=int, default=600,
+                        help="objects per category the judge is scored on (same seed; the first --objects are the "
+                             "CLIPs' objects): at --views views of --band, and at the one view clipnerf eval judges from")
     parser.add_argument("--partnet", type=Path, default=None,
                         help="instead of procedural objects: the real PartNet chairs in this folder (e.g. ../shared/data/partnet), "
                              "with attributes measured on their labelled parts")
@@ -116,9 +122,24 @@ def main() -> None:
         for encoder in encoders:
             print(f"\n{encoder.name}, '{templates}' captions ({framing(encoder)} framing):")
             print(format_figures(evaluate(encoder, views(framing(encoder), templates, size_of(encoder)))))
-    judged = views(framing(judge), args.templates[0], judge.image_size)  # the judge's own input size
-    print(f"\nattribute judge ({judge.name}, {framing(judge)} framing), accuracy per question:")
-    print(format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
+    print_judge(judge, framing(judge), args, views)
+
+
+def print_judge(judge, framing: str, args, views) -> None:
+    """The judge's accuracy per question, at its own input size and framing: on real chairs, on
+    their views; else on `--judge-objects` fresh objects per category, at random views of the
+    band and at the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`)."""
+    title = f"\nattribute judge ({judge.name}, {framing} framing), accuracy per question"
+    if args.partnet:
+        judged = views(framing, args.templates[0], judge.image_size)
+        print(f"{title}:\n" + format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
+        return
+    for band, n_views in ((args.band, args.views), ("judged", 1)):
+        judged = render_objects(args.seed, args.categories, args.judge_objects, n_views, 1, args.templates[0],
+                                judge.image_size, description="rendering the judge's objects", band=band, framing=framing)
+        where = f"{n_views} random '{band}' views" if band != "judged" else f"the judged view {VIEW_DEG} (azimuth, elevation)"
+        print(f"{title}, {args.judge_objects} objects per category at {where}:")
+        print(format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
 
 
 def print_binary_tests(encoders, features, data, categories, views) -> None:

@@ -294,8 +294,13 @@ def initial_model(config: DomainTraining) -> tuple[torch.nn.Module, dict]:
 
     torch.manual_seed(config.seed)
     model, record = load_for_training(config.init, config.arch.open_clip_config())
-    sha256 = hashlib.sha256(config.init.read_bytes()).hexdigest()
-    return model, {"init_sha256": sha256, "init_training": record}
+    return model, init_record(config.init, record)
+
+
+def init_record(init: Path, training: dict) -> dict:
+    """What a file trained further from `init` records of it: its fingerprint and its own training
+    record, so every stage can be replayed."""
+    return {"init_sha256": hashlib.sha256(init.read_bytes()).hexdigest(), "init_training": training}
 
 
 def _validate(config: DomainTraining) -> None:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from clipnerf_ns.clip.domain_config import Augment, DomainTraining
 from clipnerf_ns.codes import over_background
-from clipnerf_ns.data.cameras import band_elevations, orbit_pose
+from clipnerf_ns.data.cameras import VIEW_DEG, band_elevations, orbit_pose
 from clipnerf_ns.data.captions import make_captions
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.partnet import LABELS_FILE
@@ -36,10 +36,13 @@ ELEVATION_DEG = (0.0, 75.0)
 VIEW_BANDS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "all": ((0.0, 360.0), ELEVATION_DEG),
     "front": ((-70.0, 70.0), (10.0, 40.0)),
+    "judged": ((VIEW_DEG[0], VIEW_DEG[0]), (VIEW_DEG[1], VIEW_DEG[1])),
 }
 """(azimuth, elevation) ranges in degrees of the random cameras: "all" around the upper hemisphere
 (training), "front" where a product photo is taken from (the objects face +x, azimuth 0): thin
-parts that are edge-on from the side (slats, a back's tilt seen from the front) show there."""
+parts that are edge-on from the side (slats) show there, though a back's tilt or a rear wing is
+edge-on from straight ahead; "judged" the one direction `clipnerf eval` judges edits from
+(`cameras.VIEW_DEG`; only the distance varies)."""
 FOV_DEG = 40.0
 FRAMING_MARGIN_RANGE = (0.03, 0.15)
 """Margins of the training views around the object (`render.framing_intrinsics`)."""

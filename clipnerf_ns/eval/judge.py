@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, jsonable, label_table, lr_at
+from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, init_record, jsonable, label_table, lr_at
 from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render
 from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.attributes import QUESTIONS
@@ -138,8 +138,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     data = _training_data(config)
     render_s = time.perf_counter() - start
     labels = label_table(data)
-    torch.manual_seed(config.seed)
-    net = JudgeNet(tuple(config.widths), AttributeHeads.answer_counts(config.categories), config.stem_stride)
+    net, init_record = _initial_net(config)
     decay = [p for p in net.parameters() if p.ndim > 1]
     rest = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -172,7 +171,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     training = {
         **jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "render_seconds": round(render_s, 1), "train_seconds": round(time.perf_counter() - t0, 1),
-        "command": "clipnerf train-judge " + " ".join(cli_args(config)),
+        "command": "clipnerf train-judge " + " ".join(cli_args(config)), **init_record,
     }
     questions = {c: [(q.name, list(q.answers)) for q in QUESTIONS[c]] for c in config.categories}
     judge = Judge(net, config.image_size, {c: [(n, tuple(a)) for n, a in qs] for c, qs in questions.items()},
@@ -182,6 +181,30 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
         training["heldout_accuracy"] = accuracy(judge, heldout.rgba, heldout.categories, heldout.attributes)
     _save(net, config, questions, training)
     return config.out, training
+
+
+def _initial_net(config: JudgeTraining) -> tuple[JudgeNet, dict]:
+    """(the net training starts from, what the new file records of it): fresh weights, or those
+    of `config.init` with its fingerprint and its own training record (how it was made)."""
+    torch.manual_seed(config.seed)
+    net = JudgeNet(tuple(config.widths), AttributeHeads.answer_counts(config.categories), config.stem_stride)
+    if config.init is None:
+        return net, {}
+    start = Judge.load(config.init)
+    arch = start.training
+    mismatches = [name for name, mine, theirs in [
+        ("--widths", list(config.widths), list(arch.get("widths", []))),
+        ("--stem-stride", config.stem_stride, arch.get("stem_stride")),
+        ("--image-size", config.image_size, start.image_size),
+        ("--categories", sorted(config.categories), sorted(start.questions)),
+    ] if mine != theirs]
+    if mismatches:
+        raise UserError(f"--init {config.init} was trained with other {', '.join(mismatches)}")
+    try:
+        net.load_state_dict(start.net.state_dict())
+    except RuntimeError:  # the questions changed since it was trained
+        raise UserError(f"--init {config.init} answers other questions than this version's judge") from None
+    return net, init_record(config.init, start.training)
 
 
 def _training_data(config: JudgeTraining):

@@ -33,9 +33,9 @@ class JudgeTraining:
     """Rendered views per object, from random cameras on the upper hemisphere."""
     front_views: Annotated[int, Bounds(0, 256)] = 4
     """More views per object from the "front" band (azimuth within 70 degrees of the front,
-    elevation 10 to 40: `domain_data.VIEW_BANDS`), where `clipnerf eval` and the benches show the
-    judge its renders, and where a recline or a wing is foreshortened: the views it is used on get
-    as many examples as those all around. 0: none."""
+    elevation 10 to 40: `domain_data.VIEW_BANDS`), where the benches show the judge its renders and
+    `clipnerf eval` judges edits from (azimuth 40, elevation 25), and where a recline or a wing is
+    foreshortened: the views it is used on get as many examples as those all around. 0: none."""
     image_size: int = 128
     """Input size in pixels (square): renders are resized to it. Views are framed as `framing`
     says (`render.framing_intrinsics`)."""
@@ -61,6 +61,10 @@ class JudgeTraining:
     """Linear warm-up steps."""
     augment: Augment = field(default_factory=Augment)
     """Augmentation towards what NeRF renders look like (as for the compact CLIP)."""
+    init: Optional[Path] = None
+    """Start from the weights of this judge file instead of fresh ones (same widths, stem stride,
+    input size and categories): to train a shipped judge further. The new file records the
+    start's fingerprint and its own training record, so each stage can be replayed."""
     cache: Optional[Path] = None
     """Optional .npz cache of the rendered dataset: reused when its settings match, else written
     (the front views go to a second file beside it, NAME-front.npz)."""

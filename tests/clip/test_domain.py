@@ -59,12 +59,18 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
     assert "final loss none (no steps)" in capsys.readouterr().out
 
 
-LATER_STAGES = (
-    {"steps": 1500, "lr": 5e-4, "image_size": 128},
-    {"steps": 600, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 2.0, "answer_questions": 4},
-)
+_STAGE_4 = {"num_objects": 4000, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 3.0,
+            "answer_questions": 6}
+LATER_STAGES = {
+    name: (
+        {"steps": 1500, "lr": 5e-4, "image_size": 128},
+        {"steps": 600, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 2.0, "answer_questions": 4},
+        {**_STAGE_4, "steps": steps},
+    ) for name, steps in (("compact", 1000), ("compact-eval", 600))
+}
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
-README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss."""
+README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss,
+then on four times the objects with six questions."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
@@ -83,8 +89,8 @@ def test_the_defaults_are_the_shipped_compacts_recipe():
         while "init_training" in records[-1]:
             assert records[-1]["init"] and len(records[-1]["init_sha256"]) == 64
             records.append(records[-1]["init_training"])
-        assert len(records) == 1 + len(LATER_STAGES), name
-        for stage, (record, changes) in enumerate(zip(reversed(records), ({},) + LATER_STAGES)):
+        assert len(records) == 1 + len(LATER_STAGES[name]), name
+        for stage, (record, changes) in enumerate(zip(reversed(records), ({},) + LATER_STAGES[name])):
             arch = {**defaults["arch"], **({"image_size": changes["image_size"]} if "image_size" in changes else {})}
             expected = {**defaults, **own, **{k: v for k, v in changes.items() if k != "image_size"}, "arch": arch}
             assert {k: record.get(k, defaults[k]) for k in defaults} == expected, (name, stage)

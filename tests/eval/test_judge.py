@@ -54,15 +54,46 @@ def test_a_file_that_is_not_a_judge_is_refused(tmp_path):
         Judge.load(WEIGHTS_DIR / "compact.safetensors")
 
 
+LATER_STAGES = ({"steps": 3000, "lr": 1e-3},)
+"""How the shipped judge was trained further, each stage from the file of the one before (`--init`;
+README, "The attribute judge")."""
+
+
 def test_the_defaults_are_the_shipped_judges_recipe():
-    """`clipnerf train-judge --out FILE` trains what ships; the file records every setting."""
+    """`clipnerf train-judge --out FILE` trains the first stage of what ships; later stages went on
+    from it (`--init`, LATER_STAGES). Each file records every setting of its stages: the last in
+    `training`, each earlier one in the `init_training` of the one after it."""
     from clipnerf_ns.clip.domain import jsonable
     from clipnerf_ns.eval.judge_config import JudgeTraining
 
-    defaults = jsonable(dataclasses.asdict(JudgeTraining(out=Path("x.safetensors"))))
-    recorded = Judge.load(SHIPPED_JUDGE).training
-    skip = ("out", "cache", "overwrite")
-    assert {k: recorded[k] for k in defaults if k not in skip} == {k: v for k, v in defaults.items() if k not in skip}
+    skip = ("out", "cache", "overwrite", "init")
+    defaults = {k: v for k, v in jsonable(dataclasses.asdict(JudgeTraining(out=Path("x.safetensors")))).items()
+                if k not in skip}
+    records = [Judge.load(SHIPPED_JUDGE).training]
+    while "init_training" in records[-1]:
+        assert records[-1]["init"] and len(records[-1]["init_sha256"]) == 64
+        records.append(records[-1]["init_training"])
+    assert len(records) == 1 + len(LATER_STAGES)
+    for stage, (record, changes) in enumerate(zip(reversed(records), ({},) + LATER_STAGES)):
+        assert {k: record.get(k, defaults[k]) for k in defaults} == {**defaults, **changes}, stage
+
+
+def test_train_judge_goes_on_from_a_judge_file(tmp_path, capsys):
+    """--init starts from a judge's weights and records where it started; a judge of another shape
+    is refused with one line."""
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    tiny = ["--num-objects", "3", "--heldout-objects", "1", "--views", "1", "--front-views", "0", "--image-size", "32",
+            "--batch-size", "4", "--categories", "cars", "--cache", str(tmp_path / "r.npz")]
+    entrypoint(["train-judge", "--out", str(first), "--steps", "2", "--widths", "4", "8", *tiny])
+    entrypoint(["train-judge", "--out", str(second), "--steps", "0", "--init", str(first), "--widths", "4", "8", *tiny])
+    start, went_on = Judge.load(first), Judge.load(second)
+    assert went_on.training["init_training"] == start.training and len(went_on.training["init_sha256"]) == 64
+    for key, value in start.net.state_dict().items():  # no steps: the start's weights, unchanged
+        assert torch.equal(went_on.net.state_dict()[key], value), key
+    with pytest.raises(SystemExit) as info:
+        entrypoint(["train-judge", "--out", str(tmp_path / "x.safetensors"), "--steps", "1", "--init", str(first),
+                    "--widths", "4", "16", *tiny])
+    assert info.value.code == 2 and "--widths" in capsys.readouterr().err
 
 
 def test_shipped_judge_sees_shape_and_colour_on_fresh_objects():
