@@ -138,7 +138,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     data = _training_data(config)
     render_s = time.perf_counter() - start
     labels = label_table(data)
-    net, init_record = _initial_net(config)
+    net, start_record = _initial_net(config)
     decay = [p for p in net.parameters() if p.ndim > 1]
     rest = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -171,7 +171,7 @@ def train_judge(config: JudgeTraining) -> tuple[Path, dict]:
     training = {
         **jsonable(asdict(config)), "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "render_seconds": round(render_s, 1), "train_seconds": round(time.perf_counter() - t0, 1),
-        "command": "clipnerf train-judge " + " ".join(cli_args(config)), **init_record,
+        "command": "clipnerf train-judge " + " ".join(cli_args(config)), **start_record,
     }
     questions = {c: [(q.name, list(q.answers)) for q in QUESTIONS[c]] for c in config.categories}
     judge = Judge(net, config.image_size, {c: [(n, tuple(a)) for n, a in qs] for c, qs in questions.items()},
@@ -191,10 +191,10 @@ def _initial_net(config: JudgeTraining) -> tuple[JudgeNet, dict]:
     if config.init is None:
         return net, {}
     start = Judge.load(config.init)
-    arch = start.training
+    trained = start.training  # its settings
     mismatches = [name for name, mine, theirs in [
-        ("--widths", list(config.widths), list(arch.get("widths", []))),
-        ("--stem-stride", config.stem_stride, arch.get("stem_stride")),
+        ("--widths", list(config.widths), list(trained.get("widths", []))),
+        ("--stem-stride", config.stem_stride, trained.get("stem_stride")),
         ("--image-size", config.image_size, start.image_size),
         ("--categories", sorted(config.categories), sorted(start.questions)),
     ] if mine != theirs]
