@@ -1,0 +1,83 @@
+"""Benchmark: the attribute judge's accuracy per question from fixed view directions (not a test).
+
+    OMP_NUM_THREADS=1 python bench/bench_judge_views.py [--judge FILE] [--objects 600] [--seed 1000]
+
+Fresh procedural objects (`--seed`: no judge trained on it) rendered at the judge's input size,
+framed as its training views were, from a few (azimuth, elevation) directions at the
+collections' distance: straight ahead, 15 degrees off, the direction `clipnerf eval` judges from
+(`cameras.VIEW_DEG`), its mirror, and the side. Then pairs of views of the same object, their
+log-probabilities summed. Where a question's figure falls from one direction to another, the
+attribute is edge-on there (a recline or a rear wing from straight ahead, a seat's width from
+the side), which no judge can see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+import torch
+
+from clipnerf_ns.clip.domain_data import frame_extents, object_seed
+from clipnerf_ns.codes import over_background
+from clipnerf_ns.data.attributes import QUESTIONS
+from clipnerf_ns.data.cameras import VIEW_DEG, orbit_pose
+from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, render
+from clipnerf_ns.data.synth import sample_object
+from clipnerf_ns.eval.judge import Judge
+from clipnerf_ns.progress import progress_bar
+
+DISTANCE = 2.2  # the collections' camera distance
+DIRECTIONS = [(0.0, VIEW_DEG[1]), (15.0, VIEW_DEG[1]), VIEW_DEG, (-VIEW_DEG[0], VIEW_DEG[1]), (90.0, VIEW_DEG[1])]
+PAIRS = [(2, 0), (2, 1), (2, 3), (2, 4)]  # the judged view with each other one
+
+
+def log_probabilities(judge: Judge, category: str, objects: int, seed: int) -> tuple[dict, list[dict]]:
+    """({question: (objects, directions, answers) log-probabilities}, attributes) of fresh objects."""
+    extent = frame_extents("category", [category])[category] if judge.frame_extent(category) else None
+    cameras = np.stack([orbit_pose(DISTANCE, a, e) for a, e in DIRECTIONS])
+    rgba, attributes = [], []
+    with progress_bar() as progress:
+        bar = progress.add_task(f"rendering {category}", total=objects, status="")
+        for i in range(objects):
+            obj = sample_object(category, np.random.default_rng(object_seed(seed, category, i)))
+            corners = framing_corners(*obj.mesh.mesh.bounds, extent)
+            intrinsics = [framing_intrinsics(corners, c2w, judge.image_size, FRAMING_MARGIN) for c2w in cameras]
+            rgba.append(render(obj.mesh, cameras, intrinsics, supersample=2).rgba)
+            attributes.append(obj.attributes)
+            progress.advance(bar)
+    stacked = np.concatenate(rgba)
+    images = over_background(torch.from_numpy(stacked).float() / 255.0, torch.ones(1, 1, 1, 3))
+    out: dict[str, list] = {}
+    for k in range(0, len(images), 500):
+        for question, p in judge.answer_probabilities(images[k : k + 500], category).items():
+            out.setdefault(question, []).append(p.clamp_min(1e-6).log())
+    return {q: torch.cat(v).reshape(objects, len(DIRECTIONS), -1) for q, v in out.items()}, attributes
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--judge", default=None, help="attribute judge file (default: the shipped one)")
+    parser.add_argument("--objects", type=int, default=600, help="fresh objects per category")
+    parser.add_argument("--seed", type=int, default=1000, help="objects' seed (no judge used it)")
+    args = parser.parse_args()
+    judge = Judge.load(args.judge)
+    columns = [f"az {a:g}" for a, _ in DIRECTIONS] + [f"{DIRECTIONS[i][0]:g}+{DIRECTIONS[j][0]:g}" for i, j in PAIRS]
+    print(f"{judge.name}: accuracy per question, {args.objects} fresh objects per category (seed {args.seed}), "
+          f"elevation {VIEW_DEG[1]:g}, distance {DISTANCE}; clipnerf eval judges from azimuth {VIEW_DEG[0]:g}")
+    for category in ("chairs", "cars"):
+        logp, attributes = log_probabilities(judge, category, args.objects, args.seed)
+        print(f"\n{category:<15} {'n':>5} " + " ".join(f"{c:>8}" for c in columns))
+        for question in QUESTIONS[category]:
+            truth = torch.tensor([question.label(a) for a in attributes])
+            keep = truth >= 0
+            views = [[d] for d in range(len(DIRECTIONS))] + [list(pair) for pair in PAIRS]
+            accuracy = [float((logp[question.name][keep][:, v].sum(1).argmax(-1) == truth[keep]).float().mean())
+                        for v in views]
+            print(f"{question.name:<15} {int(keep.sum()):>5} " + " ".join(f"{a:>8.3f}" for a in accuracy))
+
+
+if __name__ == "__main__":
+    main()
