@@ -19,11 +19,10 @@ import warnings
 import numpy as np
 import torch
 
-from clipnerf_ns.clip.domain_data import frame_extents, object_seed
+from clipnerf_ns.clip.domain_data import framing_of, object_seed, render_framed
 from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_pose
-from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics, render
 from clipnerf_ns.data.synth import sample_object
 from clipnerf_ns.eval.judge import Judge
 from clipnerf_ns.progress import progress_bar
@@ -35,16 +34,13 @@ PAIRS = [(2, 0), (2, 1), (2, 3), (2, 4)]  # the judged view with each other one
 
 def log_probabilities(judge: Judge, category: str, objects: int, seed: int) -> tuple[dict, list[dict]]:
     """({question: (objects, directions, answers) log-probabilities}, attributes) of fresh objects."""
-    extent = frame_extents("category", [category])[category] if judge.frame_extent(category) else None
     cameras = np.stack([orbit_pose(DISTANCE, a, e) for a, e in DIRECTIONS])
     rgba, attributes = [], []
     with progress_bar() as progress:
         bar = progress.add_task(f"rendering {category}", total=objects, status="")
         for i in range(objects):
             obj = sample_object(category, np.random.default_rng(object_seed(seed, category, i)))
-            corners = framing_corners(*obj.mesh.mesh.bounds, extent)
-            intrinsics = [framing_intrinsics(corners, c2w, judge.image_size, FRAMING_MARGIN) for c2w in cameras]
-            rgba.append(render(obj.mesh, cameras, intrinsics, supersample=2).rgba)
+            rgba.append(render_framed(obj.mesh, category, cameras, judge.image_size, framing_of(judge, category)))
             attributes.append(obj.attributes)
             progress.advance(bar)
     stacked = np.concatenate(rgba)
@@ -65,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     judge = Judge.load(args.judge)
     columns = [f"az {a:g}" for a, _ in DIRECTIONS] + [f"{DIRECTIONS[i][0]:g}+{DIRECTIONS[j][0]:g}" for i, j in PAIRS]
+    views = [[d] for d in range(len(DIRECTIONS))] + [list(pair) for pair in PAIRS]  # summed per column
     print(f"{judge.name}: accuracy per question, {args.objects} fresh objects per category (seed {args.seed}), "
           f"elevation {VIEW_DEG[1]:g}, distance {DISTANCE}; clipnerf eval judges from azimuth {VIEW_DEG[0]:g}")
     for category in ("chairs", "cars"):
@@ -73,7 +70,6 @@ def main() -> None:
         for question in QUESTIONS[category]:
             truth = torch.tensor([question.label(a) for a in attributes])
             keep = truth >= 0
-            views = [[d] for d in range(len(DIRECTIONS))] + [list(pair) for pair in PAIRS]
             accuracy = [float((logp[question.name][keep][:, v].sum(1).argmax(-1) == truth[keep]).float().mean())
                         for v in views]
             print(f"{question.name:<15} {int(keep.sum()):>5} " + " ".join(f"{a:>8.3f}" for a in accuracy))

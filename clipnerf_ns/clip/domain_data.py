@@ -116,6 +116,14 @@ def render_views(mesh: ColoredMesh, category: str, rng: np.random.Generator, vie
     # random margins vary the zoom: fine when framed on the object, not when the frame keeps its size
     jitter = band == "all" and framing == "object"
     margins = rng.uniform(*FRAMING_MARGIN_RANGE, views) if jitter else np.full(views, FRAMING_MARGIN)
+    return render_framed(mesh, category, cameras, size, framing, margins)
+
+
+def render_framed(mesh: ColoredMesh, category: str, cameras: np.ndarray, size: int, framing: str,
+                  margins: Optional[np.ndarray] = None) -> np.ndarray:
+    """(views, size, size, 4) uint8 renders of a mesh of `category` from `cameras` (c2w), framed
+    as `render_object` says, with `margins` around the object (default `FRAMING_MARGIN`)."""
+    margins = np.full(len(cameras), FRAMING_MARGIN) if margins is None else margins
     # framed on the corners of the object's bounding box: what a NeRF's occupancy grid also gives
     corners = framing_corners(*mesh.mesh.bounds, (frame_extents(framing, [category]) or {}).get(category))
     intrinsics = [framing_intrinsics(corners, c2w, size, m) if framing != "collection" else Intrinsics.from_fov(size, size, FOV_DEG)
