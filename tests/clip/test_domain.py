@@ -253,3 +253,22 @@ def test_train_clip_can_start_from_a_file_at_another_image_size(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert "another architecture" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "other.safetensors").exists()
+
+
+def test_the_judged_band_is_the_view_clipnerf_eval_judges_from():
+    """`bench_clip.py` scores the judge at band "judged": every camera at `cameras.VIEW_DEG`, only
+    the distance drawn; and `render_framed` renders fixed cameras as `render_views` frames its own."""
+    from clipnerf_ns.data.cameras import VIEW_DEG
+    from clipnerf_ns.data.synth import sample_object
+
+    cameras = domain_data.random_cameras(5, np.random.default_rng(0), "judged")
+    eye = cameras[:, :3, 3]
+    azimuth = np.degrees(np.arctan2(eye[:, 1], eye[:, 0]))
+    elevation = np.degrees(np.arcsin(eye[:, 2] / np.linalg.norm(eye, axis=1)))
+    assert np.allclose(azimuth, VIEW_DEG[0]) and np.allclose(elevation, VIEW_DEG[1])
+    assert np.ptp(np.linalg.norm(eye, axis=1)) > 0.01
+    obj = sample_object("chairs", np.random.default_rng(3))
+    drawn = domain_data.render_views(obj.mesh, "chairs", np.random.default_rng(1), 2, 32, "front", "category")
+    again = domain_data.render_framed(obj.mesh, "chairs", domain_data.random_cameras(2, np.random.default_rng(1), "front"),
+                                      32, "category")
+    assert np.array_equal(drawn, again) and drawn[..., 3].max() == 255
