@@ -63,7 +63,8 @@ def main() -> None:
                         help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
     parser.add_argument("--judge-objects", type=int, default=600,
                         help="objects per category the judge is scored on (same seed; the first --objects are the "
-                             "CLIPs' objects): at --views views of --band, and at the one view clipnerf eval judges from")
+                             "CLIPs' objects): at --views views of --band, and at the one view clipnerf eval judges "
+                             "from; 0 skips the judge")
     parser.add_argument("--partnet", type=Path, default=None,
                         help="instead of procedural objects: the real PartNet chairs in this folder (e.g. ../shared/data/partnet), "
                              "with attributes measured on their labelled parts")
@@ -122,7 +123,8 @@ def main() -> None:
         for encoder in encoders:
             print(f"\n{encoder.name}, '{templates}' captions ({framing(encoder)} framing):")
             print(format_figures(evaluate(encoder, views(framing(encoder), templates, size_of(encoder)))))
-    print_judge(judge, framing(judge), args, views)
+    if args.judge_objects > 0 or args.partnet:
+        print_judge(judge, framing(judge), args, views)
 
 
 def print_judge(judge, framing: str, args, views) -> None:
