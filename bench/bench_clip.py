@@ -10,7 +10,9 @@ The objects come from `--seed`, which no shipped model was trained on (the CLIPs
 - every binary test of the chairs and cars prompt libraries (`tests:` in clipnerf_ns/editing/prompt_libraries/*.yaml):
   the CLIP chooses between a prompt and its opposite ("a chair with a tall back" / "... a short
   back") on renders where the attributes say which is true; balanced accuracy (chance 0.50) in
-  the library's words, in the test's synonyms, and framed as "a photo of ...";
+  the library's words, in the test's synonyms, and framed as "a photo of ..."; then, in the
+  library's words, the recall of each side and the AUC of the score margin (whether an error is
+  the ranking's or a lean towards one answer);
 - 12-way colour words ("a <colour> chair/car"), with the library's colour names and with synonyms;
 - per caption template set: image->text and text->image retrieval among all objects' captions.
 
@@ -35,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipnerf_ns.clip.domain import binary_tests, color_accuracy, evaluate, format_figures, image_features
 from clipnerf_ns.clip.domain_data import framing_of, render_labelled_chairs, render_objects
+from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, evaluate, format_figures, image_features
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
 from clipnerf_ns.data.cameras import VIEW_DEG
 from clipnerf_ns.editing.prompts import load_prompt_library
@@ -165,6 +167,22 @@ def print_binary_tests(encoders, features, data, categories, views) -> None:
                 row += f"{lib:>13.2f} {syn:>5.2f} {ph:>5.2f}   "
             print(row)
         print(f"{'lowest':<82} " + " ".join(f"{w:>25.2f}  " for w in worst) + "\n")
+        print_margins(names, library.tests, [plain for plain, _ in results])
+
+
+def print_margins(names, tests, results) -> None:
+    """Where each zero-shot choice errs (library words): the recall of the prompt's side and of the
+    opposite's, and the AUC of the score margin. A high AUC with unequal recalls is an embedding
+    that orders the renders but cuts in the wrong place (a lean towards one answer); a low AUC, one
+    that cannot order them."""
+    print("  the same choices: recall of the prompt's renders / of the opposite's / AUC of the margin")
+    for i, test in enumerate(tests):
+        row = f"  {test.prompt + ' / ' + test.opposite:<70.70} {'':>9} "
+        for figures in results:
+            prompt, opposite, auc = (figures[i].get(k, float("nan")) for k in ("recall_prompt", "recall_opposite", "auc"))
+            row += f"{prompt:>13.2f} {opposite:>5.2f} {auc:>5.2f}   "
+        print(row)
+    print()
 
 
 def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3):

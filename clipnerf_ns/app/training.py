@@ -17,7 +17,9 @@ class TrainClip(DomainTraining):
     weights come from this command (see the README)."""
 
     def main(self) -> Path:
-        from clipnerf_ns.clip.domain import format_figures, train_clip  # deferred: open_clip is slow to import
+        # deferred: open_clip is slow to import
+        from clipnerf_ns.clip.domain import train_clip
+        from clipnerf_ns.clip.domain_eval import format_figures
 
         path, training = train_clip(self)
         _report(training, "heldout_figures", format_figures)

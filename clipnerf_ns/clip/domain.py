@@ -40,18 +40,15 @@ from clipnerf_ns.clip.domain_config import ClipArchitecture, DomainTraining
 from clipnerf_ns.clip.domain_data import (
     CLIP_MEAN,
     CLIP_STD,
-    COLOR_NOUNS,
     DomainData,
     augment,
     frame_extents,
     load_or_render,
     render_settings,
 )
-from clipnerf_ns.codes import over_background
+from clipnerf_ns.clip.domain_eval import evaluate
 from clipnerf_ns.data.attribute_captions import answer_captions, applicable, focused_pair
 from clipnerf_ns.data.attributes import QUESTIONS
-from clipnerf_ns.data.captions import fix_articles
-from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.progress import progress_bar
 from clipnerf_ns.validation import check_numbers
@@ -99,12 +96,29 @@ def contrastive_loss(image_f: Tensor, text_f: Tensor, logit_scale: Tensor,
 
 
 def answer_loss(image_f: Float[Tensor, "b d"], answer_f: Float[Tensor, "u d"], choices: Tensor, target: Tensor,
-                logit_scale: Tensor) -> Tensor:
+                logit_scale: Tensor, offset: Optional[Tensor] = None) -> Tensor:
     """Cross-entropy of each image's choice among its own answer captions: choices (b, k) indexes
-    rows of answer_f (-1 pads shorter answer sets), target (b,) is the true column."""
+    rows of answer_f (-1 pads shorter answer sets), target (b,) is the true column; `offset` (b, k)
+    is added to the logits in training only (logit adjustment, `answer_log_priors`)."""
     logits = logit_scale * image_f @ answer_f.T
-    picked = logits.gather(1, choices.clamp(min=0)).masked_fill(choices < 0, float("-inf"))
-    return F.cross_entropy(picked, target)
+    picked = logits.gather(1, choices.clamp(min=0))
+    if offset is not None:
+        picked = picked + offset
+    return F.cross_entropy(picked.masked_fill(choices < 0, float("-inf")), target)
+
+
+def answer_log_priors(labels: Tensor, categories: list[str], rows: np.ndarray) -> dict[str, Tensor]:
+    """Per question (`head_key`): the log share of each answer among the objects `rows` it applies
+    to (add-one smoothed). Added to the answer loss's logits, it makes the scores the model learns
+    those of balanced accuracy (Menon et al. 2021, logit adjustment): a plain cross-entropy learns
+    to lean towards common answers (1 chair in 6 has three legs)."""
+    priors = {}
+    for category in sorted(set(categories)):
+        mine = rows[[categories[i] == category for i in rows]]
+        for j, q in enumerate(QUESTIONS[category]):
+            counts = torch.bincount(labels[mine, j][labels[mine, j] >= 0], minlength=len(q.answers)).float() + 1
+            priors[head_key(category, q.name)] = torch.log(counts / counts.sum())
+    return priors
 
 
 def head_key(category: str, question: str) -> str:
@@ -161,6 +175,8 @@ class Batch:
     """Per question asked: the index of its true answer in `answers`."""
     answer_rows: list[int] = field(default_factory=list)
     """Per question asked: the batch row of the image it is asked of."""
+    answer_keys: list[str] = field(default_factory=list)
+    """Per question asked: its `head_key` (category and question)."""
 
 
 def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining, g: torch.Generator) -> Batch:
@@ -180,7 +196,7 @@ def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining
         else:
             captions.append(data.captions[i][int(rng.integers(len(data.captions[i])))])
             negatives.append(None)
-    answers, true_answer, answer_rows = [], [], []
+    answers, true_answer, answer_rows, answer_keys = [], [], [], []
     if config.answer_weight > 0:  # drawn after the captions, so the captions do not depend on it
         for row, i in enumerate(pick):
             questions = applicable(data.categories[i], data.attributes[i])
@@ -190,13 +206,15 @@ def sample_batch(data: DomainData, train_idx: np.ndarray, config: DomainTraining
                 answers.append(answer_captions(data.categories[i], data.attributes[i], questions[k], rng, config.templates))
                 true_answer.append(questions[k].label(data.attributes[i]))
                 answer_rows.append(row)
+                answer_keys.append(head_key(data.categories[i], questions[k].name))
     images = augment(torch.from_numpy(data.rgba[pick, views]), config.augment, g)
-    return Batch(images, pick, captions, negatives, answers, true_answer, answer_rows)
+    return Batch(images, pick, captions, negatives, answers, true_answer, answer_rows, answer_keys)
 
 
 def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, tokenize, labels: Tensor,
-               categories: list[str], config: DomainTraining) -> float:
+               categories: list[str], config: DomainTraining, log_priors: Optional[dict[str, Tensor]] = None) -> float:
     """One step of contrastive (+ hard negative, + answer, + attribute) loss; returns the loss.
+    `log_priors` (`answer_log_priors`) adjusts the answer loss's logits when given.
     The logit scale is clamped at 100, as open_clip does."""
     # deferred: open_clip is slow to import, and the judge's training needs none of it
     from clipnerf_ns.clip.encoder import encode_text_trimmed, preprocess_images
@@ -218,8 +236,13 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
         width = max(len(a) for a in batch.answers)
         choices = torch.tensor([[row[c] for c in a] + [-1] * (width - len(a)) for a in batch.answers])
         answer_f = F.normalize(encode_text_trimmed(model, tokenize(unique)), dim=-1)
+        offset = None
+        if log_priors is not None:
+            offset = torch.zeros(choices.shape)
+            for k, key in enumerate(batch.answer_keys):
+                offset[k, : len(log_priors[key])] = log_priors[key]
         loss = loss + config.answer_weight * answer_loss(
-            image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp())
+            image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp(), offset)
     if heads is not None and config.attribute_weight > 0:
         rows = torch.from_numpy(batch.objects)
         loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows])
@@ -245,6 +268,7 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     train_idx = np.flatnonzero(~data.heldout)
     tokenize = new_tokenizer(config.arch.context_length)
     labels = label_table(data)
+    log_priors = answer_log_priors(labels, data.categories, train_idx) if config.answer_balance else None
     heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
     trained = torch.nn.ModuleList([model, heads]) if config.attribute_weight > 0 else model
     optimizer = torch.optim.AdamW(param_groups(trained, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -258,7 +282,8 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.steps, config.lr, config.warmup_steps)
             batch = sample_batch(data, train_idx, config, g)
-            losses.append(train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config))
+            losses.append(train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config,
+                                     log_priors))
             if step % 10 == 0 or step == config.steps - 1:
                 progress.update(bar, status=f"loss {np.mean(losses[-50:]):.3f}")
                 if not progress.console.is_terminal and step % 100 == 0:  # a log file gets a line now and then
@@ -321,114 +346,6 @@ def _check_out(config: DomainTraining, again: bool = False) -> Path:
     if config.out.exists() and not (config.overwrite or again):
         raise UserError(f"{config.out} exists; pass --overwrite to replace it")
     return config.out
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-def retrieval_accuracy(
-    image_f: Float[Tensor, "n d"], text_f: Float[Tensor, "m d"], image_to_text: Tensor, k: int = 1
-) -> tuple[float, float]:
-    """Top-k retrieval with unit-norm features. image_to_text[i] is the index of image i's own
-    text. Returns (image->text: is its own text among the k most similar texts;
-    text->image: is one of its images among the k most similar images), as fractions."""
-    sim = image_f @ text_f.T
-    k_t, k_i = min(k, sim.shape[1]), min(k, sim.shape[0])
-    i2t = (sim.topk(k_t, dim=1).indices == image_to_text[:, None]).any(1).float().mean()
-    top_images = sim.T.topk(k_i, dim=1).indices  # (m, k)
-    t2i = (image_to_text[top_images] == torch.arange(sim.shape[1])[:, None]).any(1).float().mean()
-    return float(i2t), float(t2i)
-
-
-def color_accuracy(encoder, image_f: Float[Tensor, "n d"], categories: list[str], colors: list[str],
-                   synonyms: bool = False) -> float:
-    """Share of images whose true colour name wins among "a <colour> <noun>" for the 12 names
-    (`synonyms`: each colour's second word instead, "scarlet", "grey", "navy blue"...)."""
-    names = list(NAMED_COLORS)
-    words = [COLOR_SYNONYMS[n][1] for n in names] if synonyms else names
-    correct, total = 0, 0
-    for category in sorted(set(categories)):
-        rows = [i for i, (c, col) in enumerate(zip(categories, colors)) if c == category and col]
-        if not rows:
-            continue
-        text = encoder.encode_text([fix_articles(f"a {word} {COLOR_NOUNS[category]}") for word in words])
-        pred = (image_f[rows] @ text.T).argmax(1)
-        truth = torch.tensor([names.index(colors[i]) for i in rows])
-        correct += int((pred == truth).sum())
-        total += len(rows)
-    return correct / max(total, 1)
-
-
-def evaluate(encoder, data: DomainData, caption_index: int = 0, batch: int = 256) -> dict:
-    """Zero-shot figures of `encoder` on every view of `data`'s objects, over white: retrieval
-    among all objects' captions (each object's caption number `caption_index`) and colour words."""
-    n_obj, n_views = data.rgba.shape[:2]
-    images = over_background(torch.from_numpy(data.rgba.reshape(-1, *data.rgba.shape[2:])).float() / 255.0, torch.ones(1, 1, 1, 3))
-    with torch.no_grad():
-        image_f = torch.cat([encoder.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
-        text_f = encoder.encode_text([caps[caption_index] for caps in data.captions])
-    owner = torch.arange(n_obj).repeat_interleave(n_views)
-    figures = {"objects": n_obj, "renders": len(images)}
-    figures["i2t_top1"], figures["t2i_top1"] = retrieval_accuracy(image_f, text_f, owner, 1)
-    figures["i2t_top5"], figures["t2i_top5"] = retrieval_accuracy(image_f, text_f, owner, 5)
-    render_categories = [c for c in data.categories for _ in range(n_views)]
-    render_colors = [c for c in data.colors for _ in range(n_views)]
-    figures["color_accuracy"] = color_accuracy(encoder, image_f, render_categories, render_colors)
-    figures["color_renders"] = sum(1 for c in render_colors if c)
-    same = torch.tensor([c == o for c in render_categories for o in data.categories]).view(len(images), n_obj)
-    # category from retrieval: is the best caption one of the same category?
-    figures["category_accuracy"] = float(same[torch.arange(len(images)), (image_f @ text_f.T).argmax(1)].float().mean())
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
-
-
-def image_features(encoder, data: DomainData, batch: int = 256) -> Tensor:
-    """(objects * views, d) unit-norm embeddings of every view of `data`, composited over white."""
-    images = over_background(torch.from_numpy(data.rgba.reshape(-1, *data.rgba.shape[2:])).float() / 255.0, torch.ones(1, 1, 1, 3))
-    with torch.no_grad():
-        return torch.cat([encoder.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
-def binary_accuracy(encoder, image_f: Tensor, truth: list[Optional[bool]], prompt: str, opposite: str) -> dict:
-    """How often `encoder` prefers the true one of (prompt, opposite): balanced accuracy over the
-    renders where `truth` (one entry per render) is True (prompt true) or False (opposite true)."""
-    text = encoder.encode_text([prompt, opposite])
-    prefers_prompt = (image_f @ text.T).argmax(1) == 0
-    pos = torch.tensor([t is True for t in truth])
-    neg = torch.tensor([t is False for t in truth])
-    if not bool(pos.any()) or not bool(neg.any()):
-        return {"positives": int(pos.sum()), "negatives": int(neg.sum()), "accuracy": float("nan")}
-    accuracy = 0.5 * (prefers_prompt[pos].float().mean() + (~prefers_prompt[neg]).float().mean())
-    return {"positives": int(pos.sum()), "negatives": int(neg.sum()), "accuracy": round(float(accuracy), 4)}
-
-
-def binary_tests(encoder, data: DomainData, tests, category: str, image_f: Optional[Tensor] = None) -> list[dict]:
-    """`binary_accuracy` of each test (`editing.prompts.BinaryTest`) on `data`'s objects of
-    `category`, in the test's words and, where it has them, in its synonyms."""
-    rows = np.array([c == category for c in data.categories])
-    sub = data.subset(rows)
-    feats = image_features(encoder, sub) if image_f is None else image_f[np.repeat(rows, data.rgba.shape[1])]
-    views = data.rgba.shape[1]
-    out = []
-    for test in tests:
-        truth = [t for a in sub.attributes for t in [test.truth(category, a)] * views]
-        figures = {"prompt": test.prompt, "opposite": test.opposite, **binary_accuracy(encoder, feats, truth, test.prompt, test.opposite)}
-        if test.synonyms:
-            figures["synonyms"] = list(test.synonyms)
-            figures["synonym_accuracy"] = binary_accuracy(encoder, feats, truth, *test.synonyms)["accuracy"]
-        out.append(figures)
-    return out
-
-
-def format_figures(figures: dict) -> str:
-    """One readable paragraph of `evaluate`'s figures."""
-    n = figures["objects"]
-    return (
-        f"held-out: {n} objects, {figures['renders']} renders (chance top-1 {1 / n:.1%})\n"
-        f"  image->text top-1 {figures['i2t_top1']:.1%}  top-5 {figures['i2t_top5']:.1%}\n"
-        f"  text->image top-1 {figures['t2i_top1']:.1%}  top-5 {figures['t2i_top5']:.1%}\n"
-        f"  colour words (12-way, 'a <colour> chair/car', {figures['color_renders']} renders) {figures['color_accuracy']:.1%}\n"
-        f"  category of the best caption {figures['category_accuracy']:.1%}"
-    )
 
 
 # ----------------------------------------------------------------------------- helpers

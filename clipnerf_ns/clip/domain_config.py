@@ -123,6 +123,11 @@ class DomainTraining:
     """Questions the answer loss asks of each image per step (distinct, drawn among those that apply):
     more gives every question its gradient at each step, at little cost (the answer captions are
     short and recur within a batch)."""
+    answer_balance: bool = False
+    """Train the answer loss for balanced accuracy (logit adjustment: each answer's logit gets the
+    log of its share among the training objects, in training only), so the zero-shot choice does
+    not lean towards common answers (1 chair in 6 has three legs). Off in the recorded recipes
+    before stage 6."""
     attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""

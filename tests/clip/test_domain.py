@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clipnerf_ns.cli import entrypoint
-from clipnerf_ns.clip import domain, domain_data
+from clipnerf_ns.clip import domain, domain_data, domain_eval
 from clipnerf_ns.clip.domain_config import Augment, ClipArchitecture, DomainTraining
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, contrastive_loss, new_tokenizer, read_compact_metadata
 from clipnerf_ns.data.synth import FRAME_EXTENTS
@@ -192,16 +192,66 @@ def test_answer_loss_picks_among_each_images_own_answers():
     torch.testing.assert_close(two_way, padded)
 
 
+def test_logit_adjusted_answer_loss_learns_the_balanced_choice():
+    """--answer-balance: with one three-legged chair in six and an image embedding that cannot tell
+    them apart, a plain cross-entropy learns to lean to "four legs" by log 5, which costs balanced
+    accuracy wherever the image is unsure; with each answer's log share added to its logit in
+    training, the learned lean is none."""
+    from clipnerf_ns.data.attributes import QUESTIONS
+
+    leg_count = [j for j, q in enumerate(QUESTIONS["chairs"]) if q.name == "leg_count"][0]
+    labels = torch.full((7, len(QUESTIONS["chairs"])), -1)
+    labels[:6, leg_count] = torch.tensor([0, 1, 1, 1, 1, 1])  # the seventh object: question does not apply
+    priors = domain.answer_log_priors(labels, ["chairs"] * 7, np.arange(7))
+    torch.testing.assert_close(priors["chairs__leg_count"].exp(), torch.tensor([2 / 8, 6 / 8]))  # add-one
+    torch.testing.assert_close(priors["chairs__armrests"].exp(), torch.tensor([0.5, 0.5]))  # no answers: uniform
+    target = labels[:6, leg_count]
+    offset = torch.log(torch.tensor([1 / 6, 5 / 6])).expand(6, 2)  # exact shares, for a closed-form answer
+    choices = torch.tensor([[0, 1]] * 6)
+    for adjust, expected_lean in ((None, np.log(5)), (offset, 0.0)):
+        lean = torch.zeros(1, requires_grad=True)  # the score of "four legs" minus that of "three legs"
+        optimizer = torch.optim.LBFGS([lean], max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            answers = torch.stack([torch.zeros(1), lean])  # a one-number image feature, two answer "captions"
+            loss = domain.answer_loss(torch.ones(6, 1), answers, choices, target, torch.tensor(1.0), adjust)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        assert abs(float(lean) - expected_lean) < 1e-3
+
+
+def test_binary_accuracy_tells_a_lean_from_a_blind_ranking():
+    """Hand-made scores: renders the margin orders perfectly but cuts on the wrong side of two of
+    them (AUC 1, recall of the prompt's side 0.5), and renders it cannot order (AUC 0.5)."""
+    class Words:  # the two texts: the prompt along the first axis, the opposite along the second
+        @staticmethod
+        def encode_text(texts):
+            return torch.eye(2)
+
+    leaning = torch.tensor([[0.1, 0.2], [0.1, 0.3], [0.4, 0.1], [0.5, 0.1], [0.0, 0.5], [0.0, 0.6]])
+    truth = [True, True, True, True, False, False]
+    figures = domain_eval.binary_accuracy(Words, leaning, truth, "p", "o")
+    assert (figures["recall_prompt"], figures["recall_opposite"], figures["auc"]) == (0.5, 1.0, 1.0)
+    assert figures["accuracy"] == 0.75 and (figures["positives"], figures["negatives"]) == (4, 2)
+    blind = torch.tensor([[0.3, 0.1], [0.1, 0.3], [0.3, 0.1], [0.1, 0.3]])
+    figures = domain_eval.binary_accuracy(Words, blind, [True, True, False, False], "p", "o")
+    assert figures["auc"] == 0.5 and figures["accuracy"] == 0.5
+    assert np.isnan(domain_eval.binary_accuracy(Words, blind, [True] * 4, "p", "o")["accuracy"])
+
+
 def test_retrieval_accuracy_hand_made():
     text = torch.eye(3)
     images = torch.eye(3).repeat_interleave(2, dim=0)  # two renders per object
     owner = torch.tensor([0, 0, 1, 1, 2, 2])
-    assert domain.retrieval_accuracy(images, text, owner) == (1.0, 1.0)
+    assert domain_eval.retrieval_accuracy(images, text, owner) == (1.0, 1.0)
     swapped = images[[2, 3, 0, 1, 4, 5]]  # renders of objects 0 and 1 exchanged
-    assert domain.retrieval_accuracy(swapped, text, owner) == pytest.approx((1 / 3, 1 / 3))
+    assert domain_eval.retrieval_accuracy(swapped, text, owner) == pytest.approx((1 / 3, 1 / 3))
     # top-2: every render finds its own text; the texts of objects 0 and 1 still rank the two
     # renders of the other object first
-    assert domain.retrieval_accuracy(swapped, text, owner, k=2) == pytest.approx((1.0, 1 / 3))
+    assert domain_eval.retrieval_accuracy(swapped, text, owner, k=2) == pytest.approx((1.0, 1 / 3))
 
 
 def test_augment_keeps_range_and_white_background():

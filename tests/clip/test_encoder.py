@@ -171,7 +171,7 @@ def fresh_front_views():
 def test_shipped_compact_models_see_shape_and_colour(model, fresh_front_views):
     """A few of bench/bench_clip.py's figures on a small fresh set, with loose thresholds (on 100
     objects per category the bench measures 0.84 to 1.00 for these tests, 0.99 for colour)."""
-    from clipnerf_ns.clip.domain import binary_tests, color_accuracy, image_features
+    from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, image_features
     from clipnerf_ns.editing.prompts import load_prompt_library
 
     encoder = ClipEncoder.load(ClipConfig(model=model))
