@@ -67,12 +67,13 @@ LATER_STAGES = {
         {"steps": 600, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 2.0, "answer_questions": 4},
         {**_STAGE_4, "steps": steps},
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0},
+        {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
     ) for name, steps in (("compact", 1000), ("compact-eval", 600))
 }
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
 README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss,
 then on four times the objects with six questions, then with four times the weight on the attribute
-heads of the image embedding."""
+heads of the image embedding, then with the answer loss logit-adjusted at twice its weight."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
