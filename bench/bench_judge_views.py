@@ -25,10 +25,9 @@ import warnings
 import numpy as np
 import torch
 
-from clipnerf_ns.clip.domain_data import framing_of, object_seed, render_framed
-from clipnerf_ns.clip.domain_eval import binary_accuracy
+from clipnerf_ns.clip.domain_data import framing_of, object_seed, over_white, render_framed
+from clipnerf_ns.clip.domain_eval import binary_accuracy, embed_images
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
-from clipnerf_ns.codes import over_background
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_pose
 from clipnerf_ns.data.synth import sample_object
@@ -52,7 +51,7 @@ def render_directions(category: str, objects: int, seed: int, size: int, framing
             rgba.append(render_framed(obj.mesh, category, cameras, size, framing))
             attributes.append(obj.attributes)
             progress.advance(bar)
-    return over_background(torch.from_numpy(np.concatenate(rgba)).float() / 255.0, torch.ones(1, 1, 1, 3)), attributes
+    return over_white(np.stack(rgba)), attributes
 
 
 def log_probabilities(judge: Judge, category: str, objects: int, seed: int) -> tuple[dict, list[dict]]:
@@ -99,9 +98,7 @@ def main() -> None:
 def print_clip_directions(encoder, category: str, objects: int, seed: int) -> None:
     """Each binary test's zero-shot balanced accuracy per direction, with the recall of each side."""
     images, attributes = render_directions(category, objects, seed, encoder.image_size, framing_of(encoder, category))
-    with torch.no_grad():
-        features = torch.cat([encoder.encode_image(images[k : k + 500]) for k in range(0, len(images), 500)])
-    features = features.view(objects, len(DIRECTIONS), -1)
+    features = embed_images(encoder, images).view(objects, len(DIRECTIONS), -1)
     print(f"\n{encoder.name}, {category}: zero-shot balanced accuracy (recall of the prompt's / the opposite's renders)")
     print(f"{'prompt':<44} {'n+/n-':>9} " + " ".join(f"{f'az {a:g} el {e:g}':>18}" for a, e in DIRECTIONS))
     for test in load_prompt_library(None, category).tests:

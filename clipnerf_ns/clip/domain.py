@@ -116,7 +116,8 @@ def answer_log_priors(labels: Tensor, categories: list[str], rows: np.ndarray) -
     for category in sorted(set(categories)):
         mine = rows[[categories[i] == category for i in rows]]
         for j, q in enumerate(QUESTIONS[category]):
-            counts = torch.bincount(labels[mine, j][labels[mine, j] >= 0], minlength=len(q.answers)).float() + 1
+            y = labels[mine, j]
+            counts = torch.bincount(y[y >= 0], minlength=len(q.answers)).float() + 1
             priors[head_key(category, q.name)] = torch.log(counts / counts.sum())
     return priors
 

@@ -223,6 +223,13 @@ def load_or_render(settings: dict, cache: Optional[Path]) -> DomainData:
 # ----------------------------------------------------------------------------- augmentation
 
 
+def over_white(rgba: np.ndarray) -> Float[Tensor, "n h w 3"]:
+    """uint8 renders (..., h, w, 4), any leading dimensions, as one batch of RGB in [0, 1] over
+    white: how every benchmark and evaluation shows renders to a CLIP or the judge."""
+    flat = torch.from_numpy(rgba.reshape(-1, *rgba.shape[-3:]))
+    return over_background(flat.float() / 255.0, torch.ones(1, 1, 1, 3))
+
+
 def random_backgrounds(b: int, size: int, p_white: float, g: torch.Generator) -> Float[Tensor, "b h w 3"]:
     """White with probability p_white; else a flat random colour (half the rest) or a vertical gradient."""
     kind = torch.rand(b, generator=g)

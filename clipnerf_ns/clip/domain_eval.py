@@ -10,8 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from clipnerf_ns.clip.domain_data import COLOR_NOUNS, DomainData
-from clipnerf_ns.codes import over_background
+from clipnerf_ns.clip.domain_data import COLOR_NOUNS, DomainData, over_white
 from clipnerf_ns.data.captions import fix_articles
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
 
@@ -72,7 +71,11 @@ def evaluate(encoder, data: DomainData, caption_index: int = 0, batch: int = 256
 
 def image_features(encoder, data: DomainData, batch: int = 256) -> Tensor:
     """(objects * views, d) unit-norm embeddings of every view of `data`, composited over white."""
-    images = over_background(torch.from_numpy(data.rgba.reshape(-1, *data.rgba.shape[2:])).float() / 255.0, torch.ones(1, 1, 1, 3))
+    return embed_images(encoder, over_white(data.rgba), batch)
+
+
+def embed_images(encoder, images: Float[Tensor, "n h w 3"], batch: int = 256) -> Tensor:
+    """(n, d) unit-norm embeddings of RGB images in [0, 1], `batch` at a time, without gradients."""
     with torch.no_grad():
         return torch.cat([encoder.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
 

@@ -23,8 +23,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, init_record, jsonable, label_table, lr_at
-from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render
-from clipnerf_ns.codes import over_background
+from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render, over_white
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge_config import JudgeTraining
@@ -229,7 +228,7 @@ def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: 
     for category in sorted(set(categories)):
         rows = [i for i, c in enumerate(categories) if c == category]
         views = rgba.shape[1]
-        images = over_background(torch.from_numpy(rgba[rows].reshape(-1, *rgba.shape[2:])).float() / 255.0, torch.ones(1, 1, 1, 3))
+        images = over_white(rgba[rows])
         batches = [judge.answer_probabilities(images[i : i + 512], category) for i in range(0, len(images), 512)]
         probs = {q: torch.cat([b[q] for b in batches]) for q, _ in judge.questions[category]}
         table = torch.tensor([[q.label(attributes[i]) for q in QUESTIONS[category]] for i in rows]).repeat_interleave(views, 0)
