@@ -224,6 +224,29 @@ def test_logit_adjusted_answer_loss_learns_the_balanced_choice():
         assert abs(float(lean) - expected_lean) < 1e-3
 
 
+def test_answer_balance_reaches_the_training_step_and_the_record(tmp_path):
+    """--answer-balance end to end: each question asked carries its key, whose prior has one entry
+    per answer caption; the step's loss changes with the priors; the CLI records the setting."""
+    data = domain_data.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
+    config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, categories=("chairs", "cars"),
+                            answer_questions=3, answer_balance=True)
+    batch = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
+    labels = domain.label_table(data)
+    priors = domain.answer_log_priors(labels, data.categories, np.arange(8))
+    assert len(batch.answer_keys) == len(batch.answers)
+    assert all(len(priors[key]) == len(answers) for key, answers in zip(batch.answer_keys, batch.answers))
+    losses = []
+    for log_priors in (None, priors):
+        model = domain.new_model(TINY_ARCH, 0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        losses.append(domain.train_step(model, None, optimizer, batch, new_tokenizer(40), labels, data.categories,
+                                        config, log_priors))
+    assert all(np.isfinite(losses)) and losses[0] != losses[1]
+    out = tmp_path / "balanced.safetensors"
+    entrypoint(["train-clip", "--out", str(out), *TINY_ARGS, "--answer-balance"])
+    assert read_compact_metadata(out)["training"]["answer_balance"] is True
+
+
 def test_binary_accuracy_tells_a_lean_from_a_blind_ranking():
     """Hand-made scores: renders the margin orders perfectly but cuts on the wrong side of two of
     them (AUC 1, recall of the prompt's side 0.5), and renders it cannot order (AUC 0.5)."""
