@@ -96,15 +96,23 @@ def contrastive_loss(image_f: Tensor, text_f: Tensor, logit_scale: Tensor,
 
 
 def answer_loss(image_f: Float[Tensor, "b d"], answer_f: Float[Tensor, "u d"], choices: Tensor, target: Tensor,
-                logit_scale: Tensor, offset: Optional[Tensor] = None) -> Tensor:
+                logit_scale: Tensor, offset: Optional[Tensor] = None, weight: Optional[Tensor] = None) -> Tensor:
     """Cross-entropy of each image's choice among its own answer captions: choices (b, k) indexes
     rows of answer_f (-1 pads shorter answer sets), target (b,) is the true column; `offset` (b, k)
-    is added to the logits in training only (logit adjustment, `answer_log_priors`)."""
+    is added to the logits in training only (logit adjustment, `answer_log_priors`); `weight` (b,)
+    scales each row's term (`question_weights`; the mean is over rows, so 1 leaves a row as it was)."""
     logits = logit_scale * image_f @ answer_f.T
     picked = logits.gather(1, choices.clamp(min=0))
     if offset is not None:
         picked = picked + offset
-    return F.cross_entropy(picked.masked_fill(choices < 0, float("-inf")), target)
+    terms = F.cross_entropy(picked.masked_fill(choices < 0, float("-inf")), target, reduction="none")
+    return (terms if weight is None else terms * weight).mean()
+
+
+def question_weights(keys: list[str], focus: tuple[str, ...], focus_weight: float) -> Tensor:
+    """(len(keys),) weight of each asked question (`head_key`): `focus_weight` for the questions
+    named in `focus`, 1 for the others."""
+    return torch.tensor([focus_weight if key.split("__", 1)[1] in focus else 1.0 for key in keys])
 
 
 def answer_log_priors(labels: Tensor, categories: list[str], rows: np.ndarray) -> dict[str, Tensor]:
@@ -141,16 +149,19 @@ class AttributeHeads(torch.nn.Module):
     def forward(self, features: Tensor, category: str, question: str) -> Tensor:
         return self.heads[head_key(category, question)](features)
 
-    def loss(self, features: Tensor, categories: list[str], labels: Tensor) -> Tensor:
-        """Mean over the heads of the cross-entropy on the rows it applies to; labels (b, questions)
-        holds answer indices in `QUESTIONS[category]` order, -1 where a question does not apply."""
+    def loss(self, features: Tensor, categories: list[str], labels: Tensor,
+             focus: tuple[str, ...] = (), focus_weight: float = 1.0) -> Tensor:
+        """Mean over the heads of the cross-entropy on the rows it applies to, the heads of the
+        questions in `focus` counted `focus_weight` times; labels (b, questions) holds answer
+        indices in `QUESTIONS[category]` order, -1 where a question does not apply."""
         terms = []
         for category in sorted(set(categories)):
             rows = torch.tensor([c == category for c in categories])
             for j, q in enumerate(QUESTIONS[category]):
                 y = labels[rows, j]
                 if bool((y >= 0).any()):
-                    terms.append(F.cross_entropy(self(features[rows], category, q.name), y, ignore_index=-1))
+                    term = F.cross_entropy(self(features[rows], category, q.name), y, ignore_index=-1)
+                    terms.append(term * (focus_weight if q.name in focus else 1.0))
         return torch.stack(terms).mean() if terms else features.sum() * 0.0
 
 
@@ -242,11 +253,14 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
             offset = torch.zeros(choices.shape)
             for k, key in enumerate(batch.answer_keys):
                 offset[k, : len(log_priors[key])] = log_priors[key]
+        weight = question_weights(batch.answer_keys, config.focus_questions, config.focus_weight) if config.focus_questions else None
         loss = loss + config.answer_weight * answer_loss(
-            image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp(), offset)
+            image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp(), offset,
+            weight)
     if heads is not None and config.attribute_weight > 0:
         rows = torch.from_numpy(batch.objects)
-        loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows])
+        loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows],
+                                                          config.focus_questions, config.focus_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -331,11 +345,15 @@ def init_record(init: Path, training: dict) -> dict:
 
 def _validate(config: DomainTraining) -> None:
     check_numbers(config)  # the ranges of single options are their `Bounds`
+    known = {q.name for c in config.categories for q in QUESTIONS[c]}
+    unknown = [name for name in config.focus_questions if name not in known]
     checks = [
         (0 <= config.heldout_objects < config.num_objects,
          f"--heldout-objects must be in [0, --num-objects), got {config.heldout_objects}"),
         (len(config.categories) >= 1, "--categories needs at least one category"),
         (config.out.suffix == ".safetensors", f"--out must end in .safetensors, got {config.out}"),
+        (not unknown, f"--focus-questions: no question {', '.join(unknown)} in {', '.join(config.categories)}; "
+                      f"valid: {', '.join(sorted(known))}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -367,7 +385,7 @@ def cli_args(config: DomainTraining) -> list[str]:
     flat = jsonable(asdict(config))
     args = []
     for key, value in flat.items():
-        if key in ("cache", "overwrite") or value is None:
+        if key in ("cache", "overwrite") or value is None or value == []:  # tyro reads a missing list as its default
             continue
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for sub, v in items:

@@ -128,6 +128,11 @@ class DomainTraining:
     log of its share among the training objects, in training only), so the zero-shot choice does
     not lean towards common answers (1 chair in 6 has three legs). Off in the recorded recipes
     before stage 6."""
+    focus_questions: tuple[str, ...] = ()
+    """Attribute questions ("back_tilt", "seat_width"...) whose answer and attribute losses count
+    --focus-weight times as much as the others': the ones the bench measures short. Empty: none."""
+    focus_weight: Annotated[float, Bounds(1, 1e3)] = 1.0
+    """Weight of the --focus-questions' terms in the answer and attribute losses (the others: 1)."""
     attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""

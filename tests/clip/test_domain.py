@@ -68,12 +68,19 @@ LATER_STAGES = {
         {**_STAGE_4, "steps": steps},
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0},
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
-    ) for name, steps in (("compact", 1000), ("compact-eval", 600))
+    ) + extra for name, steps, extra in (
+        ("compact", 1000, ()),
+        ("compact-eval", 600, ({**_STAGE_4, "steps": 1000, "attribute_weight": 4.0, "answer_weight": 6.0,
+                                "answer_balance": True, "focus_questions": ["back_tilt", "seat_width", "leg_thickness",
+                                                                            "leg_count"], "focus_weight": 4.0},)),
+    )
 }
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
 README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss,
 then on four times the objects with six questions, then with four times the weight on the attribute
-heads of the image embedding, then with the answer loss logit-adjusted at twice its weight."""
+heads of the image embedding, then with the answer loss logit-adjusted at twice its weight;
+`compact-eval` then with the four questions the bench found short weighted four times in both
+losses (README, "Stage 7")."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
@@ -247,6 +254,45 @@ def test_answer_balance_reaches_the_training_step_and_the_record(tmp_path):
     assert read_compact_metadata(out)["training"]["answer_balance"] is True
 
 
+def test_focus_questions_weigh_their_terms_in_the_answer_and_attribute_losses(tmp_path, capsys):
+    """--focus-questions Q --focus-weight W: the answer loss counts the rows asking Q W times (the
+    others as before) and so do the attribute heads of Q; the CLI checks the names and records them."""
+    keys = ["chairs__back_tilt", "chairs__armrests", "cars__spoiler"]
+    weight = domain.question_weights(keys, ("back_tilt", "spoiler"), 4.0)
+    torch.testing.assert_close(weight, torch.tensor([4.0, 1.0, 4.0]))
+    answers, images = torch.eye(2), torch.eye(2)[[0, 0, 1]]
+    choices, target = torch.tensor([[0, 1]] * 3), torch.tensor([1, 0, 0])  # rows 0 and 2 wrong, row 1 right
+    rows = [domain.answer_loss(images[k:k + 1], answers, choices[k:k + 1], target[k:k + 1], torch.tensor(5.0)) for k in range(3)]
+    weighted = domain.answer_loss(images, answers, choices, target, torch.tensor(5.0), weight=weight)
+    torch.testing.assert_close(weighted, (4 * rows[0] + rows[1] + 4 * rows[2]) / 3)
+    torch.testing.assert_close(domain.answer_loss(images, answers, choices, target, torch.tensor(5.0), weight=torch.ones(3)),
+                               domain.answer_loss(images, answers, choices, target, torch.tensor(5.0)))
+
+    data = domain_data.render_objects(0, ("chairs",), 6, 1, 1, "default", 32)
+    labels = domain.label_table(data)
+    heads = domain.AttributeHeads(8, domain.AttributeHeads.answer_counts(("chairs",)))
+    features = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    plain = heads.loss(features, data.categories, labels)
+    focused = heads.loss(features, data.categories, labels, ("back_height",), 3.0)
+    from clipnerf_ns.data.attributes import QUESTIONS
+
+    j = [k for k, q in enumerate(QUESTIONS["chairs"]) if q.name == "back_height"][0]
+    applied = [k for k in range(len(QUESTIONS["chairs"])) if bool((labels[:, k] >= 0).any())]
+    alone = torch.nn.functional.cross_entropy(heads(features, "chairs", "back_height"), labels[:, j], ignore_index=-1)
+    torch.testing.assert_close(focused, plain + 2.0 * alone / len(applied))
+
+    out = tmp_path / "focused.safetensors"
+    entrypoint(["train-clip", "--out", str(out), *TINY_ARGS, "--focus-questions", "back_tilt", "--focus-weight", "3"])
+    training = read_compact_metadata(out)["training"]
+    assert training["focus_questions"] == ["back_tilt"] and training["focus_weight"] == 3.0
+    assert "--focus-questions back_tilt --focus-weight 3.0" in training["command"]
+    with pytest.raises(SystemExit) as info:
+        entrypoint(["train-clip", "--out", str(tmp_path / "x.safetensors"), *TINY_ARGS, "--focus-questions", "recline"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "no question recline" in err and "back_tilt" in err and len(err.splitlines()) == 1
+
+
 def test_binary_accuracy_tells_a_lean_from_a_blind_ranking():
     """Hand-made scores: renders the margin orders perfectly but cuts on the wrong side of two of
     them (AUC 1, recall of the prompt's side 0.5), and renders it cannot order (AUC 0.5)."""
@@ -293,9 +339,11 @@ def test_cli_args_reproduce_the_config(tmp_path):
 
     from clipnerf_ns.app.training import TrainClip
 
-    config = TrainClip(out=tmp_path / "a.safetensors", seed=3, templates="alt", arch=TINY_ARCH)
-    args = domain.cli_args(config)
-    assert tyro.cli(TrainClip, args=args) == config
+    for focus in ((), ("back_tilt", "seat_width")):
+        config = TrainClip(out=tmp_path / "a.safetensors", seed=3, templates="alt", arch=TINY_ARCH,
+                           focus_questions=focus, focus_weight=2.0)
+        args = domain.cli_args(config)
+        assert tyro.cli(TrainClip, args=args) == config
     json.dumps(domain.jsonable(dataclasses.asdict(config)))
 
 
