@@ -206,17 +206,20 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3):
     return lambda z: ((z - mean) / scale @ w.detach() + b.detach()) > 0
 
 
+def balanced(predicted, truth) -> float:
+    """Balanced accuracy of bool predictions against bool truth."""
+    return 0.5 * float(predicted[truth].float().mean() + (~predicted[~truth]).float().mean())
+
+
+def labelled(x, attributes, test, category):
+    """The rows of x (one per render, `attributes` repeated per view) where the test applies, and its truth."""
+    truth = [test.truth(category, a) for a in attributes]
+    known = torch.tensor([t is not None for t in truth])
+    return x[known], torch.tensor([bool(t) for t in truth])[known]
+
+
 def print_probes(encoders, features, data, probe_data, categories, views) -> None:
     """Balanced accuracy of a linear probe of each CLIP's embedding on the bench's renders, per test."""
-    def balanced(predicted, truth):
-        return 0.5 * float(predicted[truth].float().mean() + (~predicted[~truth]).float().mean())
-
-    def labelled(x, attributes, test, category):
-        """The rows of x (one per render, `attributes` repeated per view) where the test applies, and its truth."""
-        truth = [test.truth(category, a) for a in attributes]
-        known = torch.tensor([t is not None for t in truth])
-        return x[known], torch.tensor([bool(t) for t in truth])[known]
-
     for category in categories:
         # each model's embeddings of the probe's and the bench's renders of this category, computed once
         seen = {}

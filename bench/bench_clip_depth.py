@@ -18,7 +18,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from bench_clip import fit_linear_probe
+from bench_clip import balanced, fit_linear_probe, labelled
 
 from clipnerf_ns.clip.domain_data import framing_of, over_white, render_objects
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder, preprocess_images
@@ -38,9 +38,7 @@ def tower_features(encoder, data, batch: int = 256) -> dict:
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = preprocess_images(images[i : i + batch], p.image_size, p.mean, p.std)
-            x = tower.act1(tower.bn1(tower.conv1(x)))
-            x = tower.act3(tower.bn3(tower.conv3(tower.act2(tower.bn2(tower.conv2(x))))))
-            x = tower.avgpool(x)
+            x = tower.stem(x)
             out["stem"].append(pooled(x))
             for name in ("layer1", "layer2", "layer3", "layer4"):
                 x = getattr(tower, name)(x)
@@ -64,6 +62,8 @@ def main() -> None:
                 for w in args.weights]
     tests = [t for t in load_prompt_library(None, "chairs").tests if any(w in t.prompt for w in args.tests)]
     for encoder in encoders:
+        if not hasattr(encoder.model.visual, "stem"):
+            raise SystemExit(f"{encoder.name}: not a ResNet vision tower; this bench probes the ModifiedResNet's stages")
         framing, size = framing_of(encoder, "chairs"), encoder.image_size
         fit = render_objects(3000, ["chairs"], args.fit_objects, 2, 1, "default", size, band="front", framing=framing,
                              description="rendering the probes' chairs")
@@ -77,18 +77,10 @@ def main() -> None:
         for test in tests:
             row = f"{test.prompt[:33]:<34}"
             for depth in DEPTHS:
-                xf, yf = labelled(x_fit[depth], fit_attributes, test)
-                xs, ys = labelled(x_scored[depth], scored_attributes, test)
-                predicted = fit_linear_probe(xf, yf, l2=1e-2)(xs)
-                row += f"{0.5 * float(predicted[ys].float().mean() + (~predicted[~ys]).float().mean()):>11.2f}"
+                xf, yf = labelled(x_fit[depth], fit_attributes, test, "chairs")
+                xs, ys = labelled(x_scored[depth], scored_attributes, test, "chairs")
+                row += f"{balanced(fit_linear_probe(xf, yf, l2=1e-2)(xs), ys):>11.2f}"
             print(row)
-
-
-def labelled(x, attributes, test):
-    """The rows of x where the test applies, and its truth."""
-    truth = [test.truth("chairs", a) for a in attributes]
-    known = torch.tensor([t is not None for t in truth])
-    return x[known], torch.tensor([bool(t) for t in truth])[known]
 
 
 if __name__ == "__main__":
