@@ -43,7 +43,7 @@ from clipnerf_ns.clip.domain_data import (
     DomainData,
     augment,
     frame_extents,
-    load_or_render,
+    load_or_render_with_front,
     render_settings,
 )
 from clipnerf_ns.clip.domain_eval import evaluate
@@ -278,7 +278,7 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     _validate(config)
     model, init_record = initial_model(config)
     start = time.perf_counter()
-    data = load_or_render(render_settings(config), config.cache)
+    data = load_or_render_with_front(render_settings(config), config.front_views, config.cache)
     render_s = time.perf_counter() - start
     train_idx = np.flatnonzero(~data.heldout)
     tokenize = new_tokenizer(config.arch.context_length)

@@ -96,6 +96,11 @@ class DomainTraining:
     """Objects per category held out for the retrieval figures, never trained on."""
     views: Annotated[int, Bounds(1, 256)] = 8
     """Rendered views per object, from random cameras on the upper hemisphere."""
+    front_views: Annotated[int, Bounds(0, 256)] = 0
+    """More views per object from the "front" band (azimuth within 70 degrees of the front,
+    elevation 10 to 40: `domain_data.VIEW_BANDS`), where the benches ask the binary tests and
+    `clipnerf eval` judges edits, and where a back's recline is foreshortened: all around, only 1
+    view in 5 falls there. 0: none (the recorded recipes before stage 8)."""
     captions: Annotated[int, Bounds(1, 256)] = 8
     """Captions per object."""
     framing: Literal["object", "category"] = "category"

@@ -220,6 +220,19 @@ def load_or_render(settings: dict, cache: Optional[Path]) -> DomainData:
     return data
 
 
+def load_or_render_with_front(settings: dict, front_views: int, cache: Optional[Path]) -> DomainData:
+    """`load_or_render(settings, cache)`, then `front_views` more views of the same objects (same
+    seeds, other cameras) from the "front" band appended to each object's views (cached beside
+    `cache` as <stem>-front.npz): the views the benches and `clipnerf eval` look from get as many
+    examples as those all around. 0: none."""
+    data = load_or_render(settings, cache)
+    if front_views:
+        front_cache = cache.with_name(f"{cache.stem}-front.npz") if cache else None
+        front = load_or_render({**settings, "views": front_views, "band": "front"}, front_cache)
+        data.rgba = np.concatenate([data.rgba, front.rgba], axis=1)
+    return data
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, init_record, jsonable, label_table, lr_at
-from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render, over_white
+from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render_with_front, over_white
 from clipnerf_ns.data.attributes import QUESTIONS
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge_config import JudgeTraining
@@ -208,18 +208,13 @@ def _initial_net(config: JudgeTraining) -> tuple[JudgeNet, dict]:
 
 def _training_data(config: JudgeTraining):
     """The rendered objects (from the cache when it holds them): `views` all around, then
-    `front_views` of the same objects (same seeds, other cameras) from the front band."""
+    `front_views` of the same objects from the front band."""
     settings = {
         "seed": config.seed, "categories": tuple(config.categories), "per_category": config.num_objects,
         "views": config.views, "captions": 1, "templates": "default", "size": config.image_size,
         "heldout_per_category": config.heldout_objects, "framing": config.framing,
     }
-    data = load_or_render(settings, config.cache)
-    if config.front_views:
-        front_cache = config.cache.with_name(f"{config.cache.stem}-front.npz") if config.cache else None
-        front = load_or_render({**settings, "views": config.front_views, "band": "front"}, front_cache)
-        data.rgba = np.concatenate([data.rgba, front.rgba], axis=1)
-    return data
+    return load_or_render_with_front(settings, config.front_views, config.cache)
 
 
 def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: list[dict]) -> dict[str, dict]:

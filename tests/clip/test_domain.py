@@ -134,6 +134,24 @@ def test_cache_gives_the_same_data(tmp_path):
     assert cached.attributes == fresh.attributes and fresh.attributes[0]["category"] == "cars"
 
 
+def test_front_views_append_front_band_views_of_the_same_objects(tmp_path):
+    """--front-views N: each object gets N more views from the front band (the same objects and
+    captions, other cameras), cached beside the main cache; train-clip trains on them and records it."""
+    config = DomainTraining(out=tmp_path / "x.safetensors", num_objects=3, heldout_objects=1, views=2, captions=2,
+                            categories=("chairs",), arch=TINY_ARCH, cache=tmp_path / "c.npz", front_views=1)
+    settings = domain_data.render_settings(config)
+    plain = domain_data.load_or_render(settings, None)
+    both = domain_data.load_or_render_with_front(settings, config.front_views, config.cache)
+    assert both.rgba.shape == (3, 3, 32, 32, 4) and np.array_equal(both.rgba[:, :2], plain.rgba)
+    assert both.captions == plain.captions and (tmp_path / "c-front.npz").is_file()
+    front = domain_data.load_or_render({**settings, "views": 1, "band": "front"}, None)
+    assert np.array_equal(both.rgba[:, 2:], front.rgba) and not np.array_equal(both.rgba[:, 2:], plain.rgba[:, :1])
+    out = tmp_path / "front.safetensors"
+    entrypoint(["train-clip", "--out", str(out), *TINY_ARGS, "--front-views", "1"])
+    training = read_compact_metadata(out)["training"]
+    assert training["front_views"] == 1 and "--front-views 1" in training["command"]
+
+
 def test_loss_decreases_on_a_fixed_batch():
     data = domain_data.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
     config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, focused_captions=0.5,
