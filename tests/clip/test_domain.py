@@ -61,6 +61,8 @@ def test_train_clip_cli_writes_a_loadable_self_describing_file(tmp_path, capsys)
 
 _STAGE_4 = {"num_objects": 4000, "lr": 3e-4, "image_size": 128, "warmup_steps": 50, "answer_weight": 3.0,
             "answer_questions": 6}
+_STAGE_7 = {**_STAGE_4, "steps": 1000, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True,
+            "focus_questions": ["back_tilt", "seat_width", "leg_thickness", "leg_count"], "focus_weight": 4.0}
 LATER_STAGES = {
     name: (
         {"steps": 1500, "lr": 5e-4, "image_size": 128},
@@ -70,9 +72,7 @@ LATER_STAGES = {
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
     ) + extra for name, steps, extra in (
         ("compact", 1000, ()),
-        ("compact-eval", 600, ({**_STAGE_4, "steps": 1000, "attribute_weight": 4.0, "answer_weight": 6.0,
-                                "answer_balance": True, "focus_questions": ["back_tilt", "seat_width", "leg_thickness",
-                                                                            "leg_count"], "focus_weight": 4.0},)),
+        ("compact-eval", 600, (_STAGE_7, {**_STAGE_7, "front_views": 4}, {**_STAGE_7, "front_views": 4, "steps": 500})),
     )
 }
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
@@ -80,7 +80,8 @@ README, "The CLIP models"): at 128 px, then asking each image four questions of 
 then on four times the objects with six questions, then with four times the weight on the attribute
 heads of the image embedding, then with the answer loss logit-adjusted at twice its weight;
 `compact-eval` then with the four questions the bench found short weighted four times in both
-losses (README, "Stage 7")."""
+losses ("Stage 7"), then with four more views per object from the front band, 1000 and 500 steps
+("Stage 8")."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
