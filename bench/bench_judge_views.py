@@ -14,7 +14,7 @@ the side), which no judge can see.
 Then, for each of `--clips`, the zero-shot choice of every binary test of the prompt libraries
 (`bench_clip.py`'s tests) from each direction: balanced accuracy, and the recall of the prompt's
 renders / of the opposite's, so that a figure of `bench_clip.py`'s random front views can be
-split into what each direction shows.
+split into what each direction shows; the recline test also split by back height.
 """
 
 from __future__ import annotations
@@ -108,6 +108,22 @@ def print_clip_directions(encoder, category: str, objects: int, seed: int) -> No
         cells = [binary_accuracy(encoder, features[:, d], truth, test.prompt, test.opposite) for d in range(len(DIRECTIONS))]
         counts = f"{truth.count(True)}/{truth.count(False)}"
         print(f"{test.prompt:<44.44} {counts:>9} " + " ".join(
+            f"{c['accuracy']:>6.2f} ({c['recall_prompt']:.2f}/{c['recall_opposite']:.2f})" for c in cells))
+        if test.question == "back_tilt":
+            print_by_back_height(encoder, features, attributes, truth, test)
+
+
+def print_by_back_height(encoder, features, attributes: list[dict], truth: list, test) -> None:
+    """The recline test split by back height (below / at least the median of the backed chairs'):
+    a short back's recline moves its top by a pixel or two, so this tells a model that cannot see
+    it there from one that reads it wrong everywhere."""
+    heights = np.array([a["back_height"] if t is not None else np.nan for a, t in zip(attributes, truth)])
+    median = float(np.nanmedian(heights))
+    for half, keep in (("short backs", heights < median), ("tall backs", heights >= median)):
+        part = [t if k else None for t, k in zip(truth, keep)]
+        cells = [binary_accuracy(encoder, features[:, d], part, test.prompt, test.opposite) for d in range(len(DIRECTIONS))]
+        counts = f"{part.count(True)}/{part.count(False)}"
+        print(f"{'  ' + half:<44} {counts:>9} " + " ".join(
             f"{c['accuracy']:>6.2f} ({c['recall_prompt']:.2f}/{c['recall_opposite']:.2f})" for c in cells))
 
 

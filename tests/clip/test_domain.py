@@ -71,7 +71,7 @@ LATER_STAGES = {
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0},
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
     ) + extra for name, steps, extra in (
-        ("compact", 1000, ()),
+        ("compact", 1000, (_STAGE_7, {**_STAGE_7, "front_views": 4})),
         ("compact-eval", 600, (_STAGE_7, {**_STAGE_7, "front_views": 4}, {**_STAGE_7, "front_views": 4, "steps": 500})),
     )
 }
