@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", default=list(SHIPPED_MODELS), help="shipped names or .safetensors files")
     parser.add_argument("--judge", type=Path, default=None, help="attribute judge file (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=1000, help="objects' seed (no shipped model used it)")
-    parser.add_argument("--objects", type=int, default=300, help="objects per category (at 100, a test with 12 objects on one side, as recline has, moves by 0.03 between draws)")
+    parser.add_argument("--objects", type=int, default=300,
+                        help="objects per category (at 100, a test with 12 objects on one side, as recline has, "
+                             "moves by 0.03 between draws)")
     parser.add_argument("--views", type=int, default=4, help="random views per object")
     parser.add_argument("--templates", nargs="+", default=["default", "alt"], choices=["default", "alt"],
                         help="caption template sets for the retrieval figures")
