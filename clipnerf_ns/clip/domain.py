@@ -69,8 +69,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (not on gains, biases, embeddings or the logit scale)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:  # frozen (--freeze-image)
-            continue
         skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -286,17 +284,12 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
     tokenize = new_tokenizer(config.arch.context_length)
     labels = label_table(data)
     log_priors = answer_log_priors(labels, data.categories, train_idx) if config.answer_balance else None
-    if config.freeze_image:
-        model.visual.requires_grad_(False)
-    use_heads = config.attribute_weight > 0 and not config.freeze_image  # heads train the vision tower
     heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
-    trained = torch.nn.ModuleList([model, heads]) if use_heads else model
+    trained = torch.nn.ModuleList([model, heads]) if config.attribute_weight > 0 else model
     optimizer = torch.optim.AdamW(param_groups(trained, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
     g = torch.Generator().manual_seed(config.seed)
     losses = []
     model.train()
-    if config.freeze_image:
-        model.visual.eval()  # batch-norm statistics stay as they were
     t0 = time.perf_counter()
     with progress_bar() as progress:
         bar = progress.add_task("training compact CLIP", total=config.steps, status="")
@@ -304,7 +297,7 @@ def train_clip(config: DomainTraining) -> tuple[Path, dict]:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.steps, config.lr, config.warmup_steps)
             batch = sample_batch(data, train_idx, config, g)
-            losses.append(train_step(model, heads if use_heads else None, optimizer, batch, tokenize, labels, data.categories, config,
+            losses.append(train_step(model, heads, optimizer, batch, tokenize, labels, data.categories, config,
                                      log_priors))
             if step % 10 == 0 or step == config.steps - 1:
                 progress.update(bar, status=f"loss {np.mean(losses[-50:]):.3f}")
@@ -359,7 +352,6 @@ def _validate(config: DomainTraining) -> None:
          f"--heldout-objects must be in [0, --num-objects), got {config.heldout_objects}"),
         (len(config.categories) >= 1, "--categories needs at least one category"),
         (config.out.suffix == ".safetensors", f"--out must end in .safetensors, got {config.out}"),
-        (config.init is not None or not config.freeze_image, "--freeze-image needs --init: a trained vision tower to keep"),
         (not unknown, f"--focus-questions: no question {', '.join(unknown)} in {', '.join(config.categories)}; "
                       f"valid: {', '.join(sorted(known))}"),
     ]

@@ -138,11 +138,6 @@ class DomainTraining:
     --focus-weight times as much as the others': the ones the bench measures short. Empty: none."""
     focus_weight: Annotated[float, Bounds(1, 1e3)] = 1.0
     """Weight of the --focus-questions' terms in the answer and attribute losses (the others: 1)."""
-    freeze_image: bool = False
-    """Train the text side only (text tower, token embedding, logit scale): the vision tower is
-    frozen and kept in eval mode (its batch-norm statistics too), so what the image embedding
-    holds stays as --init left it while the text side learns to meet it, e.g. a synonym that
-    reads lower than the library's word. Needs --init; the attribute heads are not used."""
     attribute_weight: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Weight of an auxiliary loss that predicts every attribute question's answer from the image
     embedding (linear heads, used in training only and not saved)."""

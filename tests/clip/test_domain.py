@@ -366,31 +366,6 @@ def test_cli_args_reproduce_the_config(tmp_path):
     json.dumps(domain.jsonable(dataclasses.asdict(config)))
 
 
-def test_freeze_image_trains_the_text_side_only(tmp_path, capsys):
-    """--freeze-image (from --init): every vision-tower tensor, batch-norm statistics included,
-    comes out as it went in, while the text tower moves; the record says so. Without --init it is
-    refused in one line."""
-    from safetensors.torch import load_file
-
-    base = tmp_path / "base.safetensors"
-    entrypoint(["train-clip", "--out", str(base), *TINY_ARGS])
-    text_only = tmp_path / "text-only.safetensors"
-    entrypoint(["train-clip", "--out", str(text_only), "--init", str(base), *TINY_ARGS, "--freeze-image", "--lr", "1e-2"])
-    before, after = load_file(str(base)), load_file(str(text_only))
-    visual = [k for k in before if k.startswith("visual.")]
-    assert any("running_mean" in k for k in visual)
-    assert all(torch.equal(before[k], after[k]) for k in visual)
-    assert not torch.equal(before["text_projection"], after["text_projection"])
-    assert read_compact_metadata(text_only)["training"]["freeze_image"] is True
-    capsys.readouterr()
-
-    with pytest.raises(SystemExit) as info:
-        entrypoint(["train-clip", "--out", str(tmp_path / "no-init.safetensors"), *TINY_ARGS, "--freeze-image"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "--freeze-image needs --init" in err and len(err.splitlines()) == 1
-
-
 def test_train_clip_can_start_from_a_file_at_another_image_size(tmp_path, capsys):
     """--init trains a file further (the shipped CLIPs were trained at 64 px, then at 128 px): its
     weights are the start, the vision tower's positional grid resized, and the new file records the
