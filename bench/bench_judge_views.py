@@ -105,12 +105,18 @@ def print_clip_directions(encoder, category: str, objects: int, seed: int) -> No
         truth = [test.truth(category, a) for a in attributes]
         if True not in truth or False not in truth:
             continue
-        cells = [binary_accuracy(encoder, features[:, d], truth, test.prompt, test.opposite) for d in range(len(DIRECTIONS))]
-        counts = f"{truth.count(True)}/{truth.count(False)}"
-        print(f"{test.prompt:<44.44} {counts:>9} " + " ".join(
-            f"{c['accuracy']:>6.2f} ({c['recall_prompt']:.2f}/{c['recall_opposite']:.2f})" for c in cells))
+        print_direction_row(encoder, features, truth, test, f"{test.prompt:<44.44}")
         if test.question == "back_tilt":
             print_by_back_height(encoder, features, attributes, truth, test)
+
+
+def print_direction_row(encoder, features, truth: list, test, label: str) -> None:
+    """One table row: the test's balanced accuracy from each direction (recall of each side) on
+    the renders whose `truth` is not None."""
+    cells = [binary_accuracy(encoder, features[:, d], truth, test.prompt, test.opposite) for d in range(len(DIRECTIONS))]
+    counts = f"{truth.count(True)}/{truth.count(False)}"
+    print(f"{label:<44} {counts:>9} " + " ".join(
+        f"{c['accuracy']:>6.2f} ({c['recall_prompt']:.2f}/{c['recall_opposite']:.2f})" for c in cells))
 
 
 def print_by_back_height(encoder, features, attributes: list[dict], truth: list, test) -> None:
@@ -120,12 +126,7 @@ def print_by_back_height(encoder, features, attributes: list[dict], truth: list,
     heights = np.array([a["back_height"] if t is not None else np.nan for a, t in zip(attributes, truth)])
     median = float(np.nanmedian(heights))
     for half, keep in (("short backs", heights < median), ("tall backs", heights >= median)):
-        part = [t if k else None for t, k in zip(truth, keep)]
-        cells = [binary_accuracy(encoder, features[:, d], part, test.prompt, test.opposite) for d in range(len(DIRECTIONS))]
-        counts = f"{part.count(True)}/{part.count(False)}"
-        print(f"{'  ' + half:<44} {counts:>9} " + " ".join(
-            f"{c['accuracy']:>6.2f} ({c['recall_prompt']:.2f}/{c['recall_opposite']:.2f})" for c in cells))
-
+        print_direction_row(encoder, features, [t if k else None for t, k in zip(truth, keep)], test, "  " + half)
 
 if __name__ == "__main__":
     main()

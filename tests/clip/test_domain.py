@@ -79,9 +79,9 @@ LATER_STAGES = {
 README, "The CLIP models"): at 128 px, then asking each image four questions of the answer loss,
 then on four times the objects with six questions, then with four times the weight on the attribute
 heads of the image embedding, then with the answer loss logit-adjusted at twice its weight;
-`compact-eval` then with the four questions the bench found short weighted four times in both
-losses ("Stage 7"), then with four more views per object from the front band, 1000 and 500 steps
-("Stage 8")."""
+both then with the four questions the bench found short weighted four times in both losses
+("Stage 7"), then with four more views per object from the front band ("Stage 8": 1000 steps for
+both, and 500 more for `compact-eval`)."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
