@@ -11,8 +11,9 @@ The objects come from `--seed`, which no shipped model was trained on (the CLIPs
   the CLIP chooses between a prompt and its opposite ("a chair with a tall back" / "... a short
   back") on renders where the attributes say which is true; balanced accuracy (chance 0.50) in
   the library's words, in the test's synonyms, and framed as "a photo of ..."; then, in the
-  library's words, the recall of each side and the AUC of the score margin (whether an error is
-  the ranking's or a lean towards one answer);
+  library's words, the recall of each side, the AUC of the score margin (whether an error is
+  the ranking's or a lean towards one answer) and the accuracy's 95% interval with the objects
+  drawn again (how far the figure would move on other objects);
 - 12-way colour words ("a <colour> chair/car"), with the library's colour names and with synonyms;
 - per caption template set: image->text and text->image retrieval among all objects' captions.
 
@@ -176,13 +177,17 @@ def print_margins(names, tests, results) -> None:
     """Where each zero-shot choice errs (library words): the recall of the prompt's side and of the
     opposite's, and the AUC of the score margin. A high AUC with unequal recalls is an embedding
     that orders the renders but cuts in the wrong place (a lean towards one answer); a low AUC, one
-    that cannot order them."""
-    print("  the same choices: recall of the prompt's renders / of the opposite's / AUC of the margin")
+    that cannot order them. Then the 95% interval of the library words' balanced accuracy with the
+    objects drawn again (views of one object err together): how far a figure would move on other
+    objects of the category."""
+    print("  the same choices: recall of the prompt's renders / of the opposite's / AUC of the margin / "
+          "95% interval of the accuracy, objects resampled")
     for i, test in enumerate(tests):
         row = f"  {test.prompt + ' / ' + test.opposite:<70.70} {'':>9} "
         for figures in results:
             prompt, opposite, auc = (figures[i].get(k, float("nan")) for k in ("recall_prompt", "recall_opposite", "auc"))
-            row += f"{prompt:>13.2f} {opposite:>5.2f} {auc:>5.2f}   "
+            low, high = figures[i].get("interval", (float("nan"),) * 2)
+            row += f"{prompt:>13.2f} {opposite:>5.2f} {auc:>5.2f} {low:.2f}-{high:.2f}   "
         print(row)
     print()
 

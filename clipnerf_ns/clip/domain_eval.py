@@ -80,11 +80,13 @@ def embed_images(encoder, images: Float[Tensor, "n h w 3"], batch: int = 256) ->
         return torch.cat([encoder.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
-def binary_accuracy(encoder, image_f: Tensor, truth: list[Optional[bool]], prompt: str, opposite: str) -> dict:
+def binary_accuracy(encoder, image_f: Tensor, truth: list[Optional[bool]], prompt: str, opposite: str,
+                    objects: Optional[np.ndarray] = None) -> dict:
     """How often `encoder` prefers the true one of (prompt, opposite): balanced accuracy over the
     renders where `truth` (one entry per render) is True (prompt true) or False (opposite true);
     with the recall of each side and the AUC of the score margin, which tell an embedding that
-    cannot order the renders from one that orders them but cuts in the wrong place."""
+    cannot order the renders from one that orders them but cuts in the wrong place. Given
+    `objects` (each render's object index), also its 95% interval with the objects resampled."""
     text = encoder.encode_text([prompt, opposite])
     margin = image_f @ (text[0] - text[1])  # > 0: prefers the prompt
     pos = torch.tensor([t is True for t in truth])
@@ -92,10 +94,29 @@ def binary_accuracy(encoder, image_f: Tensor, truth: list[Optional[bool]], promp
     if not bool(pos.any()) or not bool(neg.any()):
         return {"positives": int(pos.sum()), "negatives": int(neg.sum()), "accuracy": float("nan")}
     recall_prompt, recall_opposite = float((margin[pos] >= 0).float().mean()), float((margin[neg] < 0).float().mean())
-    return {"positives": int(pos.sum()), "negatives": int(neg.sum()),
-            "accuracy": round(0.5 * (recall_prompt + recall_opposite), 4),
-            "recall_prompt": round(recall_prompt, 4), "recall_opposite": round(recall_opposite, 4),
-            "auc": round(ranking_auc(margin[pos], margin[neg]), 4)}
+    figures = {"positives": int(pos.sum()), "negatives": int(neg.sum()),
+               "accuracy": round(0.5 * (recall_prompt + recall_opposite), 4),
+               "recall_prompt": round(recall_prompt, 4), "recall_opposite": round(recall_opposite, 4),
+               "auc": round(ranking_auc(margin[pos], margin[neg]), 4)}
+    if objects is not None:
+        right = torch.where(pos, margin >= 0, margin < 0).numpy()
+        figures["interval"] = tuple(round(x, 4) for x in balanced_accuracy_interval(right, pos.numpy(), neg.numpy(), objects))
+    return figures
+
+
+def balanced_accuracy_interval(right: np.ndarray, pos: np.ndarray, neg: np.ndarray, objects: np.ndarray,
+                               draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of a balanced accuracy (per render: `right`, and whether it counts on the positive
+    or the negative side) when the objects are drawn again with replacement, all the views of one
+    object together: views of one object err together, so the objects, not the renders, are the sample."""
+    ids, group = np.unique(objects, return_inverse=True)
+    sums = [np.bincount(group, weights=w, minlength=len(ids)) for w in (right & pos, pos, right & neg, neg)]
+    counts = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=draws)
+    hit_pos, n_pos, hit_neg, n_neg = (counts @ s for s in sums)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a draw without one side has no accuracy
+        accuracy = 0.5 * (hit_pos / n_pos + hit_neg / n_neg)
+    low, high = np.nanpercentile(accuracy, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def ranking_auc(positive: Tensor, negative: Tensor) -> float:
@@ -112,10 +133,12 @@ def binary_tests(encoder, data: DomainData, tests, category: str, image_f: Optio
     sub = data.subset(rows)
     feats = image_features(encoder, sub) if image_f is None else image_f[np.repeat(rows, data.rgba.shape[1])]
     views = data.rgba.shape[1]
+    objects = np.repeat(np.arange(len(sub.attributes)), views)
     out = []
     for test in tests:
         truth = [t for a in sub.attributes for t in [test.truth(category, a)] * views]
-        figures = {"prompt": test.prompt, "opposite": test.opposite, **binary_accuracy(encoder, feats, truth, test.prompt, test.opposite)}
+        figures = {"prompt": test.prompt, "opposite": test.opposite,
+                   **binary_accuracy(encoder, feats, truth, test.prompt, test.opposite, objects)}
         if test.synonyms:
             figures["synonyms"] = list(test.synonyms)
             figures["synonym_accuracy"] = binary_accuracy(encoder, feats, truth, *test.synonyms)["accuracy"]

@@ -331,6 +331,26 @@ def test_binary_accuracy_tells_a_lean_from_a_blind_ranking():
     assert np.isnan(domain_eval.binary_accuracy(Words, blind, [True] * 4, "p", "o")["accuracy"])
 
 
+def test_the_accuracy_interval_counts_objects_not_views():
+    """The interval resamples objects: more views of the same objects (which err together) do not
+    narrow it, more objects do, and it holds the figure itself."""
+    def interval(n_objects, views):
+        rng = np.random.default_rng(1)
+        right_obj, pos_obj = rng.random(n_objects) < 0.8, np.arange(n_objects) % 3 > 0
+        objects = np.repeat(np.arange(n_objects), views)
+        right, pos = right_obj[objects], pos_obj[objects]
+        accuracy = 0.5 * (right[pos].mean() + right[~pos].mean())
+        low, high = domain_eval.balanced_accuracy_interval(right, pos, ~pos, objects)
+        assert low < accuracy < high
+        return high - low
+
+    assert interval(120, 1) == pytest.approx(interval(120, 8), abs=0.01)
+    assert interval(1200, 1) < 0.5 * interval(120, 1)
+    pos = np.arange(8) % 4 < 2  # four objects of two views, two on each side
+    assert domain_eval.balanced_accuracy_interval(np.ones(8, bool), pos, ~pos, np.arange(8) // 2) == (1.0, 1.0)
+    assert 0.1 < interval(120, 4) < 0.2  # 40 objects on the smaller side: about +-0.07
+
+
 def test_retrieval_accuracy_hand_made():
     text = torch.eye(3)
     images = torch.eye(3).repeat_interleave(2, dim=0)  # two renders per object
