@@ -40,25 +40,26 @@ def main() -> None:
                         help="vision towers' widths to time (--arch.vision-width; the shipped CLIPs have 16)")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
-    for size, width in ((s, w) for s in args.sizes for w in args.vision_widths):
-        config = DomainTraining(out=Path("unused.safetensors"), arch=ClipArchitecture(image_size=size, vision_width=width))
-        data = render_objects(5, config.categories, 140, 2, 8, "default", size, framing="category",
-                              description=f"rendering at {size} px")
-        model = new_model(config.arch, config.seed)
-        label = f"{size} px, vision width {width}"
-        heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
-        optimizer = torch.optim.AdamW(param_groups(torch.nn.ModuleList([model, heads]), config.weight_decay), lr=1e-4)
-        tokenize, labels, g = new_tokenizer(config.arch.context_length), label_table(data), torch.Generator().manual_seed(0)
-        train_idx = np.arange(len(data.categories))
-        for questions in args.answer_questions:
-            step_config = dataclasses.replace(config, answer_questions=questions)
-            times = [timed(lambda: train_step(model, heads, optimizer, sample_batch(data, train_idx, step_config, g),
-                                              tokenize, labels, data.categories, step_config)) for _ in range(args.steps)]
-            print(f"{label}, {questions} answer question(s) per image: training step {np.median(times[1:]):.2f} s "
-                  f"(median of {len(times) - 1})")
-        views = torch.rand(4, 3, size, size)
-        vision = np.median([timed(lambda: model.encode_image(views).sum().backward()) for _ in range(5)])
-        print(f"{label}: vision tower forward + backward over 4 views {vision * 1000:.0f} ms")
+    for size in args.sizes:
+        data = render_objects(5, DomainTraining.categories, 140, 2, 8, "default", size, framing="category",
+                              description=f"rendering at {size} px")  # one set for every width
+        for width in args.vision_widths:
+            config = DomainTraining(out=Path("unused.safetensors"), arch=ClipArchitecture(image_size=size, vision_width=width))
+            model = new_model(config.arch, config.seed)
+            label = f"{size} px, vision width {width}"
+            heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
+            optimizer = torch.optim.AdamW(param_groups(torch.nn.ModuleList([model, heads]), config.weight_decay), lr=1e-4)
+            tokenize, labels, g = new_tokenizer(config.arch.context_length), label_table(data), torch.Generator().manual_seed(0)
+            train_idx = np.arange(len(data.categories))
+            for questions in args.answer_questions:
+                step_config = dataclasses.replace(config, answer_questions=questions)
+                times = [timed(lambda: train_step(model, heads, optimizer, sample_batch(data, train_idx, step_config, g),
+                                                  tokenize, labels, data.categories, step_config)) for _ in range(args.steps)]
+                print(f"{label}, {questions} answer question(s) per image: training step {np.median(times[1:]):.2f} s "
+                      f"(median of {len(times) - 1})")
+            views = torch.rand(4, 3, size, size)
+            vision = np.median([timed(lambda: model.encode_image(views).sum().backward()) for _ in range(5)])
+            print(f"{label}: vision tower forward + backward over 4 views {vision * 1000:.0f} ms")
     captions = tokenize(sample_batch(data, train_idx, config, g).captions * 6)
     full = np.median([timed(lambda: model.encode_text(captions).sum().backward()) for _ in range(3)])
     trimmed = np.median([timed(lambda: encode_text_trimmed(model, captions).sum().backward()) for _ in range(3)])

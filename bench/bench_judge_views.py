@@ -128,5 +128,6 @@ def print_by_back_height(encoder, features, attributes: list[dict], truth: list,
     for half, keep in (("short backs", heights < median), ("tall backs", heights >= median)):
         print_direction_row(encoder, features, [t if k else None for t, k in zip(truth, keep)], test, "  " + half)
 
+
 if __name__ == "__main__":
     main()
