@@ -14,6 +14,7 @@ import torch
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.clip.encoder import ClipEncoder
 from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.attributes import QUESTIONS, applies_judged
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
@@ -54,6 +55,11 @@ class EditJudges:
             return evaluator_view
         direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
         return render_views(self.nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, *self.framing(of))
+
+    def shape_questions(self) -> list[str]:
+        """The judge's shape questions of the category (not its colour questions)."""
+        judged = {name for name, _ in self.judge.questions.get(self.nerf.category, ())}
+        return [q.name for q in QUESTIONS.get(self.nerf.category, ()) if q.shape and q.name in judged]
 
     def answers(self, codes, evaluator_view) -> dict:
         """The judge's answers for `codes` ({} when it knows nothing of the category)."""
@@ -101,9 +107,9 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                 record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
                               _text=evaluator.encode_text(candidates))
                 if prompt in judges.tests and answers_before:
-                    test = judges.tests[prompt]
-                    answers = (answers_before[test.question][0], judges.answers(edited, seen)[test.question][0])
-                    record.update(judge_verdicts(test, answers, judges.test_texts[prompt], (image_before, record["_image"])))
+                    answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
+                    record.update(judge_verdicts(judges.tests[prompt], answers, judges.shape_questions(),
+                                                 judges.test_texts[prompt], (image_before, record["_image"])))
             records.append(record)
     row = np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in pictured], axis=1)
     return row, records
@@ -116,7 +122,8 @@ def image_measures(before: dict, after: dict, colour: Optional[str]) -> dict:
     before_color = metrics.object_mean_color(before["rgb"], before["accumulation"])
     after_color = metrics.object_mean_color(after["rgb"], after["accumulation"])
     measures = {"iou": metrics.silhouette_iou(before["accumulation"], after["accumulation"]),
-                "color_change": float(metrics.delta_e(before_color, after_color))}
+                "color_change": float(metrics.delta_e(before_color, after_color)),
+                "haze_before": metrics.haze(before["accumulation"]), "haze_after": metrics.haze(after["accumulation"])}
     if colour is not None:
         named = torch.tensor(NAMED_COLORS[colour])
         measures.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
@@ -150,7 +157,10 @@ def summarize_edits(records: list[dict], library, latency: dict) -> dict:
         "appearance_edit_silhouette_iou_min": min(r["iou"] for r in records if r["target"] == "appearance"),
         "shape_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "shape"]),
         "appearance_edit_color_change_delta_e": mean([r["color_change"] for r in records if r["target"] == "appearance"]),
+        "haze": {t: {"before": mean([r["haze_before"] for r in records if r["target"] == t]),
+                     "after": mean([r["haze_after"] for r in records if r["target"] == t])} for t in targets},
         "judged_shape_edits": judged_flips(records),
+        "judged_shape_families": judged_families(records),
     }
 
 
@@ -181,13 +191,24 @@ def named_color_of(prompt: str, noun: str) -> Optional[str]:
     return None
 
 
-def judge_verdicts(test, answers: tuple[str, str], test_text, embeddings: tuple) -> dict:
+def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:
+    """{question: answer} of the first image of a judge's answers."""
+    return {q: a[0] for q, a in answers.items()}
+
+
+def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str], test_text, embeddings: tuple) -> dict:
     """Does the object have what `test.prompt` asks for, before and after the edit: the judge's
-    answers to the test's question, and the evaluator CLIP's choice between prompt and opposite
-    (`test_text`: their embeddings) for the (before, after) image embeddings."""
+    answers (`answers`: {question: answer} before and after), and the evaluator CLIP's choice between
+    prompt and opposite (`test_text`: their embeddings) for the (before, after) image embeddings.
+    Also which of the other shape questions the judge answers alike before and after, among those
+    that apply to both renders (a stool has no back height)."""
+    before, after = answers
     picks = [bool(float(e @ test_text[0]) > float(e @ test_text[1])) for e in embeddings]
-    return {"judge_question": test.question, "judge_before": answers[0], "judge_after": answers[1],
-            "judge_has_before": answers[0] == test.answer, "judge_has_after": answers[1] == test.answer,
+    others = [q for q in shape_questions
+              if q != test.question and applies_judged(q, before) and applies_judged(q, after)]
+    return {"judge_question": test.question, "judge_before": before[test.question], "judge_after": after[test.question],
+            "judge_has_before": before[test.question] == test.answer, "judge_has_after": after[test.question] == test.answer,
+            "judge_others_compared": others, "judge_others_changed": [q for q in others if before[q] != after[q]],
             "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
 
 
@@ -205,5 +226,28 @@ def judged_flips(records: list[dict]) -> dict:
             "judge_flip_rate": float(np.mean([r["judge_has_after"] for r in lacking])) if lacking else float("nan"),
             "evaluator_flip_rate": float(np.mean([r["evaluator_has_after"] for r in lacking_clip]))
             if lacking_clip else float("nan"),
+        }
+    return out
+
+
+def judged_families(records: list[dict]) -> dict:
+    """Per question the judge asks of shape edits (a family of prompts: "an armchair" and "a chair
+    with armrests" both ask "armrests"): the flip rate pooled over its prompts (among edits of
+    objects the judge saw without the answer, the share with it after), the share of the other
+    shape questions that apply before and after which the judge answers alike, the mean colour
+    change (Delta E) and the haze before and after."""
+    out = {}
+    for question in dict.fromkeys(r["judge_question"] for r in records if "judge_question" in r):
+        rows = [r for r in records if r.get("judge_question") == question]
+        lacking = [r["judge_has_after"] for r in rows if not r["judge_has_before"]]
+        compared = sum(len(r["judge_others_compared"]) for r in rows)
+        out[question] = {
+            "prompts": list(dict.fromkeys(r["prompt"] for r in rows)), "edits": len(rows), "lacking_before": len(lacking),
+            "flip_rate": float(np.mean(lacking)) if lacking else float("nan"),
+            "others_unchanged": 1.0 - sum(len(r["judge_others_changed"]) for r in rows) / compared
+            if compared else float("nan"),
+            "color_change_delta_e": float(np.nanmean([r["color_change"] for r in rows])),
+            "haze_before": float(np.nanmean([r["haze_before"] for r in rows])),
+            "haze_after": float(np.nanmean([r["haze_after"] for r in rows])),
         }
     return out

@@ -19,8 +19,11 @@ from clipnerf_ns.validation import MAX_RESOLUTION, Bounds
 @dataclass(kw_only=True)
 class EvalCommand:
     """Measure a mapper run's edits on objects the mappers never trained on: edit latency, colour
-    accuracy of colour prompts (CIE Lab), five-way prompt accuracy judged by a second CLIP, and
-    disentanglement (silhouettes under appearance edits, colours under shape edits)."""
+    accuracy of colour prompts (CIE Lab), five-way prompt accuracy judged by a second CLIP,
+    disentanglement (silhouettes under appearance edits, colours under shape edits), the haze of
+    the renders before and after, and the attribute judge's verdicts on shape edits: per prompt
+    and per family of prompts (the question the judge asks), the share of objects lacking the
+    attribute that have it after, and the share of the other shape answers left unchanged."""
 
     load_config: Path
     """config.yml of a mapper run (ns-train clip-nerf-mappers)."""

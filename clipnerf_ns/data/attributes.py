@@ -111,6 +111,29 @@ def question(category: str, name: str) -> Question:
     raise KeyError(f"no question {name!r} for {category}; valid: {', '.join(q.name for q in QUESTIONS[category])}")
 
 
+# Where a judged question applies, from the judge's answers to the others (it answers every question
+# of every render): the counterpart of `Question.answer` giving None, for renders without attributes.
+_APPLIES_IF: dict[str, Callable[[dict], bool]] = {
+    "back_height": lambda j: j["back_style"] != "none",
+    "back_tilt": lambda j: j["back_style"] != "none",
+    "armrests": lambda j: j["back_style"] != "none",
+    "back_color": lambda j: j["back_style"] != "none",
+    "arm_color": lambda j: j["back_style"] != "none" and j["armrests"] == "yes",
+    "leg_count": lambda j: j["leg_style"] != "pedestal",
+    "leg_thickness": lambda j: j["leg_style"] != "pedestal",
+    "stretchers": lambda j: j["leg_style"] == "vertical",
+    "stool_height": lambda j: j["back_style"] == "none",
+    "spoiler": lambda j: j["body_style"] in SPOILER_STYLES,
+}
+
+
+def applies_judged(name: str, judged: dict[str, str]) -> bool:
+    """Whether question `name` applies to a render whose questions were answered `judged`
+    (question -> answer): a stool has no back height, a star base no leg count."""
+    rule = _APPLIES_IF.get(name)
+    return rule is None or rule(judged)
+
+
 def labels(category: str, attributes: dict) -> list[int]:
     """The answer index of every question of the category (-1 where it does not apply)."""
     return [q.label(attributes) for q in QUESTIONS[category]]

@@ -45,6 +45,17 @@ def silhouette_iou(a: Float[Tensor, "h w 1"], b: Float[Tensor, "h w 1"], thresho
     return 1.0 if int(union) == 0 else float((sa & sb).sum() / union)
 
 
+def haze(accumulation: Float[Tensor, "h w 1"], low: float = 0.1, high: float = 0.9) -> float:
+    """Share of the object's pixels (opacity above `low`) that are semi-transparent (below `high`):
+    fog and floaters raise it; a clean render has only its anti-aliased edges there. NaN when the
+    render shows no object."""
+    opacity = accumulation[..., 0]
+    seen = opacity > low
+    if not bool(seen.any()):
+        return float("nan")
+    return float((opacity[seen] < high).float().mean())
+
+
 def n_way_accuracy(
     image: Float[Tensor, "n d_clip"], candidates: Float[Tensor, "n k d_clip"], correct: Int[Tensor, " n"]
 ) -> float:

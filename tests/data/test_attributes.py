@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipnerf_ns.data.attribute_captions import answer_captions, applicable, focused_pair
-from clipnerf_ns.data.attributes import QUESTIONS, labels, question
+from clipnerf_ns.data.attributes import QUESTIONS, applies_judged, labels, question
 from clipnerf_ns.data.captions import CATEGORY_NOUNS
 from clipnerf_ns.data.synth import sample_attributes
 
@@ -33,6 +33,28 @@ def test_every_answer_occurs_in_sampled_objects():
         for q in QUESTIONS[category]:
             seen = {q.answer(a) for a in objects} - {None}
             assert seen == set(q.answers), (category, q.name, seen)
+
+
+@pytest.mark.parametrize("category", ["chairs", "cars"])
+def test_judged_applicability_matches_the_true_answers(category):
+    """`applies_judged` read from the true answers says where each question applies, as the
+    questions themselves do: where it says no, the true answer is None; where it says yes, only
+    the questions with a middle class left unnamed (outer thirds, a back between upright and
+    reclined) may still have none."""
+    may_be_unnamed = {"back_height", "back_tilt", "leg_thickness", "seat_width", "stool_height", "leg_count",
+                      "wheel_size", "body_length", "roof_height"}
+    rng = np.random.default_rng(1)
+    for _ in range(600):
+        attributes = sample_attributes(category, rng)
+        truth = {q.name: q.answer(attributes) for q in QUESTIONS[category]}
+        for q in QUESTIONS[category]:
+            if not applies_judged(q.name, truth):
+                assert truth[q.name] is None, (q.name, attributes)
+            elif q.name not in may_be_unnamed:
+                assert truth[q.name] is not None, (q.name, attributes)
+    assert not applies_judged("back_height", {"back_style": "none"})
+    assert not applies_judged("leg_count", {"leg_style": "pedestal"})
+    assert applies_judged("seat_width", {})  # applies to every chair
 
 
 @pytest.mark.parametrize("category", ["chairs", "cars"])

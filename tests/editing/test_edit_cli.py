@@ -156,6 +156,14 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     assert summary["candidates"] == {"appearance": 3, "shape": 2}
     assert 0.0 <= summary["five_way_accuracy"]["appearance"] <= 1.0
     assert summary["judged_shape_edits"]["an armchair"]["objects"] == 1
+    family = summary["judged_shape_families"]["armrests"]
+    assert family["prompts"] == ["an armchair"] and family["edits"] == 1
+    armchair = next(e for e in edits if e["prompt"] == "an armchair")
+    assert "armrests" not in armchair["judge_others_compared"]  # the asked question is not among the others
+    assert set(armchair["judge_others_changed"]) <= set(armchair["judge_others_compared"])
+    # appearance edits keep the density, so its haze too (exactly: the same render of opacity)
+    assert summary["haze"]["appearance"]["after"] == summary["haze"]["appearance"]["before"]
+    assert 0.0 <= summary["haze"]["shape"]["after"] <= 1.0
     assert summary["grid_columns"] == ["before", "a blue chair", "an armchair"]
     assert Image.open(out / "edits.png").size == (3 * 16, objects * 16)
     code, err = clipnerf(capsys, "eval", *quick, "--pictured", "a purple chair", "--output-dir", tmp_path / "bad")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clipnerf_ns.app.edit_evaluation import named_color_of
-from clipnerf_ns.eval.metrics import delta_e, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
+from clipnerf_ns.eval.metrics import delta_e, haze, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
 
 
 def test_lab_of_reference_colours():
@@ -26,6 +26,14 @@ def test_object_colour_and_silhouettes():
     assert silhouette_iou(alpha, alpha) == 1.0
     assert silhouette_iou(alpha, shifted) == pytest.approx(2 / 6)
     assert silhouette_iou(torch.zeros(4, 4, 1), torch.zeros(4, 4, 1)) == 1.0
+
+
+def test_haze_counts_semi_transparent_object_pixels():
+    opacity = torch.tensor([0.0, 0.05, 0.1, 0.5, 0.89, 0.9, 1.0, 1.0]).reshape(2, 4, 1)
+    # object pixels: opacity above 0.1 (0.5, 0.89, 0.9, 1.0, 1.0); semi-transparent: below 0.9 (0.5, 0.89)
+    assert haze(opacity) == pytest.approx(2 / 5)
+    assert haze(torch.ones(3, 3, 1)) == 0.0
+    assert math.isnan(haze(torch.zeros(3, 3, 1)))
 
 
 def test_n_way_accuracy_by_hand():
