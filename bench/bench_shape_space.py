@@ -1,0 +1,100 @@
+"""How dense a clip-nerf run's shape space is: haze of its objects, of codes between them, and of
+codes drawn from its prior (not a test).
+
+    OMP_NUM_THREADS=2 python bench/bench_shape_space.py --load-config RUN/config.yml [--objects 16]
+        [--pairs 16] [--draws 16] [--picture strips.png]
+
+Renders every code from the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`) and
+prints the haze of each group (`metrics.haze`: the share of the object's pixels, opacity above
+0.1, that are semi-transparent, below 0.9):
+
+- the run's own objects, with their learnt codes;
+- the midpoints of random pairs of them (shape codes halfway, the first object's appearance):
+  where a shape edit passes on its way from one object to another;
+- draws from the code prior (a diagonal Gaussian fit to the learnt codes), as the viewer's
+  "prior sample" and `clipnerf eval --prior-objects` draw them.
+
+A shape space that is dense only near its training codes keeps the first group clean and fogs
+the other two. `--picture` draws interpolation strips (one pair per row, t = 0 to 1) and a row of
+prior draws.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import tyro
+from PIL import Image
+
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
+from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.eval.metrics import haze
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
+
+
+@dataclass
+class Args:
+    load_config: Path
+    """config.yml of a clip-nerf run or of a mapper run (its stage-1 field is measured)."""
+    objects: int = 16
+    """Learnt objects rendered (the first this many of the code table)."""
+    pairs: int = 16
+    """Random pairs of learnt objects whose shape-code midpoint is rendered."""
+    draws: int = 16
+    """Codes drawn from the code prior."""
+    resolution: int = 96
+    """Side of the renders (pixels), as `clipnerf eval` renders."""
+    seed: int = 0
+    """Seed of the pairs and the draws."""
+    picture: Optional[Path] = None
+    """Also draw interpolation strips of the first 4 pairs and a row of 8 prior draws into this PNG."""
+
+
+def render(nerf, camera, codes: Codes) -> dict:
+    with torch.no_grad():
+        return nerf.render_view(camera, codes)
+
+
+def strip(nerf, camera, a: Codes, b: Codes, steps: int = 8) -> np.ndarray:
+    """One row: the shape code going from a's to b's in `steps` steps, a's appearance throughout."""
+    tiles = [to_uint8(render(nerf, camera, Codes(torch.lerp(a.z_s, b.z_s, t), a.z_a))["rgb"])
+             for t in np.linspace(0.0, 1.0, steps)]
+    return np.concatenate(tiles, axis=1)
+
+
+def main(args: Args) -> None:
+    start = time.perf_counter()
+    _, pipeline = load_run(args.load_config)
+    nerf = nerf_of(pipeline)
+    camera = orbit_camera(args.resolution, *VIEW_DEG, nerf.orbit)
+    generator = torch.Generator().manual_seed(args.seed)
+    count = nerf.num_objects
+    learnt = [nerf.object_codes(torch.tensor(i)).detach() for i in range(count)]
+    pairs = [torch.randperm(count, generator=generator)[:2].tolist() for _ in range(args.pairs)]
+    drawn = nerf.sample_prior(args.draws, generator)
+    groups = {
+        "learnt objects": learnt[: args.objects],
+        "pair midpoints": [Codes(0.5 * (learnt[i].z_s + learnt[j].z_s), learnt[i].z_a) for i, j in pairs],
+        "prior draws": [Codes(drawn.z_s[k], drawn.z_a[k]) for k in range(args.draws)],
+    }
+    print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
+    print(f"{'codes':<16} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6}")
+    for name, codes in groups.items():
+        values = np.array([haze(render(nerf, camera, c)["accumulation"]) for c in codes])
+        print(f"{name:<16} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}")
+    if args.picture:
+        rows = [strip(nerf, camera, learnt[i], learnt[j]) for i, j in pairs[:4]]
+        rows.append(np.concatenate([to_uint8(render(nerf, camera, c)["rgb"]) for c in groups["prior draws"][:8]], axis=1))
+        Image.fromarray(np.concatenate(rows, axis=0)).save(args.picture)
+        print(f"\nwrote {args.picture}: interpolation strips (rows 1-4, t = 0 to 1), prior draws (row 5)")
+    print(f"\n{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
