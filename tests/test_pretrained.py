@@ -44,6 +44,37 @@ def test_the_shipped_mappers_recolour_by_prompt(pretrained_runs):
     assert before[1] > before[0] and after[0] > after[1] + 0.2, (before, after)
 
 
+def test_the_haze_term_clears_a_foggy_prior_draw(pretrained_runs):
+    """The edit objective's haze term (`EditLossConfig.haze_weight`) reaches the shape code through
+    the shipped field, and following it clears a draw from the code prior (fog: semi-transparent
+    pixels) on views it was not computed on."""
+    from clipnerf_ns.codes import Codes
+    from clipnerf_ns.editing.edit import render_views_with_opacity
+    from clipnerf_ns.editing.losses import semi_transparency
+    from clipnerf_ns.eval.metrics import haze
+
+    _, pipeline = load_run(pretrained_runs.stage1)
+    nerf = nerf_of(pipeline)
+    drawn = nerf.sample_prior(1, torch.Generator().manual_seed(3))
+    z_s = drawn.z_s.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z_s], lr=0.02)
+
+    def haze_of(codes, azimuth: float) -> float:
+        opacity = render_views_with_opacity(nerf, codes, torch.tensor([azimuth]), torch.tensor([25.0]), 48)[1]
+        return haze(opacity[0, ..., None].detach())
+
+    before = haze_of(drawn, 200.0)
+    for step in range(15):
+        optimizer.zero_grad()
+        opacity = render_views_with_opacity(nerf, Codes(z_s, drawn.z_a), torch.tensor([40.0 + 24 * step]),
+                                            torch.tensor([25.0]), 48)[1]
+        semi_transparency(opacity).mean().backward()
+        assert z_s.grad.abs().sum() > 0
+        optimizer.step()
+    after = haze_of(Codes(z_s.detach(), drawn.z_a), 200.0)
+    assert after < before - 0.05, (before, after)
+
+
 def test_pack_writes_the_shipped_files_back(pretrained_runs, tmp_path):
     stage1, mappers = pack(pretrained_runs.mappers, tmp_path)
     for written, shipped in ((stage1, CHAIRS_SMALL), (mappers, CHAIRS_SMALL_MAPPERS)):

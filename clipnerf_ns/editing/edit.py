@@ -28,7 +28,7 @@ from clipnerf_ns.data.cameras import make_cameras, orbit_pose
 from clipnerf_ns.data.images import frame_on_object, pad_to_fill, read_rgba
 from clipnerf_ns.data.photos import has_alpha, threshold_mask
 from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, semi_transparency
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
@@ -83,6 +83,10 @@ class EditLossConfig:
     from the category's neutral prompt (for exemplars: from the render before the edit)."""
     code_change_weight: float = 0.1
     """Weight of the mean squared code change (keeps the edit close to the object)."""
+    haze_weight: float = 0.0
+    """Weight of a penalty on semi-transparent pixels of the edited renders (mean of 4 a (1 - a)
+    over pixels of opacity a: 1 at a = 0.5, 0 where a pixel is empty or opaque), so that shape
+    edits land on codes that decode to solid objects, not fog. 0: off."""
     adversarial_weight: float = 0.0
     """Weight of the stage-1 discriminator's non-saturating loss on edited renders (when it has one)."""
     resolution: Optional[int] = None
@@ -116,6 +120,14 @@ def render_views(
     background, each framed as the CLIP's training views are (`framing_corners`): on its object's
     occupied cells, or on a box of `frame_extent` centred on them (a CLIP that sees sizes). Empty
     space is skipped with each shape code's own occupancy grid."""
+    return render_views_with_opacity(nerf, codes, azimuths, elevations, resolution, frame_extent)[0]
+
+
+def render_views_with_opacity(
+    nerf: ClipNerfModel, codes: Codes, azimuths: Tensor, elevations: Tensor, resolution: int,
+    frame_extent: Optional[Sequence[float]] = None,
+) -> tuple[Float[Tensor, "n h w 3"], Float[Tensor, "n h w"]]:
+    """`render_views`, and each pixel's opacity (accumulated weight)."""
     device = nerf.box_min.device
     grids = torch.cat([nerf.occupancy_for_codes(z_s) for z_s in codes.z_s.detach()])
     origins, directions = [], []
@@ -131,8 +143,8 @@ def render_views(
     view_of_ray = torch.arange(views, device=device).repeat_interleave(pixels)
     per_ray = Codes(codes.z_s[view_of_ray], codes.z_a[view_of_ray])
     background = nerf.box_min.new_tensor(BACKGROUNDS[nerf.config.render_background]).expand(views * pixels, 3)
-    rgb = nerf.render_rays(origins, directions, per_ray, grids, view_of_ray, background)["rgb"]
-    return rgb.reshape(views, resolution, resolution, 3)
+    out = nerf.render_rays(origins, directions, per_ray, grids, view_of_ray, background)
+    return out["rgb"].reshape(views, resolution, resolution, 3), out["accumulation"].reshape(views, resolution, resolution)
 
 
 def apply_change(codes: Codes, target: Literal["shape", "appearance"], change: Tensor, strength: float = 1.0) -> Codes:
@@ -183,7 +195,7 @@ def edit_losses(
     CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
     extent = clip.frame_extent(nerf.category)
     resolution = config.resolution or clip.image_size
-    render = render_views(nerf, after, azimuths, elevations, resolution, extent)
+    render, opacity = render_views_with_opacity(nerf, after, azimuths, elevations, resolution, extent)
     embedding = clip.encode_image(render)
     losses: dict[str, Tensor] = {}
     if config.directional:
@@ -195,6 +207,8 @@ def edit_losses(
         distance = clip_distance(embedding, target_embedding)
     losses["clip"] = config.clip_weight * distance.mean()
     losses["code_change"] = config.code_change_weight * code_change_penalty(before, after).mean()
+    if config.haze_weight > 0:
+        losses["haze"] = config.haze_weight * semi_transparency(opacity).mean()
     if config.adversarial_weight > 0 and nerf.discriminator is not None:
         size = nerf.config.patch_size
         patches = F.interpolate(render.permute(0, 3, 1, 2), size=(size, size), mode="area").permute(0, 2, 3, 1)

@@ -10,7 +10,7 @@ from PIL import Image
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.editing.edit import Edit, Editor, apply_change, edited_targets, read_exemplar, render_views
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, semi_transparency
 from clipnerf_ns.editing.mappers import CodeMapper, Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
@@ -58,6 +58,7 @@ def test_losses_by_hand():
     before = Codes(torch.zeros(1, 4), torch.zeros(1, 2))
     after = Codes(torch.full((1, 4), 2.0), torch.ones(1, 2))
     assert torch.allclose(code_change_penalty(before, after), torch.tensor([5.0]))
+    assert torch.allclose(semi_transparency(torch.tensor([0.0, 0.5, 1.0, 0.25])), torch.tensor([0.0, 1.0, 0.0, 0.75]))
 
 
 def test_render_views_is_differentiable_in_both_codes():
