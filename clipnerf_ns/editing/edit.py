@@ -192,7 +192,7 @@ def edit_losses(
     source_embedding: Optional[Float[Tensor, "n d_clip"]] = None,
 ) -> dict[str, Tensor]:
     """The editing objective of `after` (the edited codes of n objects, one view each):
-    CLIP distance (or its directional variant), code change penalty, optional adversarial term."""
+    CLIP distance (or its directional variant), code change penalty, optional haze and adversarial terms."""
     extent = clip.frame_extent(nerf.category)
     resolution = config.resolution or clip.image_size
     render, opacity = render_views_with_opacity(nerf, after, azimuths, elevations, resolution, extent)
