@@ -43,14 +43,14 @@ def main() -> None:
     for size in args.sizes:
         data = render_objects(5, DomainTraining.categories, 140, 2, 8, "default", size, framing="category",
                               description=f"rendering at {size} px")  # one set for every width
+        labels, train_idx = label_table(data), np.arange(len(data.categories))
         for width in args.vision_widths:
             config = DomainTraining(out=Path("unused.safetensors"), arch=ClipArchitecture(image_size=size, vision_width=width))
             model = new_model(config.arch, config.seed)
             label = f"{size} px, vision width {width}"
             heads = AttributeHeads(config.arch.embed_dim, AttributeHeads.answer_counts(config.categories))
             optimizer = torch.optim.AdamW(param_groups(torch.nn.ModuleList([model, heads]), config.weight_decay), lr=1e-4)
-            tokenize, labels, g = new_tokenizer(config.arch.context_length), label_table(data), torch.Generator().manual_seed(0)
-            train_idx = np.arange(len(data.categories))
+            tokenize, g = new_tokenizer(config.arch.context_length), torch.Generator().manual_seed(0)
             for questions in args.answer_questions:
                 step_config = dataclasses.replace(config, answer_questions=questions)
                 times = [timed(lambda: train_step(model, heads, optimizer, sample_batch(data, train_idx, step_config, g),

@@ -56,14 +56,9 @@ class Args:
     """Also draw interpolation strips of the first 4 pairs and a row of 8 prior draws into this PNG."""
 
 
-def render(nerf, camera, codes: Codes) -> dict:
-    with torch.no_grad():
-        return nerf.render_view(camera, codes)
-
-
 def strip(nerf, camera, a: Codes, b: Codes, steps: int = 8) -> np.ndarray:
     """One row: the shape code going from a's to b's in `steps` steps, a's appearance throughout."""
-    tiles = [to_uint8(render(nerf, camera, Codes(torch.lerp(a.z_s, b.z_s, t), a.z_a))["rgb"])
+    tiles = [to_uint8(nerf.render_view(camera, Codes(torch.lerp(a.z_s, b.z_s, t), a.z_a))["rgb"])
              for t in np.linspace(0.0, 1.0, steps)]
     return np.concatenate(tiles, axis=1)
 
@@ -85,12 +80,14 @@ def main(args: Args) -> None:
     }
     print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
     print(f"{'codes':<16} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6}")
+    renders = {}
     for name, codes in groups.items():
-        values = np.array([haze(render(nerf, camera, c)["accumulation"]) for c in codes])
+        renders[name] = [nerf.render_view(camera, c) for c in codes]
+        values = np.array([haze(r["accumulation"]) for r in renders[name]])
         print(f"{name:<16} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}")
     if args.picture:
         rows = [strip(nerf, camera, learnt[i], learnt[j]) for i, j in pairs[:4]]
-        rows.append(np.concatenate([to_uint8(render(nerf, camera, c)["rgb"]) for c in groups["prior draws"][:8]], axis=1))
+        rows.append(np.concatenate([to_uint8(r["rgb"]) for r in renders["prior draws"][:8]], axis=1))
         Image.fromarray(np.concatenate(rows, axis=0)).save(args.picture)
         print(f"\nwrote {args.picture}: interpolation strips (rows 1-4, t = 0 to 1), prior draws (row 5)")
     print(f"\n{time.perf_counter() - start:.0f} s")

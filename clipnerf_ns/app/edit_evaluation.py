@@ -90,6 +90,7 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
         seen_before = judges.view(codes, "evaluator")
         image_before = evaluator.encode_image(seen_before)[0]
         answers_before = judges.answers(codes, seen_before)
+    shape_questions = judges.shape_questions()
     tiles, records = {}, []
     for target in ("appearance", "shape"):
         prompts = library.for_target(target)
@@ -108,7 +109,7 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                               _text=evaluator.encode_text(candidates))
                 if prompt in judges.tests and answers_before:
                     answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
-                    record.update(judge_verdicts(judges.tests[prompt], answers, judges.shape_questions(),
+                    record.update(judge_verdicts(judges.tests[prompt], answers, shape_questions,
                                                  judges.test_texts[prompt], (image_before, record["_image"])))
             records.append(record)
     row = np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in pictured], axis=1)
