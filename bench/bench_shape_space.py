@@ -6,7 +6,8 @@ codes drawn from its prior (not a test).
 
 Renders every code from the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`) and
 prints the haze of each group (`metrics.haze`: the share of the object's pixels, opacity above
-0.1, that are semi-transparent, below 0.9):
+0.1, that are semi-transparent, below 0.9) and the share of the view the object covers (those
+pixels; a space that clears its fog by decoding to nothing shows there):
 
 - the run's own objects, with their learnt codes;
 - the midpoints of random pairs of them (shape codes halfway, the first object's appearance):
@@ -79,12 +80,15 @@ def main(args: Args) -> None:
         "prior draws": [Codes(drawn.z_s[k], drawn.z_a[k]) for k in range(args.draws)],
     }
     print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
-    print(f"{'codes':<16} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6}")
+    print(f"{'codes':<16} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6} {'object px':>10}")
     renders = {}
     for name, codes in groups.items():
         renders[name] = [nerf.render_view(camera, c) for c in codes]
         values = np.array([haze(r["accumulation"]) for r in renders[name]])
-        print(f"{name:<16} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}")
+        # the share of the view the object covers: a space that clears its fog by emptying shows here
+        covered = np.mean([float((r["accumulation"] > 0.1).float().mean()) for r in renders[name]])
+        print(f"{name:<16} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}"
+              f" {covered:>10.3f}")
     if args.picture:
         rows = [strip(nerf, camera, learnt[i], learnt[j]) for i, j in pairs[:4]]
         rows.append(np.concatenate([to_uint8(r["rgb"]) for r in renders["prior draws"][:8]], axis=1))

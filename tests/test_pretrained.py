@@ -50,8 +50,8 @@ def test_the_haze_term_clears_a_foggy_prior_draw(pretrained_runs):
     pixels) on views it was not computed on."""
     from clipnerf_ns.codes import Codes
     from clipnerf_ns.editing.edit import render_views_with_opacity
-    from clipnerf_ns.editing.losses import semi_transparency
     from clipnerf_ns.eval.metrics import haze
+    from clipnerf_ns.models.rendering import semi_transparency
 
     _, pipeline = load_run(pretrained_runs.stage1)
     nerf = nerf_of(pipeline)

@@ -28,11 +28,12 @@ from clipnerf_ns.data.cameras import make_cameras, orbit_pose
 from clipnerf_ns.data.images import frame_on_object, pad_to_fill, read_rgba
 from clipnerf_ns.data.photos import has_alpha, threshold_mask
 from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, semi_transparency
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
+from clipnerf_ns.models.rendering import occupied_bounds, semi_transparency
 
 Target = Literal["shape", "appearance", "both"]
 TARGETS = ("shape", "appearance", "both")
@@ -133,7 +134,8 @@ def render_views_with_opacity(
     origins, directions = [], []
     for grid, az, el in zip(grids, azimuths.tolist(), elevations.tolist()):
         c2w = orbit_pose(nerf.orbit.distance, az, el)
-        k = framing_intrinsics(framing_corners(*nerf.occupied_bounds(grid), frame_extent), c2w, resolution, FRAMING_MARGIN)
+        corners = framing_corners(*occupied_bounds(grid, nerf.box_min, nerf.box_max), frame_extent)
+        k = framing_intrinsics(corners, c2w, resolution, FRAMING_MARGIN)
         camera = make_cameras(c2w[None], [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
         origins.append(bundle.origins.reshape(-1, 3))

@@ -29,8 +29,3 @@ def code_change_penalty(before: Codes, after: Codes) -> Float[Tensor, "*batch"]:
     """Mean squared size of the code change, over both codes (keeps edits close to the object)."""
     return ((after.z_s - before.z_s) ** 2).mean(-1) + ((after.z_a - before.z_a) ** 2).mean(-1)
 
-
-def semi_transparency(opacity: Tensor) -> Tensor:
-    """4 a (1 - a) of each pixel's opacity a: 1 at a = 0.5, 0 where the pixel is empty or opaque
-    (fog and floaters pay, solid surfaces and empty space do not)."""
-    return 4.0 * opacity * (1.0 - opacity)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
@@ -38,11 +37,13 @@ from clipnerf_ns.data.cameras import Orbit
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
+from clipnerf_ns.models.inbetween import inbetween_shape_codes
 from clipnerf_ns.models.rendering import (
     grid_cell_centers,
     occupancy_from_density,
     ray_box_interval,
     render_rays,
+    semi_transparency,
     surface_normals,
 )
 
@@ -114,6 +115,13 @@ class ClipNerfModelConfig(ModelConfig):
     """Patches per batch re-rendered with codes drawn from the prior as the discriminator's fakes."""
     discriminator_width: int = 64
     """Channels of the patch discriminator."""
+    inbetween_haze_weight: float = 0.0
+    """Weight of the in-between haze term (0: off): rays rendered with shape codes between learnt ones or
+    from the prior pay 4a(1-a) of their opacity a, so those codes decode to solid objects, not fog."""
+    inbetween_rays: int = 256
+    """Rays per batch rendered with in-between codes for that term."""
+    inbetween_start_step: int = 2000
+    """Step the term starts at: an untrained field is fog everywhere, which the term alone would empty for good."""
 
     def problems(self) -> list[str]:
         """What is impossible about this configuration (empty when it is usable)."""
@@ -167,12 +175,11 @@ class ClipNerfModel(Model):
         self.register_buffer("occupancy", torch.ones(count, res, res, res, dtype=torch.bool))
         self.register_buffer("occupancy_refreshes", torch.zeros(count, dtype=torch.long))
 
-        self.discriminator = (
-            PatchDiscriminator(self.config.patch_size, self.config.discriminator_width)
-            if self.config.adversarial
-            else None
-        )
+        adversarial = self.config.adversarial
+        self.discriminator = PatchDiscriminator(self.config.patch_size, self.config.discriminator_width) if adversarial else None
         self.used_outside_forward = ("discriminator",) if self.discriminator is not None else ()
+        self.training_step = 0
+        """The trainer's step (set before each training iteration)."""
         """Submodules whose losses are taken after the forward (several ranks average them apart: `ranks.py`)."""
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
@@ -210,21 +217,6 @@ class ClipNerfModel(Model):
     def occupancy_for_codes(self, z_s: Float[Tensor, " d_shape"]) -> Bool[Tensor, "1 r r r"]:
         """Occupancy grid of one shape code (cell densities against the threshold, dilated)."""
         return occupancy_from_density(self._cell_density(z_s)[None], self._density_threshold())
-
-    def occupied_bounds(self, grid: Bool[Tensor, "r r r"]) -> tuple[np.ndarray, np.ndarray]:
-        """World-space (lo, hi) corners of the box around an occupancy grid's occupied cells (the
-        scene box when none is occupied), less the half cell that the grid's dilation adds."""
-        lo_box, hi_box = self.box_min.cpu().numpy(), self.box_max.cpu().numpy()
-        res = grid.shape[-1]
-        cells = torch.nonzero(grid.cpu()).numpy()
-        if len(cells) == 0:
-            return lo_box, hi_box
-        cell = (hi_box - lo_box) / res
-        first, last = cells.min(0), cells.max(0)
-        # the outermost dilated cell's centre plus half a cell, except where the dilation met the box
-        lo = np.where(first == 0, lo_box, lo_box + (first + 1.0) * cell)
-        hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
-        return np.minimum(lo, hi), np.maximum(lo, hi)
 
     def _cell_density(self, z_s: Float[Tensor, " d_shape"], jitter_seed: Optional[int] = None) -> Float[Tensor, "r r r"]:
         """Density at the cell centres, or jittered within the cells by a draw of `jitter_seed` (a pure
@@ -303,12 +295,10 @@ class ClipNerfModel(Model):
         return groups
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        before, after = [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], [TrainingCallbackLocation.AFTER_TRAIN_ITERATION]
         return [
-            TrainingCallback(
-                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
-                update_every_num_iters=self.config.occupancy_update_every,
-                func=self.refresh_occupancy,
-            )
+            TrainingCallback(after, self.refresh_occupancy, update_every_num_iters=self.config.occupancy_update_every),
+            TrainingCallback(before, lambda step: setattr(self, "training_step", step)),
         ]
 
     def render_rays(
@@ -319,9 +309,10 @@ class ClipNerfModel(Model):
         grids: Bool[Tensor, "grids r r r"],
         grid_index: Int[Tensor, " rays"],
         background: Float[Tensor, "rays 3"],
+        fine: bool = True,
     ) -> Dict[str, Tensor]:
         """Render rays with per-ray codes (`codes.z_s` (rays, d_shape), `codes.z_a` (rays, d_app)), or
-        codes shared by all rays (leading size 1)."""
+        codes shared by all rays (leading size 1); `fine=False` skips the fine pass."""
 
         def per_point(code: Tensor, ray: Tensor) -> Tensor:
             return code if code.shape[0] == 1 else code[ray]
@@ -331,7 +322,7 @@ class ClipNerfModel(Model):
 
         return render_rays(
             point_fn, origins, directions, self.box_min, self.box_max, grids, grid_index,
-            self.config.num_coarse_samples, self.config.num_fine_samples, background, jitter=self.training,
+            self.config.num_coarse_samples, self.config.num_fine_samples if fine else 0, background, jitter=self.training,
         )
 
     @torch.no_grad()
@@ -401,6 +392,8 @@ class ClipNerfModel(Model):
             outputs["background"] = background
             if self.discriminator is not None:
                 outputs["rgb_fake"] = self._render_fake_patches(origins, directions, background)
+            if self.config.inbetween_haze_weight > 0 and self.training_step >= self.config.inbetween_start_step:
+                outputs["accumulation_inbetween"] = self._inbetween_opacity(origins, directions, background)
         return outputs
 
     def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
@@ -412,6 +405,12 @@ class ClipNerfModel(Model):
         straight = (rgb - (1.0 - accumulation) * background) / accumulation.clamp(min=1e-6)
         return torch.cat([straight.clamp(0.0, 1.0), accumulation], dim=-1)
 
+    def _render_new_codes(self, origins: Tensor, directions: Tensor, codes: Codes, background: Tensor, fine: bool = True):
+        """Render rays with per-ray codes that have no occupancy grid (prior draws, in-between codes)."""
+        grids = torch.ones(1, 2, 2, 2, dtype=torch.bool, device=origins.device)
+        index = torch.zeros(origins.shape[0], dtype=torch.long, device=origins.device)
+        return self.render_rays(origins, directions, codes.to(origins.device), grids, index, background, fine)
+
     def _render_fake_patches(self, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
         """The first `fake_patches` patches of the batch, rendered with codes drawn from the prior."""
         patch_rays = self.config.patch_size**2
@@ -419,12 +418,15 @@ class ClipNerfModel(Model):
         rays = patches * patch_rays
         drawn = self.sample_prior(patches)
         drawn = Codes(drawn.z_s.repeat_interleave(patch_rays, 0), drawn.z_a.repeat_interleave(patch_rays, 0))
-        grids = torch.ones(1, 2, 2, 2, dtype=torch.bool, device=origins.device)  # no grid for new codes
-        fake = self.render_rays(
-            origins[:rays], directions[:rays], drawn.to(origins.device), grids,
-            torch.zeros(rays, dtype=torch.long, device=origins.device), background[:rays],
-        )["rgb"]
+        fake = self._render_new_codes(origins[:rays], directions[:rays], drawn, background[:rays])["rgb"]
         return fake.reshape(patches, self.config.patch_size, self.config.patch_size, 3)
+
+    def _inbetween_opacity(self, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
+        """Opacity of the first `inbetween_rays` rays under in-between shape codes (one per ray; coarse pass)."""
+        rays = min(self.config.inbetween_rays, origins.shape[0])
+        mean, std = self.code_prior()
+        codes = Codes(inbetween_shape_codes(self.shape_codes.weight, mean.z_s, std.z_s, rays), mean.z_a.expand(rays, -1))
+        return self._render_new_codes(origins[:rays], directions[:rays], codes, background[:rays], fine=False)["accumulation"]
 
     def _target(self, batch: Dict[str, Tensor], background: Tensor) -> Tensor:
         image = batch["image"].to(background.device)
@@ -461,6 +463,8 @@ class ClipNerfModel(Model):
             losses["adversarial_generator"] = self.config.adversarial_weight * gan["generator"]
             losses["adversarial_discriminator"] = gan["discriminator"]
             losses["adversarial_r1"] = gan["r1"]
+        if "accumulation_inbetween" in outputs:
+            losses["inbetween_haze"] = self.config.inbetween_haze_weight * semi_transparency(outputs["accumulation_inbetween"]).mean()
         return losses
 
     def get_image_metrics_and_images(

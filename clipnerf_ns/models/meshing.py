@@ -19,7 +19,7 @@ from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.models.meshing_config import MeshExtraction
-from clipnerf_ns.models.rendering import composite_weights, normalize_points, occupied
+from clipnerf_ns.models.rendering import composite_weights, normalize_points, occupied, occupied_bounds
 from clipnerf_ns.progress import progress_bar
 from clipnerf_ns.validation import check_numbers
 
@@ -33,7 +33,7 @@ def grid_box(nerf: ClipNerfModel, codes: Codes, bounds: str) -> tuple[np.ndarray
     box_lo, box_hi = nerf.box_min.cpu().numpy(), nerf.box_max.cpu().numpy()
     if bounds == "scene-box":
         return box_lo, box_hi
-    lo, hi = nerf.occupied_bounds(nerf.occupancy_for_codes(codes.z_s)[0])
+    lo, hi = occupied_bounds(nerf.occupancy_for_codes(codes.z_s)[0], nerf.box_min, nerf.box_max)
     # The occupancy grid is coarse and was measured at its cell centres: widen by one of its cells
     # so that no surface between the centres is cut off.
     margin = (box_hi - box_lo) / nerf.config.occupancy_resolution

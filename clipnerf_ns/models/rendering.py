@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
@@ -110,6 +111,13 @@ def importance_samples(
     return lo + frac * (hi - lo)
 
 
+
+def semi_transparency(opacity: Tensor) -> Tensor:
+    """4 a (1 - a) of each pixel's opacity a: 1 at a = 0.5, 0 where the pixel is empty or opaque
+    (fog and floaters pay, solid surfaces and empty space do not)."""
+    return 4.0 * opacity * (1.0 - opacity)
+
+
 def normalize_points(
     points: Float[Tensor, "*batch 3"], box_min: Float[Tensor, "3"], box_max: Float[Tensor, "3"]
 ) -> Float[Tensor, "*batch 3"]:
@@ -132,6 +140,24 @@ def occupied(
     flat = ((grid_index * r + cell[:, 0]) * r + cell[:, 1]) * r + cell[:, 2]
     return grids.reshape(-1)[flat]
 
+
+
+def occupied_bounds(
+    grid: Bool[Tensor, "r r r"], box_min: Float[Tensor, "3"], box_max: Float[Tensor, "3"]
+) -> tuple[np.ndarray, np.ndarray]:
+    """World-space (lo, hi) corners of the box around an occupancy grid's occupied cells (the scene
+    box when none is occupied), less the half cell that the grid's dilation adds."""
+    lo_box, hi_box = box_min.cpu().numpy(), box_max.cpu().numpy()
+    res = grid.shape[-1]
+    cells = torch.nonzero(grid.cpu()).numpy()
+    if len(cells) == 0:
+        return lo_box, hi_box
+    cell = (hi_box - lo_box) / res
+    first, last = cells.min(0), cells.max(0)
+    # the outermost dilated cell's centre plus half a cell, except where the dilation met the box
+    lo = np.where(first == 0, lo_box, lo_box + (first + 1.0) * cell)
+    hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
+    return np.minimum(lo, hi), np.maximum(lo, hi)
 
 def occupancy_from_density(
     density: Float[Tensor, "grids r r r"], threshold: float

@@ -10,10 +10,11 @@ from PIL import Image
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.editing.edit import Edit, Editor, apply_change, edited_targets, read_exemplar, render_views
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, semi_transparency
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import CodeMapper, Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.rendering import semi_transparency
 from tests.helpers import TINY, make_model
 
 

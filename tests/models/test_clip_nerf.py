@@ -116,14 +116,51 @@ def test_adversarial_losses_move_only_their_own_player():
 def test_occupied_bounds_undo_the_dilation():
     """A block of occupied cells, dilated by one cell as the grids are: the bounds are the block's
     faces (within half a cell); an empty grid gives the scene box."""
-    from clipnerf_ns.models.rendering import occupancy_from_density
+    from clipnerf_ns.models.rendering import occupancy_from_density, occupied_bounds
 
     model = make_model()
     density = torch.zeros(1, 16, 16, 16)
     density[0, 4:8, 6:10, 0:12] = 1.0  # cells 4..7 in x: x from -0.25 to 0.0 in the unit box
     grid = occupancy_from_density(density, 0.5)[0]
-    lo, hi = model.occupied_bounds(grid)
+    lo, hi = occupied_bounds(grid, model.box_min, model.box_max)
     np.testing.assert_allclose(lo, [-0.25, -0.125, -0.5], atol=1 / 32 + 1e-6)
     np.testing.assert_allclose(hi, [0.0, 0.125, 0.25], atol=1 / 32 + 1e-6)
-    lo, hi = model.occupied_bounds(torch.zeros(16, 16, 16, dtype=torch.bool))
+    lo, hi = occupied_bounds(torch.zeros(16, 16, 16, dtype=torch.bool), model.box_min, model.box_max)
     np.testing.assert_allclose(lo, [-0.5] * 3) and np.testing.assert_allclose(hi, [0.5] * 3)
+
+
+def test_inbetween_codes_lie_between_learnt_codes_or_come_from_the_prior():
+    from clipnerf_ns.models.inbetween import inbetween_shape_codes
+
+    learnt = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    codes = inbetween_shape_codes(learnt, torch.full((2,), 100.0), torch.full((2,), 0.1), 9, torch.Generator().manual_seed(0))
+    assert codes.shape == (9, 2)
+    segments, drawn = codes[:5], codes[5:]
+    # on the triangle's edges (or at a corner): non-negative, and on an axis or on x + y = 1
+    assert (segments >= 0).all() and (segments <= 1).all()
+    assert ((segments.min(-1).values < 1e-6) | ((segments.sum(-1) - 1).abs() < 1e-6)).all()
+    assert ((drawn - 100.0).abs() < 1.0).all()
+
+
+def test_inbetween_haze_term_trains_the_field_towards_solid_or_empty():
+    """The term starts at its step; its gradient reaches the field (not the code tables), and a few
+    steps of it alone lower the semi-transparency of in-between codes' rays."""
+    model = make_model(inbetween_haze_weight=1.0, inbetween_rays=64, inbetween_start_step=5)  # untrained: fog everywhere
+    model.train()
+    assert "accumulation_inbetween" not in model.get_outputs(ray_bundle(1))
+    model.training_step = 5
+    optimizer = torch.optim.Adam(model.field.parameters(), lr=1e-2)
+    bundle = ray_bundle(1)
+
+    def term() -> torch.Tensor:
+        torch.manual_seed(3)  # the same in-between codes and jitter each time
+        return model.get_loss_dict(model.get_outputs(bundle), {"image": torch.rand(64, 4)})["inbetween_haze"]
+
+    first = term()
+    first.backward()
+    assert model.shape_codes.weight.grad is None or model.shape_codes.weight.grad.abs().sum() == 0
+    for _ in range(30):
+        optimizer.zero_grad()
+        term().backward()
+        optimizer.step()
+    assert first > 0.3 and term() < 0.5 * first.detach()

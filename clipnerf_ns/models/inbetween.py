@@ -1,0 +1,31 @@
+"""Shape codes off the learnt ones, for the stage-1 in-between haze term: an auto-decoder is only
+trained at its objects' codes, so without it the codes between them decode to fog (the edits of
+the mappers land there). A pure function; the model renders the codes and weighs the term."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def inbetween_shape_codes(
+    learnt: Float[Tensor, "objects d"],
+    prior_mean: Float[Tensor, " d"],
+    prior_std: Float[Tensor, " d"],
+    count: int,
+    generator: Optional[torch.Generator] = None,
+) -> Float[Tensor, "count d"]:
+    """`count` shape codes: the first half at a uniform point of the segment between two random
+    learnt codes (where an edit passes from one object towards another), the rest drawn from the
+    code prior N(mean, std^2) (where prior samples and far edits land). Detached from `learnt`."""
+    learnt = learnt.detach()
+    between = count - count // 2
+    pick = torch.randint(learnt.shape[0], (2, between), generator=generator).to(learnt.device)
+    t = torch.rand(between, 1, generator=generator).to(learnt.device)
+    segments = torch.lerp(learnt[pick[0]], learnt[pick[1]], t)
+    noise = torch.randn(count - between, learnt.shape[1], generator=generator).to(learnt.device)
+    drawn = prior_mean.detach() + prior_std.detach() * noise
+    return torch.cat([segments, drawn])
