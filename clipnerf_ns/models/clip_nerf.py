@@ -122,6 +122,8 @@ class ClipNerfModelConfig(ModelConfig):
     """Rays per batch rendered with in-between codes for that term."""
     inbetween_start_step: int = 2000
     """Step the term starts at: an untrained field is fog everywhere, which the term alone would empty for good."""
+    inbetween_reach: float = 1.0
+    """How far past the learnt codes the term's codes go (1: segments between them, prior draws; see `models.inbetween`)."""
 
     def problems(self) -> list[str]:
         """What is impossible about this configuration (empty when it is usable)."""
@@ -174,12 +176,10 @@ class ClipNerfModel(Model):
         self.register_buffer("occupancy_density", torch.zeros(count, res, res, res))
         self.register_buffer("occupancy", torch.ones(count, res, res, res, dtype=torch.bool))
         self.register_buffer("occupancy_refreshes", torch.zeros(count, dtype=torch.long))
-
-        adversarial = self.config.adversarial
-        self.discriminator = PatchDiscriminator(self.config.patch_size, self.config.discriminator_width) if adversarial else None
+        config = self.config
+        self.discriminator = PatchDiscriminator(config.patch_size, config.discriminator_width) if config.adversarial else None
         self.used_outside_forward = ("discriminator",) if self.discriminator is not None else ()
-        self.training_step = 0
-        """The trainer's step (set before each training iteration)."""
+        self.training_step = 0  # the trainer's, set before each training iteration
         """Submodules whose losses are taken after the forward (several ranks average them apart: `ranks.py`)."""
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
@@ -425,7 +425,8 @@ class ClipNerfModel(Model):
         """Opacity of the first `inbetween_rays` rays under in-between shape codes (one per ray; coarse pass)."""
         rays = min(self.config.inbetween_rays, origins.shape[0])
         mean, std = self.code_prior()
-        codes = Codes(inbetween_shape_codes(self.shape_codes.weight, mean.z_s, std.z_s, rays), mean.z_a.expand(rays, -1))
+        z_s = inbetween_shape_codes(self.shape_codes.weight, mean.z_s, std.z_s, rays, reach=self.config.inbetween_reach)
+        codes = Codes(z_s, mean.z_a.expand(rays, -1))
         return self._render_new_codes(origins[:rays], directions[:rays], codes, background[:rays], fine=False)["accumulation"]
 
     def _target(self, batch: Dict[str, Tensor], background: Tensor) -> Tensor:

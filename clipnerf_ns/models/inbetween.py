@@ -17,15 +17,19 @@ def inbetween_shape_codes(
     prior_std: Float[Tensor, " d"],
     count: int,
     generator: Optional[torch.Generator] = None,
+    reach: float = 1.0,
 ) -> Float[Tensor, "count d"]:
-    """`count` shape codes: the first half at a uniform point of the segment between two random
-    learnt codes (where an edit passes from one object towards another), the rest drawn from the
-    code prior N(mean, std^2) (where prior samples and far edits land). Detached from `learnt`."""
+    """`count` shape codes: the first half on the line through two random learnt codes, at a uniform
+    t in [(1 - reach) / 2, (1 + reach) / 2] (the segment between them for reach 1: where an edit
+    passes from one object towards another; past both ends for more), the rest drawn from the code
+    prior N(mean, std^2) with the deviation scaled by a uniform factor in [1, reach] (where prior
+    samples and far edits land). Detached from `learnt`."""
     learnt = learnt.detach()
     between = count - count // 2
     pick = torch.randint(learnt.shape[0], (2, between), generator=generator).to(learnt.device)
-    t = torch.rand(between, 1, generator=generator).to(learnt.device)
+    t = (1.0 - reach) / 2 + reach * torch.rand(between, 1, generator=generator).to(learnt.device)
     segments = torch.lerp(learnt[pick[0]], learnt[pick[1]], t)
-    noise = torch.randn(count - between, learnt.shape[1], generator=generator).to(learnt.device)
-    drawn = prior_mean.detach() + prior_std.detach() * noise
+    noise = torch.randn(count - between, learnt.shape[1], generator=generator)
+    scale = 1.0 + (reach - 1.0) * torch.rand(count - between, 1, generator=generator)
+    drawn = prior_mean.detach() + prior_std.detach() * (noise * scale).to(learnt.device)
     return torch.cat([segments, drawn])

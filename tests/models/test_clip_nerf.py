@@ -140,6 +140,10 @@ def test_inbetween_codes_lie_between_learnt_codes_or_come_from_the_prior():
     assert (segments >= 0).all() and (segments <= 1).all()
     assert ((segments.min(-1).values < 1e-6) | ((segments.sum(-1) - 1).abs() < 1e-6)).all()
     assert ((drawn - 100.0).abs() < 1.0).all()
+    # reach 3: the lines run to t in [-1, 2], and the draws spread up to three times as far
+    far = inbetween_shape_codes(learnt, torch.zeros(2), torch.ones(2), 2000, torch.Generator().manual_seed(0), reach=3.0)
+    assert far[:1000].min() < -0.5 and far[:1000].max() > 1.5 and far[:1000].min() >= -1.0 - 1e-6 and far[:1000].max() <= 2.0 + 1e-6
+    assert 1.5 < far[1000:].std() < 2.5  # the deviation of N(0, 1) scaled by U(1, 3): about 2.1
 
 
 def test_inbetween_haze_term_trains_the_field_towards_solid_or_empty():
