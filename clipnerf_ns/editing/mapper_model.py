@@ -20,7 +20,8 @@ from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, 
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig, no_sdf_field
+from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
+from clipnerf_ns.models.meshing_config import no_sdf_field
 
 
 @dataclass

@@ -15,7 +15,6 @@ match the alpha mask; evaluation and rendering use `render_background` (white by
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Type, Union
@@ -38,6 +37,7 @@ from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
 from clipnerf_ns.models.inbetween import inbetween_shape_codes
+from clipnerf_ns.models.meshing_config import no_sdf_field
 from clipnerf_ns.models.rendering import (
     grid_cell_centers,
     occupancy_from_density,
@@ -50,16 +50,6 @@ from clipnerf_ns.models.rendering import (
 NORMALS_MIN_OPACITY = 0.5
 """Rays less opaque than this see no surface: no normal, and their depth is the background's
 (ns-export keeps only points above 0.5 too)."""
-
-
-def no_sdf_field(_config):
-    """`sdf_field` of our model configs. In nerfstudio 1.1.5 only `ns-export marching-cubes` asks a
-    model config for it (and asserts it exists); a density field has no SDF, so that command stops
-    with one line naming what works instead."""
-    print("clipnerf_ns: error: ns-export marching-cubes needs an SDF field and clip-nerf has a density field: "
-          "use `clipnerf export --load-config CONFIG --object ID --output mesh.ply` (marching cubes on the "
-          "density), or ns-export tsdf / poisson / pointcloud", file=sys.stderr)
-    raise SystemExit(2)
 
 
 @dataclass
@@ -116,8 +106,7 @@ class ClipNerfModelConfig(ModelConfig):
     discriminator_width: int = 64
     """Channels of the patch discriminator."""
     inbetween_haze_weight: float = 0.0
-    """Weight of the in-between haze term (0: off): rays rendered with shape codes between learnt ones or
-    from the prior pay 4a(1-a) of their opacity a, so those codes decode to solid objects, not fog."""
+    """Weight of the in-between haze term (0: off): codes between the learnt ones pay 4a(1-a) of their opacity a."""
     inbetween_rays: int = 256
     """Rays per batch rendered with in-between codes for that term."""
     inbetween_start_step: int = 2000
@@ -136,8 +125,10 @@ class ClipNerfModelConfig(ModelConfig):
             found.append(f"occupancy_resolution must be at least 2, got {self.occupancy_resolution}")
         if not 0.0 < self.occupancy_alpha_threshold < 1.0:
             found.append(f"occupancy_alpha_threshold must be in (0, 1), got {self.occupancy_alpha_threshold}")
-        if self.occupancy_update_every < 1 or self.occupancy_objects_per_update < 1:
-            found.append("occupancy_update_every and occupancy_objects_per_update must be at least 1")
+        if min(self.occupancy_update_every, self.occupancy_objects_per_update, self.inbetween_rays) < 1:
+            found.append("occupancy_update_every, occupancy_objects_per_update and inbetween_rays must be at least 1")
+        if self.inbetween_haze_weight < 0 or self.inbetween_reach <= 0:
+            found.append("inbetween_haze_weight must be at least 0 and inbetween_reach above 0")
         if self.adversarial and (self.patch_size < 4 or self.patch_size & (self.patch_size - 1)):
             found.append(f"patch_size must be a power of two of at least 4, got {self.patch_size}")
         return found
@@ -179,8 +170,8 @@ class ClipNerfModel(Model):
         config = self.config
         self.discriminator = PatchDiscriminator(config.patch_size, config.discriminator_width) if config.adversarial else None
         self.used_outside_forward = ("discriminator",) if self.discriminator is not None else ()
-        self.training_step = 0  # the trainer's, set before each training iteration
         """Submodules whose losses are taken after the forward (several ranks average them apart: `ranks.py`)."""
+        self.training_step = 0  # the trainer's, set before each training iteration
         if not 0 <= self.config.render_object < count:
             raise UserError(f"render_object {self.config.render_object} is out of range: the run has {count} objects")
         # The object picked (the viewer's picker, `render_object`, `render_codes`) and what is on

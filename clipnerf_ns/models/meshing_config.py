@@ -1,7 +1,9 @@
-"""How `clipnerf export` takes a mesh from the field (no torch: the command line reads it at start-up)."""
+"""How `clipnerf export` takes a mesh from the field, and the one line `ns-export marching-cubes` gets instead
+(no torch: the command line reads these at start-up)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -26,3 +28,13 @@ class MeshExtraction:
     bounds: Literal["occupied", "scene-box"] = "occupied"
     """Grid extent: the box around the object's occupied cells (finer cells at the same
     resolution), or the whole scene box."""
+
+
+def no_sdf_field(_config):
+    """`sdf_field` of our model configs. In nerfstudio 1.1.5 only `ns-export marching-cubes` asks a
+    model config for it (and asserts it exists); a density field has no SDF, so that command stops
+    with one line naming what works instead."""
+    print("clipnerf_ns: error: ns-export marching-cubes needs an SDF field and clip-nerf has a density field: "
+          "use `clipnerf export --load-config CONFIG --object ID --output mesh.ply` (marching cubes on the "
+          "density), or ns-export tsdf / poisson / pointcloud", file=sys.stderr)
+    raise SystemExit(2)

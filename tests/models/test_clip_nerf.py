@@ -96,6 +96,10 @@ def test_checkpoint_with_another_object_count_is_refused():
 def test_impossible_configuration_is_named():
     with pytest.raises(UserError, match="num_coarse_samples must be at least 2"):
         make_model(num_coarse_samples=1)
+    with pytest.raises(UserError, match="inbetween_rays must be at least 1"):
+        make_model(inbetween_rays=0)
+    with pytest.raises(UserError, match="inbetween_haze_weight must be at least 0"):
+        make_model(inbetween_haze_weight=-0.01)
 
 
 def test_adversarial_losses_move_only_their_own_player():
