@@ -2,7 +2,7 @@
 codes drawn from its prior (not a test).
 
     OMP_NUM_THREADS=2 python bench/bench_shape_space.py --load-config RUN/config.yml [--objects 16]
-        [--pairs 16] [--draws 16] [--picture strips.png]
+        [--pairs 16] [--draws 16] [--scales 0.5 1.5 2] [--picture strips.png]
 
 Renders every code from the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`) and
 prints the haze of each group (`metrics.haze`: the share of the object's pixels, opacity above
@@ -13,7 +13,11 @@ pixels; a space that clears its fog by decoding to nothing shows there):
 - the midpoints of random pairs of them (shape codes halfway, the first object's appearance):
   where a shape edit passes on its way from one object to another;
 - draws from the code prior (a diagonal Gaussian fit to the learnt codes), as the viewer's
-  "prior sample" and `clipnerf eval --prior-objects` draw them.
+  "prior sample" and `clipnerf eval --prior-objects` draw them;
+- the same draws with their deviation scaled (`--scales`): haze against the distance from the
+  prior's mean (last column, in prior deviations);
+- for a mapper run, its shape edits of held-out objects, and the same edits pulled back to
+  distance 1: whether edits land where the space is clean.
 
 A shape space that is dense only near its training codes keeps the first group clean and fogs
 the other two. `--picture` draws interpolation strips (one pair per row, t = 0 to 1) and a row of
@@ -55,6 +59,31 @@ class Args:
     """Seed of the pairs and the draws."""
     picture: Optional[Path] = None
     """Also draw interpolation strips of the first 4 pairs and a row of 8 prior draws into this PNG."""
+    scales: tuple[float, ...] = (0.5, 1.5, 2.0)
+    """Also draw from the prior with its deviation scaled by each of these (distance from its mean)."""
+
+
+def prior_distance(z_s: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> float:
+    """Root mean square over the dimensions of a shape code's offset from the prior's mean, in
+    prior deviations (learnt codes and prior draws sit near 1)."""
+    return float(((z_s - mean) / std).pow(2).mean().sqrt())
+
+
+def mapper_edits(pipeline, nerf, count: int = 8) -> tuple[list[Codes], list[Codes]]:
+    """Shape edits of a mapper run's first `count` held-out objects by every fifth shape prompt,
+    and the same edits pulled back to distance 1 from the prior's mean where they lie further."""
+    model = pipeline.model
+    with torch.no_grad():
+        offsets = model.mappers.shape(model.prompt_embeddings["shape"][::5])
+    mean, std = (c.z_s for c in nerf.code_prior())
+    edits, pulled = [], []
+    for index in model.heldout[:count]:
+        codes = nerf.object_codes(torch.tensor(index)).detach()
+        for offset in offsets:
+            z_s = codes.z_s + offset
+            edits.append(Codes(z_s, codes.z_a))
+            pulled.append(Codes(mean + (z_s - mean) / max(1.0, prior_distance(z_s, mean, std)), codes.z_a))
+    return edits, pulled
 
 
 def strip(nerf, camera, a: Codes, b: Codes, steps: int = 8) -> np.ndarray:
@@ -79,16 +108,22 @@ def main(args: Args) -> None:
         "pair midpoints": [Codes(0.5 * (learnt[i].z_s + learnt[j].z_s), learnt[i].z_a) for i, j in pairs],
         "prior draws": [Codes(drawn.z_s[k], drawn.z_a[k]) for k in range(args.draws)],
     }
+    mean, std = nerf.code_prior()
+    for scale in args.scales:
+        groups[f"prior draws x{scale:g}"] = [Codes(mean.z_s + scale * (c.z_s - mean.z_s), c.z_a) for c in groups["prior draws"]]
+    if hasattr(pipeline.model, "mappers"):
+        groups["shape edits"], groups["edits pulled to 1"] = mapper_edits(pipeline, nerf)
     print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
-    print(f"{'codes':<16} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6} {'object px':>10}")
+    print(f"{'codes':<18} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6} {'object px':>10} {'distance':>9}")
     renders = {}
     for name, codes in groups.items():
         renders[name] = [nerf.render_view(camera, c) for c in codes]
         values = np.array([haze(r["accumulation"]) for r in renders[name]])
         # the share of the view the object covers: a space that clears its fog by emptying shows here
         covered = np.mean([float((r["accumulation"] > 0.1).float().mean()) for r in renders[name]])
-        print(f"{name:<16} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}"
-              f" {covered:>10.3f}")
+        distance = np.mean([prior_distance(c.z_s, mean.z_s, std.z_s) for c in codes])
+        print(f"{name:<18} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}"
+              f" {covered:>10.3f} {distance:>9.2f}")
     if args.picture:
         rows = [strip(nerf, camera, learnt[i], learnt[j]) for i, j in pairs[:4]]
         rows.append(np.concatenate([to_uint8(r["rgb"]) for r in renders["prior draws"][:8]], axis=1))
