@@ -69,13 +69,12 @@ def prior_distance(z_s: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> 
     return float(((z_s - mean) / std).pow(2).mean().sqrt())
 
 
-def mapper_edits(pipeline, nerf, count: int = 8) -> tuple[list[Codes], list[Codes]]:
-    """Shape edits of a mapper run's first `count` held-out objects by every fifth shape prompt,
-    and the same edits pulled back to distance 1 from the prior's mean where they lie further."""
-    model = pipeline.model
+def mapper_edits(model, nerf, mean: torch.Tensor, std: torch.Tensor, count: int = 8) -> tuple[list[Codes], list[Codes]]:
+    """Shape edits of a mapper model's first `count` held-out objects by every fifth shape prompt,
+    and the same edits pulled back to distance 1 from the prior's mean (shape codes `mean`, `std`)
+    where they lie further."""
     with torch.no_grad():
         offsets = model.mappers.shape(model.prompt_embeddings["shape"][::5])
-    mean, std = (c.z_s for c in nerf.code_prior())
     edits, pulled = [], []
     for index in model.heldout[:count]:
         codes = nerf.object_codes(torch.tensor(index)).detach()
@@ -112,7 +111,7 @@ def main(args: Args) -> None:
     for scale in args.scales:
         groups[f"prior draws x{scale:g}"] = [Codes(mean.z_s + scale * (c.z_s - mean.z_s), c.z_a) for c in groups["prior draws"]]
     if hasattr(pipeline.model, "mappers"):
-        groups["shape edits"], groups["edits pulled to 1"] = mapper_edits(pipeline, nerf)
+        groups["shape edits"], groups["edits pulled to 1"] = mapper_edits(pipeline.model, nerf, mean.z_s, std.z_s)
     print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
     print(f"{'codes':<18} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6} {'object px':>10} {'distance':>9}")
     renders = {}

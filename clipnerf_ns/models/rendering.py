@@ -111,7 +111,6 @@ def importance_samples(
     return lo + frac * (hi - lo)
 
 
-
 def semi_transparency(opacity: Tensor) -> Tensor:
     """4 a (1 - a) of each pixel's opacity a: 1 at a = 0.5, 0 where the pixel is empty or opaque
     (fog and floaters pay, solid surfaces and empty space do not)."""
@@ -141,7 +140,6 @@ def occupied(
     return grids.reshape(-1)[flat]
 
 
-
 def occupied_bounds(
     grid: Bool[Tensor, "r r r"], box_min: Float[Tensor, "3"], box_max: Float[Tensor, "3"]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +156,7 @@ def occupied_bounds(
     lo = np.where(first == 0, lo_box, lo_box + (first + 1.0) * cell)
     hi = np.where(last == res - 1, hi_box, lo_box + last * cell)
     return np.minimum(lo, hi), np.maximum(lo, hi)
+
 
 def occupancy_from_density(
     density: Float[Tensor, "grids r r r"], threshold: float
