@@ -39,6 +39,7 @@ from PIL import Image
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.editing.mappers import prior_distance, pull_into_prior
 from clipnerf_ns.eval.metrics import haze
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
 
@@ -63,25 +64,20 @@ class Args:
     """Also draw from the prior with its deviation scaled by each of these (distance from its mean)."""
 
 
-def prior_distance(z_s: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> float:
-    """Root mean square over the dimensions of a shape code's offset from the prior's mean, in
-    prior deviations (learnt codes and prior draws sit near 1)."""
-    return float(((z_s - mean) / std).pow(2).mean().sqrt())
-
-
-def mapper_edits(model, nerf, mean: torch.Tensor, std: torch.Tensor, count: int = 8) -> tuple[list[Codes], list[Codes]]:
+def mapper_edits(model, nerf, prior: tuple[Codes, Codes], count: int = 8) -> tuple[list[Codes], list[Codes]]:
     """Shape edits of a mapper model's first `count` held-out objects by every fifth shape prompt,
-    and the same edits pulled back to distance 1 from the prior's mean (shape codes `mean`, `std`)
-    where they lie further."""
-    with torch.no_grad():
-        offsets = model.mappers.shape(model.prompt_embeddings["shape"][::5])
+    and the same edits pulled back to distance 1 from the prior's mean where they lie further."""
+    mean, std = prior[0].z_s, prior[1].z_s
+    embeddings = model.prompt_embeddings["shape"][::5]
     edits, pulled = [], []
     for index in model.heldout[:count]:
         codes = nerf.object_codes(torch.tensor(index)).detach()
-        for offset in offsets:
-            z_s = codes.z_s + offset
-            edits.append(Codes(z_s, codes.z_a))
-            pulled.append(Codes(mean + (z_s - mean) / max(1.0, prior_distance(z_s, mean, std)), codes.z_a))
+        batch = Codes(codes.z_s.expand(len(embeddings), -1), codes.z_a.expand(len(embeddings), -1))
+        with torch.no_grad():
+            z_s = batch.z_s + model.mappers.change("shape", embeddings, batch, prior)
+        for z in z_s:
+            edits.append(Codes(z, codes.z_a))
+            pulled.append(Codes(pull_into_prior(z, mean, std, 1.0), codes.z_a))
     return edits, pulled
 
 
@@ -111,7 +107,7 @@ def main(args: Args) -> None:
     for scale in args.scales:
         groups[f"prior draws x{scale:g}"] = [Codes(mean.z_s + scale * (c.z_s - mean.z_s), c.z_a) for c in groups["prior draws"]]
     if hasattr(pipeline.model, "mappers"):
-        groups["shape edits"], groups["edits pulled to 1"] = mapper_edits(pipeline.model, nerf, mean.z_s, std.z_s)
+        groups["shape edits"], groups["edits pulled to 1"] = mapper_edits(pipeline.model, nerf, (mean, std))
     print(f"{args.load_config}: {count} objects, shape codes of {learnt[0].z_s.shape[0]} dims\n")
     print(f"{'codes':<18} {'n':>4} {'haze mean':>10} {'median':>8} {'max':>6} {'object px':>10} {'distance':>9}")
     renders = {}
@@ -120,7 +116,7 @@ def main(args: Args) -> None:
         values = np.array([haze(r["accumulation"]) for r in renders[name]])
         # the share of the view the object covers: a space that clears its fog by emptying shows here
         covered = np.mean([float((r["accumulation"] > 0.1).float().mean()) for r in renders[name]])
-        distance = np.mean([prior_distance(c.z_s, mean.z_s, std.z_s) for c in codes])
+        distance = np.mean([float(prior_distance(c.z_s, mean.z_s, std.z_s)) for c in codes])
         print(f"{name:<18} {len(values):>4} {np.nanmean(values):>10.3f} {np.nanmedian(values):>8.3f} {np.nanmax(values):>6.3f}"
               f" {covered:>10.3f} {distance:>9.2f}")
     if args.picture:

@@ -37,6 +37,29 @@ def test_every_registered_method_trains_and_saves(method, marker_collection, tmp
     assert state["pipeline"][prefix + "shape_codes.weight"].shape[0] == 2  # the two training markers
 
 
+def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run, marker_prompts, tmp_path):
+    """`--pipeline.model.shape-mapper-sees-code` and `--pipeline.model.max-prior-distance` reach the
+    trained run: its shape mapper reads the code, and its shape edits stay within the bound."""
+    from clipnerf_ns.editing.edit import Edit, editor_for
+    from clipnerf_ns.editing.mappers import prior_distance
+
+    train(None, tmp_path, method="clip-nerf-mappers", steps=3, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
+        "--pipeline.model.views-per-step", "1", "--pipeline.model.loss.resolution", "16",
+        "--pipeline.model.shape-mapper-sees-code", "True", "--pipeline.model.max-prior-distance", "0.5",
+    ])
+    _, pipeline = load_run(run_dir(tmp_path, "clip-nerf-mappers") / "config.yml")
+    model = pipeline.model
+    assert model.mappers.shape.hidden.in_features == model.clip.embed_dim + model.nerf.config.field.shape_dim
+    torch.nn.init.normal_(model.mappers.shape.out.weight, std=10.0)  # an edit that would go far
+    mean, std = model.nerf.code_prior()
+    codes = model.nerf.object_codes(torch.tensor(0)).detach()
+    edited = editor_for(model).apply(Edit(prompt="a red ball", target="shape"), codes)
+    bound = max(0.5, float(prior_distance(codes.z_s, mean.z_s, std.z_s)))
+    assert float(prior_distance(edited.z_s, mean.z_s, std.z_s)) <= bound + 1e-4
+    assert not torch.equal(edited.z_s, codes.z_s)
+
+
 def test_methods_are_registered():
     assert {"clip-nerf", "clip-nerf-small", "clip-nerf-mappers", "clip-nerf-invert"} <= set(METHODS)
 

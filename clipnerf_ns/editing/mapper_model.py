@@ -37,6 +37,13 @@ class MapperModelConfig(ModelConfig):
     """The editing objective."""
     hidden_width: int = 256
     """Hidden width of each mapper's two-layer MLP."""
+    shape_mapper_sees_code: bool = False
+    """Give the shape mapper the object's shape code as well as the CLIP embedding, so that one
+    prompt moves each object its own way (the paper's mapper sees only the embedding)."""
+    max_prior_distance: Optional[float] = None
+    """Pull edited shape codes back to at most this many prior deviations (root mean square over the
+    code) from the code prior's mean, or the object's own distance if larger; None: no bound. The
+    shape space fogs with the distance from the mean (learnt codes sit near 1)."""
     train_mappers: Literal["both", "shape", "appearance"] = "both"
     """Which mappers to train; `both` alternates between them, one per step."""
     views_per_step: int = 4
@@ -83,7 +90,10 @@ class MapperModel(Model):
         # CLIP is frozen and never part of the checkpoint, so it is kept out of the module tree.
         self.__dict__["clip"] = ClipEncoder.load(self.config.clip, device=device)
         sizes = self.config.nerf.field
-        self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width)
+        if self.config.max_prior_distance is not None and not self.config.max_prior_distance > 0:
+            raise UserError(f"--pipeline.model.max-prior-distance must be positive, got {self.config.max_prior_distance}")
+        self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
+                               self.config.shape_mapper_sees_code, self.config.max_prior_distance)
         self.category = self.nerf.category
         self.library = load_prompt_library(self.config.prompts, self.category)
         with torch.no_grad():
@@ -161,7 +171,7 @@ class MapperModel(Model):
         count = self.config.views_per_step
         before = self.sample_codes(count, objects, generator)
         embedding, source = self.sample_targets(target, count, generator)
-        after = apply_change(before, target, self.mappers.by_target(target)(embedding))
+        after = apply_change(before, target, self.mappers.change(target, embedding, before, self.nerf.code_prior()))
         azimuths, elevations = random_views(count, generator)
         losses = edit_losses(self.nerf, self.clip, before, after, embedding, azimuths, elevations, self.config.loss, source)
         return {f"{target}_{key}": value for key, value in losses.items()}

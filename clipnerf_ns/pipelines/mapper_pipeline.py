@@ -155,7 +155,7 @@ class MapperPipeline(VanillaPipeline):
         tiles, metrics = [render_views(model.nerf, codes, *view, size, extent)[0]], {"num_rays": 3 * size * size}
         for target in ("shape", "appearance"):
             embedding = model.prompt_embeddings[target][:1]
-            edited = apply_change(codes, target, model.mappers.by_target(target)(embedding))
+            edited = apply_change(codes, target, model.mappers.change(target, embedding, codes, model.nerf.code_prior()))
             render = render_views(model.nerf, edited, *view, size, extent)
             tiles.append(render[0])
             metrics[f"{target}_clip_similarity"] = float(1 - clip_distance(model.clip.encode_image(render), embedding))

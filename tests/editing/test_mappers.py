@@ -11,7 +11,7 @@ from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.editing.edit import Edit, Editor, apply_change, edited_targets, read_exemplar, render_views
 from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
-from clipnerf_ns.editing.mappers import CodeMapper, Mappers
+from clipnerf_ns.editing.mappers import CodeMapper, Mappers, prior_distance, pull_into_prior
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.rendering import semi_transparency
@@ -47,6 +47,55 @@ def test_mappers_learn_a_change_and_each_touches_only_its_code():
     assert torch.equal(edited.z_s, codes.z_s)
     assert torch.allclose(edited.z_a, 0.5 * wanted[0], atol=1e-2)
     assert edited_targets("both") == ["shape", "appearance"]
+
+
+def test_pull_into_prior_by_hand():
+    mean, std = torch.tensor([1.0, 1.0]), torch.tensor([1.0, 2.0])
+    z = torch.tensor([[1.0, 1.0], [1.6, 1.0], [1.0 + 3.0, 1.0 + 8.0]])
+    assert torch.allclose(prior_distance(z, mean, std), torch.tensor([0.0, 0.6 / 2**0.5, 5.0 / 2**0.5]))
+    pulled = pull_into_prior(z, mean, std, 1.0)
+    assert torch.equal(pulled[:2], z[:2])  # already within: unchanged
+    assert torch.allclose(prior_distance(pulled[2], mean, std), torch.tensor(1.0))
+    assert torch.allclose(pulled[2] - mean, (z[2] - mean) * 2**0.5 / 5.0)  # straight towards the mean
+    per_code = pull_into_prior(z, mean, std, torch.tensor([1.0, 1.0, 4.0 / 2**0.5]))
+    assert torch.allclose(prior_distance(per_code[2], mean, std), torch.tensor(4.0 / 2**0.5))
+
+
+@pytest.mark.parametrize("sees_code", [False, True])
+def test_bounded_shape_mapper_keeps_edits_within_the_prior_and_identity_untrained(sees_code):
+    prior = (Codes(torch.zeros(8), torch.zeros(6)), Codes(torch.full((8,), 0.5), torch.ones(6)))
+    mappers = Mappers(clip_dim=16, shape_dim=8, appearance_dim=6, hidden=32, shape_sees_code=sees_code, max_prior_distance=1.0)
+    codes = Codes(torch.randn(5, 8), torch.randn(5, 6))  # 2 prior deviations out: further than the bound
+    embedding = torch.randn(1, 16)
+    assert torch.equal(mappers.change("shape", embedding, codes, prior), torch.zeros(5, 8))  # an untrained mapper moves nothing
+    torch.nn.init.normal_(mappers.shape.out.weight, std=10.0)
+    edited = codes.z_s + mappers.change("shape", embedding, codes, prior)
+    own = prior_distance(codes.z_s, prior[0].z_s, prior[1].z_s)
+    assert torch.all(prior_distance(edited, prior[0].z_s, prior[1].z_s) <= own + 1e-5)
+    inside = Codes(0.1 * codes.z_s, codes.z_a)  # within the bound: edits go out to it, no further
+    edited = inside.z_s + mappers.change("shape", embedding, inside, prior)
+    assert torch.allclose(prior_distance(edited, prior[0].z_s, prior[1].z_s), torch.ones(5), atol=1e-5)
+
+
+def test_a_shape_mapper_that_sees_the_code_moves_each_object_its_own_way():
+    """One prompt, two objects, two different wanted codes: only the mapper that sees the code can
+    send each where it should go."""
+    prior = (Codes(torch.zeros(4), torch.zeros(2)), Codes(torch.ones(4), torch.ones(2)))
+    codes = Codes(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]), torch.zeros(2, 2))
+    wanted = torch.tensor([[0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    embedding = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
+    errors = {}
+    for sees_code in (False, True):
+        torch.manual_seed(0)
+        mappers = Mappers(clip_dim=8, shape_dim=4, appearance_dim=2, hidden=32, shape_sees_code=sees_code)
+        optimizer = torch.optim.Adam(mappers.parameters(), lr=1e-2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            error = ((codes.z_s + mappers.change("shape", embedding, codes, prior) - wanted) ** 2).mean()
+            error.backward()
+            optimizer.step()
+        errors[sees_code] = float(error)
+    assert errors[True] < 1e-3 and errors[False] > 0.2
 
 
 def test_losses_by_hand():
