@@ -64,9 +64,6 @@ class Mappers(nn.Module):
         self.shape_sees_code = shape_sees_code
         self.max_prior_distance = max_prior_distance
 
-    def by_target(self, target: str) -> CodeMapper:
-        return self.shape if target == "shape" else self.appearance
-
     def change(self, target: str, embedding: Float[Tensor, "n d_clip"], codes: Codes, prior: tuple[Codes, Codes]) -> Tensor:
         """The change of `codes` (n objects) that `embedding` asks for, at strength 1. `prior`:
         the NeRF's code prior (mean, std), in whose units the shape mapper sees and bounds codes."""
