@@ -39,6 +39,7 @@ from PIL import Image
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.editing.edit import apply_change
 from clipnerf_ns.editing.mappers import prior_distance, pull_into_prior
 from clipnerf_ns.eval.metrics import haze
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
@@ -74,7 +75,7 @@ def mapper_edits(model, nerf, prior: tuple[Codes, Codes], count: int = 8) -> tup
         codes = nerf.object_codes(torch.tensor(index)).detach()
         batch = Codes(codes.z_s.expand(len(embeddings), -1), codes.z_a.expand(len(embeddings), -1))
         with torch.no_grad():
-            z_s = batch.z_s + model.mappers.change("shape", embeddings, batch, prior)
+            z_s = apply_change(batch, "shape", model.mappers.change("shape", embeddings, batch, prior)).z_s
         for z in z_s:
             edits.append(Codes(z, codes.z_a))
             pulled.append(Codes(pull_into_prior(z, mean, std, 1.0), codes.z_a))

@@ -59,6 +59,12 @@ def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run
     assert float(prior_distance(edited.z_s, mean.z_s, std.z_s)) <= bound + 1e-4
     assert not torch.equal(edited.z_s, codes.z_s)
 
+    bad = train(None, tmp_path / "bad", method="clip-nerf-mappers", steps=2, check=False, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.max-prior-distance", "0",
+    ])
+    assert_user_error(bad, "--max-prior-distance must be between 0.01 and 100, got 0")
+    assert not (run_dir(tmp_path / "bad", "clip-nerf-mappers") / "nerfstudio_models").exists()
+
 
 def test_methods_are_registered():
     assert {"clip-nerf", "clip-nerf-small", "clip-nerf-mappers", "clip-nerf-invert"} <= set(METHODS)

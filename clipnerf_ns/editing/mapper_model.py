@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Type
+from typing import Annotated, Dict, List, Literal, Optional, Type
 
 import torch
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -22,6 +22,7 @@ from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
 from clipnerf_ns.models.meshing_config import no_sdf_field
+from clipnerf_ns.validation import Bounds, check_numbers
 
 
 @dataclass
@@ -40,7 +41,7 @@ class MapperModelConfig(ModelConfig):
     shape_mapper_sees_code: bool = False
     """Give the shape mapper the object's shape code as well as the CLIP embedding, so that one
     prompt moves each object its own way (the paper's mapper sees only the embedding)."""
-    max_prior_distance: Optional[float] = None
+    max_prior_distance: Annotated[Optional[float], Bounds(0.01, 100)] = None
     """Pull edited shape codes back to at most this many prior deviations (root mean square over the
     code) from the code prior's mean, or the object's own distance if larger; None: no bound. The
     shape space fogs with the distance from the mean (learnt codes sit near 1)."""
@@ -79,6 +80,7 @@ class MapperModel(Model):
         super().populate_modules()
         if self.config.nerf is None:
             raise UserError("the mapper stage needs a stage-1 run: pass --pipeline.stage1 RUN/config.yml")
+        check_numbers(self.config)  # the ranges of single options are their `Bounds`
         self.nerf: ClipNerfModel = self.config.nerf.setup(
             scene_box=self.scene_box, num_train_data=self.num_train_data, **self.kwargs
         )
@@ -90,8 +92,6 @@ class MapperModel(Model):
         # CLIP is frozen and never part of the checkpoint, so it is kept out of the module tree.
         self.__dict__["clip"] = ClipEncoder.load(self.config.clip, device=device)
         sizes = self.config.nerf.field
-        if self.config.max_prior_distance is not None and not self.config.max_prior_distance > 0:
-            raise UserError(f"--pipeline.model.max-prior-distance must be positive, got {self.config.max_prior_distance}")
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
                                self.config.shape_mapper_sees_code, self.config.max_prior_distance)
         self.category = self.nerf.category

@@ -106,7 +106,7 @@ class ClipNerfModelConfig(ModelConfig):
     discriminator_width: int = 64
     """Channels of the patch discriminator."""
     inbetween_haze_weight: float = 0.0
-    """Weight of the in-between haze term (0: off): codes between the learnt ones pay 4a(1-a) of their opacity a."""
+    """Weight of the in-between haze term (0: off): rays of codes between learnt ones or drawn from the prior pay 4a(1-a)."""
     inbetween_rays: int = 256
     """Rays per batch rendered with in-between codes for that term."""
     inbetween_start_step: int = 2000

@@ -65,12 +65,14 @@ def test_pull_into_prior_by_hand():
 def test_bounded_shape_mapper_keeps_edits_within_the_prior_and_identity_untrained(sees_code):
     prior = (Codes(torch.zeros(8), torch.zeros(6)), Codes(torch.full((8,), 0.5), torch.ones(6)))
     mappers = Mappers(clip_dim=16, shape_dim=8, appearance_dim=6, hidden=32, shape_sees_code=sees_code, max_prior_distance=1.0)
-    codes = Codes(torch.randn(5, 8), torch.randn(5, 6))  # 2 prior deviations out: further than the bound
+    torch.manual_seed(0)
+    codes = Codes(2.0 * torch.randn(5, 8), torch.randn(5, 6))  # about 4 prior deviations out: further than the bound
     embedding = torch.randn(1, 16)
     assert torch.equal(mappers.change("shape", embedding, codes, prior), torch.zeros(5, 8))  # an untrained mapper moves nothing
     torch.nn.init.normal_(mappers.shape.out.weight, std=10.0)
     edited = codes.z_s + mappers.change("shape", embedding, codes, prior)
     own = prior_distance(codes.z_s, prior[0].z_s, prior[1].z_s)
+    assert torch.all(own > 1.0)
     assert torch.all(prior_distance(edited, prior[0].z_s, prior[1].z_s) <= own + 1e-5)
     inside = Codes(0.1 * codes.z_s, codes.z_a)  # within the bound: edits go out to it, no further
     edited = inside.z_s + mappers.change("shape", embedding, inside, prior)
@@ -94,7 +96,7 @@ def test_a_shape_mapper_that_sees_the_code_moves_each_object_its_own_way():
             error = ((codes.z_s + mappers.change("shape", embedding, codes, prior) - wanted) ** 2).mean()
             error.backward()
             optimizer.step()
-        errors[sees_code] = float(error)
+        errors[sees_code] = float(error.detach())
     assert errors[True] < 1e-3 and errors[False] > 0.2
 
 
