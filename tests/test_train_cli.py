@@ -37,19 +37,23 @@ def test_every_registered_method_trains_and_saves(method, marker_collection, tmp
     assert state["pipeline"][prefix + "shape_codes.weight"].shape[0] == 2  # the two training markers
 
 
+def train_marker_mappers(trained_run, marker_prompts, tmp_path, steps: int, *options: str):
+    """The model of a mapper run on the two-marker run, trained `steps` steps with `options`, reloaded."""
+    train(None, tmp_path, method="clip-nerf-mappers", steps=steps, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
+        "--pipeline.model.views-per-step", "1", "--pipeline.model.loss.resolution", "16", *options,
+    ])
+    return load_run(run_dir(tmp_path, "clip-nerf-mappers") / "config.yml")[1].model
+
+
 def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run, marker_prompts, tmp_path):
     """`--pipeline.model.shape-mapper-sees-code` and `--pipeline.model.max-prior-distance` reach the
     trained run: its shape mapper reads the code, and its shape edits stay within the bound."""
     from clipnerf_ns.editing.edit import Edit, editor_for
     from clipnerf_ns.editing.mappers import prior_distance
 
-    train(None, tmp_path, method="clip-nerf-mappers", steps=3, extra=[
-        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
-        "--pipeline.model.views-per-step", "1", "--pipeline.model.loss.resolution", "16",
-        "--pipeline.model.shape-mapper-sees-code", "True", "--pipeline.model.max-prior-distance", "0.5",
-    ])
-    _, pipeline = load_run(run_dir(tmp_path, "clip-nerf-mappers") / "config.yml")
-    model = pipeline.model
+    model = train_marker_mappers(trained_run, marker_prompts, tmp_path, 3, "--pipeline.model.shape-mapper-sees-code", "True",
+                                 "--pipeline.model.max-prior-distance", "0.5")
     assert model.mappers.shape.hidden.in_features == model.clip.embed_dim + model.nerf.config.field.shape_dim
     torch.nn.init.normal_(model.mappers.shape.out.weight, std=10.0)  # an edit that would go far
     mean, std = model.nerf.code_prior()
@@ -64,6 +68,29 @@ def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run
     ])
     assert_user_error(bad, "--max-prior-distance must be between 0.01 and 100, got 0")
     assert not (run_dir(tmp_path / "bad", "clip-nerf-mappers") / "nerfstudio_models").exists()
+
+
+def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts, tmp_path):
+    """`--pipeline.model.shape-mapper read`: fitted from the mapper objects' views when training
+    starts, saved with the checkpoint, and the reloaded run edits shape with it."""
+    from clipnerf_ns.editing.edit import Edit, editor_for
+
+    model = train_marker_mappers(trained_run, marker_prompts, tmp_path, 2, "--pipeline.model.shape-mapper", "read",
+                                 "--pipeline.model.read-percentile", "100")
+    assert model.mappers.shape_is_read and model.mappers.shape.code_to_clip.abs().sum() > 0
+    mean, std = model.nerf.code_prior()
+    learnt = model.nerf.object_codes(torch.arange(2)).z_s
+    assert torch.allclose(model.mappers.shape.learnt, (learnt - mean.z_s) / std.z_s, atol=1e-5)
+    editor = editor_for(model)
+    moved = [not torch.equal(editor.apply(Edit(prompt="a red ball", target="shape"), model.nerf.object_codes(torch.tensor(i))).z_s,
+                             learnt[i]) for i in range(2)]
+    assert sum(moved) == 1  # to the top object's score: the other object moves, the top one stays
+
+    bad = train(None, tmp_path / "bad", method="clip-nerf-mappers", steps=2, check=False, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.shape-mapper", "read",
+        "--pipeline.model.train-mappers", "shape",
+    ])
+    assert_user_error(bad, "the read shape mapper is not trained")
 
 
 def test_methods_are_registered():

@@ -253,7 +253,8 @@ class Editor:
                 raise UserError("this run has no mappers: train them with ns-train clip-nerf-mappers, or use --mode optimize")
             batch, prior = Codes(codes.z_s[None], codes.z_a[None]), self.nerf.code_prior()
             with torch.no_grad():
-                return {target: self.mappers.change(target, embedding, batch, prior)[0] for target in edited_targets(edit.target)}
+                return {target: self.mappers.change(target, embedding, batch, prior, edit.exemplar is not None)[0]
+                        for target in edited_targets(edit.target)}
         return self._optimize(edit, codes, embedding)
 
     def _optimize(self, edit: Edit, codes: Codes, embedding: Tensor) -> dict[str, Tensor]:

@@ -41,6 +41,17 @@ class MapperModelConfig(ModelConfig):
     shape_mapper_sees_code: bool = False
     """Give the shape mapper the object's shape code as well as the CLIP embedding, so that one
     prompt moves each object its own way (the paper's mapper sees only the embedding)."""
+    shape_mapper: Literal["trained", "read"] = "trained"
+    """`trained`: the paper's shape mapper, an MLP trained through renders of its edits. `read`: no
+    training; fitted once from the CLIP's embeddings of the mapper objects' training views (a ridge
+    regression from their learnt codes), it moves a code along the prompt's direction in code
+    space until its predicted score reaches `read_percentile` (see `editing.mappers`). Only the
+    appearance mapper trains then."""
+    read_percentile: Annotated[float, Bounds(50, 100)] = 99.0
+    """How far the read shape mapper moves an object: until its predicted CLIP score for the prompt
+    reaches this percentile of the mapper objects' scores (objects already there do not move)."""
+    read_ridge: Annotated[float, Bounds(0, 1e6)] = 1.0
+    """Ridge weight of the read shape mapper's regression (codes in prior units)."""
     max_prior_distance: Annotated[Optional[float], Bounds(0.01, 100)] = None
     """Pull edited shape codes back to at most this many prior deviations (root mean square over the
     code) from the code prior's mean, or the object's own distance if larger; None: no bound. The
@@ -81,6 +92,9 @@ class MapperModel(Model):
         if self.config.nerf is None:
             raise UserError("the mapper stage needs a stage-1 run: pass --pipeline.stage1 RUN/config.yml")
         check_numbers(self.config)  # the ranges of single options are their `Bounds`
+        if self.config.shape_mapper == "read" and (self.config.train_mappers == "shape" or self.config.shape_mapper_sees_code):
+            raise UserError("the read shape mapper is not trained and always sees the code: leave --pipeline.model.train-mappers "
+                            "and --pipeline.model.shape-mapper-sees-code at their defaults with --pipeline.model.shape-mapper read")
         self.nerf: ClipNerfModel = self.config.nerf.setup(
             scene_box=self.scene_box, num_train_data=self.num_train_data, **self.kwargs
         )
@@ -92,8 +106,14 @@ class MapperModel(Model):
         # CLIP is frozen and never part of the checkpoint, so it is kept out of the module tree.
         self.__dict__["clip"] = ClipEncoder.load(self.config.clip, device=device)
         sizes = self.config.nerf.field
+        count = self.nerf.num_objects
+        mapper_objects = max(1, count - int(round(count * self.config.heldout_objects)))
+        self.mapper_objects = list(range(mapper_objects))
+        self.heldout = list(range(mapper_objects, count))
+        read = self.config.shape_mapper == "read"
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
-                               self.config.shape_mapper_sees_code, self.config.max_prior_distance)
+                               self.config.shape_mapper_sees_code, self.config.max_prior_distance,
+                               (mapper_objects, self.config.read_percentile) if read else None)
         self.category = self.nerf.category
         self.library = load_prompt_library(self.config.prompts, self.category)
         with torch.no_grad():
@@ -101,10 +121,6 @@ class MapperModel(Model):
                 target: self.clip.encode_text(list(self.library.for_target(target))) for target in ("shape", "appearance")
             }
             self.neutral_embedding = self.clip.encode_text([self.library.neutral])
-        count = self.nerf.num_objects
-        mapper_objects = max(1, count - int(round(count * self.config.heldout_objects)))
-        self.mapper_objects = list(range(mapper_objects))
-        self.heldout = list(range(mapper_objects, count))
         self.exemplar_embeddings: Optional[Tensor] = None  # (objects, views, d_clip), set by the pipeline
         self.generator = torch.Generator().manual_seed(self.config.seed)
 
@@ -177,4 +193,16 @@ class MapperModel(Model):
         return {f"{target}_{key}": value for key, value in losses.items()}
 
     def target_at(self, step: int) -> str:
+        if self.mappers.shape_is_read:
+            return "appearance"  # the shape mapper is read, not trained
         return self.config.train_mappers if self.config.train_mappers != "both" else ("shape", "appearance")[step % 2]
+
+    @torch.no_grad()
+    def fit_read_shape_mapper(self) -> None:
+        """Fit the read shape mapper to the mapper objects' codes and the CLIP embeddings of their
+        training views (`exemplar_embeddings`, set by the pipeline first)."""
+        mean, std = self.nerf.code_prior()
+        objects = torch.tensor(self.mapper_objects)
+        units = (self.nerf.object_codes(objects.to(mean.z_s.device)).z_s - mean.z_s) / std.z_s
+        views = self.exemplar_embeddings[objects].mean(1)
+        self.mappers.shape.fit(units, views, self.neutral_embedding[0], self.config.read_ridge)

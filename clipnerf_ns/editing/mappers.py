@@ -10,6 +10,12 @@ near the prior's mean and fogs with the distance from it):
   move each object its own way, and not at all an object that already has what it asks for;
 - edited shape codes further than `max_prior_distance` prior deviations from the prior's mean (or
   than the object itself, if it lies further) are pulled back onto that sphere (`pull_into_prior`).
+
+The shape mapper may also be read instead of trained (`ReadShapeMapper`): a CLIP trained through
+renders of edited codes rewards the fog between objects, while its reading of the learnt objects'
+clean training views is reliable. A ridge regression from the learnt codes to those views' CLIP
+embeddings turns a prompt into a direction in code space, and an edit moves the object along it
+until it scores as the top objects do.
 """
 
 from __future__ import annotations
@@ -53,28 +59,100 @@ class CodeMapper(nn.Module):
         return self.out(nn.functional.relu(self.hidden(embedding)))
 
 
+def fit_code_to_clip(
+    units: Float[Tensor, "n d"], embeddings: Float[Tensor, "n c"], ridge: float,
+) -> Float[Tensor, "d c"]:
+    """B of the ridge regression `embeddings ~ units @ B + intercept` (both centred; `ridge` times
+    the identity added to the codes' Gram matrix)."""
+    u = units - units.mean(0)
+    e = embeddings - embeddings.mean(0)
+    gram = u.T @ u + ridge * torch.eye(u.shape[1], dtype=u.dtype, device=u.device)
+    return torch.linalg.solve(gram, u.T @ e)
+
+
+def read_shape_change(
+    units: Float[Tensor, "n d"], direction: Float[Tensor, "n c"], code_to_clip: Float[Tensor, "d c"],
+    learnt: Float[Tensor, "m d"], covariance: Float[Tensor, "d d"], percentile: float,
+) -> Float[Tensor, "n d"]:
+    """The change (prior units) that raises each code's predicted CLIP score along `direction`
+    (prompt minus source embedding) to the `percentile`-th of the learnt codes' predicted scores,
+    or nothing where it is already there. The step follows the learnt codes' covariance (`Sigma a`,
+    the code difference between objects that score high and low): straight along the score's
+    gradient `a` it leaves the learnt codes' span, and edits stop showing the attribute."""
+    gradient = direction @ code_to_clip.T  # a: the predicted score's gradient in code space
+    target = torch.quantile(gradient @ learnt.T, percentile / 100.0, dim=-1)
+    shortfall = (target - (units * gradient).sum(-1)).clamp_min(0.0)
+    step = gradient @ covariance
+    return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
+
+
+class ReadShapeMapper(nn.Module):
+    """A shape mapper with no trained weights: `fit` reads it off the learnt codes of the mapper
+    objects and the CLIP embeddings of their training views (see the module docstring). Its state
+    (buffers) is saved with the mappers'."""
+
+    def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0):
+        super().__init__()
+        self.percentile = percentile
+        self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
+        self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
+        self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
+        self.register_buffer("sources", torch.zeros(2, clip_dim))  # the neutral prompt's embedding, the mean view's
+
+    def fit(self, units: Float[Tensor, "m d"], view_embeddings: Float[Tensor, "m c"], neutral: Float[Tensor, " c"],
+            ridge: float) -> None:
+        """Fit to the mapper objects' codes (prior units) and their views' mean CLIP embeddings."""
+        self.code_to_clip.copy_(fit_code_to_clip(units, view_embeddings, ridge))
+        self.learnt.copy_(units)
+        self.covariance.copy_(torch.cov(units.T))
+        self.sources.copy_(torch.stack([neutral, view_embeddings.mean(0)]))
+
+    def forward(self, embedding: Float[Tensor, "n c"], units: Float[Tensor, "n d"], from_image: bool = False) -> Tensor:
+        """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
+        prompt's embedding, or for an exemplar image from the mean view's."""
+        direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
+        return read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile)
+
+
 class Mappers(nn.Module):
     """The shape mapper and the appearance mapper, trained separately."""
 
     def __init__(self, clip_dim: int, shape_dim: int, appearance_dim: int, hidden: int = 256,
-                 shape_sees_code: bool = False, max_prior_distance: Optional[float] = None):
+                 shape_sees_code: bool = False, max_prior_distance: Optional[float] = None,
+                 read_shape: Optional[tuple[int, float]] = None):
+        """`read_shape`: (objects, percentile) of a `ReadShapeMapper` in place of the trained shape mapper."""
         super().__init__()
-        self.shape = CodeMapper(clip_dim + (shape_dim if shape_sees_code else 0), shape_dim, hidden)
+        if read_shape is not None:
+            self.shape = ReadShapeMapper(clip_dim, shape_dim, *read_shape)
+        else:
+            self.shape = CodeMapper(clip_dim + (shape_dim if shape_sees_code else 0), shape_dim, hidden)
         self.appearance = CodeMapper(clip_dim, appearance_dim, hidden)
         self.shape_sees_code = shape_sees_code
         self.max_prior_distance = max_prior_distance
 
-    def change(self, target: str, embedding: Float[Tensor, "n d_clip"], codes: Codes, prior: tuple[Codes, Codes]) -> Tensor:
-        """The change of `codes` (n objects) that `embedding` asks for, at strength 1. `prior`:
-        the NeRF's code prior (mean, std), in whose units the shape mapper sees and bounds codes."""
+    @property
+    def shape_is_read(self) -> bool:
+        return isinstance(self.shape, ReadShapeMapper)
+
+    def change(self, target: str, embedding: Float[Tensor, "n d_clip"], codes: Codes, prior: tuple[Codes, Codes],
+               from_image: bool = False) -> Tensor:
+        """The change of `codes` (n objects) that `embedding` (of a prompt, or of an exemplar image:
+        `from_image`) asks for, at strength 1. `prior`: the NeRF's code prior (mean, std), in whose
+        units the shape mapper sees and bounds codes."""
         if target != "shape":
             return self.appearance(embedding)
         mean, std = prior[0].z_s, prior[1].z_s
         z_s = codes.z_s
+        if self.shape_is_read:
+            change = self.shape(embedding, (z_s - mean) / std, from_image) * std
+            return self._bounded(z_s, change, mean, std)
         # the code in prior units over sqrt(d): about unit norm, as the CLIP embedding is, so neither input drowns the other
         units = (z_s - mean) / std / z_s.shape[-1] ** 0.5
         inputs = torch.cat([embedding.expand(z_s.shape[0], -1), units], -1) if self.shape_sees_code else embedding
-        change = self.shape(inputs)
+        return self._bounded(z_s, self.shape(inputs), mean, std)
+
+    def _bounded(self, z_s: Tensor, change: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        """`change`, pulled back within `max_prior_distance` when set."""
         if self.max_prior_distance is None:
             return change
         # never further out than the object itself: an unchanged code stays unchanged

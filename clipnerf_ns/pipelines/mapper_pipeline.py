@@ -96,6 +96,8 @@ class MapperPipeline(VanillaPipeline):
         if training:
             self._load_stage1(stage1)
             self._collect_exemplars()
+            if self.model.mappers.shape_is_read:
+                self.model.fit_read_shape_mapper()
         else:
             show_selected_object_in_training_views(self.datamanager)
 

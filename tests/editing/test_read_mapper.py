@@ -1,0 +1,79 @@
+"""The read shape mapper: a ridge regression from learnt codes to CLIP embeddings of their views,
+and edits that move a code along a prompt's direction until it scores as the top objects do."""
+
+import pytest
+import torch
+
+from clipnerf_ns.codes import Codes
+from clipnerf_ns.editing.mappers import Mappers, fit_code_to_clip, prior_distance, read_shape_change
+
+
+def attribute_world(count=400, seed=0):
+    """Codes in prior units whose first two dimensions are correlated; the 'embedding' of each
+    object's views reads dimension 0 (an attribute) into channel 0 and dimension 2 into channel 1."""
+    generator = torch.Generator().manual_seed(seed)
+    units = torch.randn(count, 4, generator=generator)
+    units[:, 1] = 0.8 * units[:, 0] + 0.6 * units[:, 1]
+    embeddings = torch.zeros(count, 3)
+    embeddings[:, 0], embeddings[:, 1], embeddings[:, 2] = units[:, 0], units[:, 2], 1.0
+    return units, embeddings
+
+
+def test_fit_code_to_clip_recovers_a_linear_map_and_shrinks_with_the_ridge():
+    generator = torch.Generator().manual_seed(1)
+    units, true = torch.randn(50, 4, generator=generator), torch.randn(4, 6, generator=generator)
+    embeddings = units @ true + torch.tensor([0.5, -1.0, 0.0, 2.0, 0.3, 0.1])  # with an intercept
+    assert torch.allclose(fit_code_to_clip(units, embeddings, ridge=0.0), true, atol=1e-4)
+    assert fit_code_to_clip(units, embeddings, ridge=1e4).norm() < 0.1 * true.norm()
+
+
+def test_read_change_reaches_the_percentile_along_the_covariance_and_spares_objects_already_there():
+    units, embeddings = attribute_world()
+    code_to_clip = fit_code_to_clip(units, embeddings, ridge=1.0)
+    covariance = torch.cov(units.T)
+    direction = torch.tensor([[1.0, 0.0, 0.0]])  # "more of channel 0"
+    subjects = torch.tensor([[-2.0, -1.6, 0.5, 0.0], [3.0, 2.4, 0.0, 0.0]])  # lacking it / already far along
+    change = read_shape_change(subjects, direction.expand(2, -1), code_to_clip, units, covariance, 90.0)
+    gradient = (direction @ code_to_clip.T)[0]
+    target = torch.quantile(units @ gradient, 0.9)
+    assert torch.allclose((subjects[0] + change[0]) @ gradient, target, atol=1e-4)
+    assert torch.equal(change[1], torch.zeros(4))
+    # the step is the code difference between high and low scorers: it carries the correlated dimension 1 along,
+    # and leaves the dimensions the attribute does not vary with alone
+    step = change[0] / change[0].norm()
+    expected = covariance @ gradient
+    assert torch.allclose(step, expected / expected.norm(), atol=1e-5)
+    assert step[1] > 0.5 * step[0] and abs(step[3]) < 0.1
+
+
+def test_read_mappers_edit_state_round_trip_and_bound():
+    units, embeddings = attribute_world()
+    mean, std = Codes(torch.full((4,), 0.5), torch.zeros(2)), Codes(torch.full((4,), 2.0), torch.ones(2))
+    neutral = torch.tensor([0.0, 0.0, 1.0])
+    mappers = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=(len(units), 95.0))
+    assert mappers.shape_is_read and not list(mappers.shape.parameters())  # nothing to train
+    mappers.shape.fit(units, embeddings, neutral, ridge=1.0)
+    codes = Codes(mean.z_s + std.z_s * torch.tensor([[-1.0, -0.8, 0.0, 0.0]]), torch.zeros(1, 2))
+    prompt = torch.tensor([[0.7, 0.0, 0.7]])
+    change = mappers.change("shape", prompt, codes, (mean, std))
+    assert change[0, 0] > 0 and abs(float(change[0, 3])) < 0.2 * float(change[0, 0])  # along the attribute
+    # an exemplar is measured from the mean view, not from the neutral prompt
+    assert not torch.allclose(mappers.change("shape", prompt, codes, (mean, std), from_image=True), change)
+
+    again = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=(len(units), 95.0))
+    again.load_state_dict(mappers.state_dict())
+    assert torch.equal(again.change("shape", prompt, codes, (mean, std)), change)
+
+    bounded = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, max_prior_distance=0.6, read_shape=(len(units), 99.0))
+    bounded.load_state_dict(mappers.state_dict())
+    edited = codes.z_s + bounded.change("shape", prompt * 5, codes, (mean, std))
+    assert float(prior_distance(edited, mean.z_s, std.z_s)) <= max(0.6, float(prior_distance(codes.z_s, mean.z_s, std.z_s))) + 1e-5
+
+
+@pytest.mark.parametrize("percentile", [60.0, 99.0])
+def test_a_higher_percentile_moves_further(percentile):
+    units, embeddings = attribute_world()
+    code_to_clip, covariance = fit_code_to_clip(units, embeddings, 1.0), torch.cov(units.T)
+    subject, direction = torch.tensor([[-2.0, -1.6, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    low = read_shape_change(subject, direction, code_to_clip, units, covariance, 50.0).norm()
+    assert read_shape_change(subject, direction, code_to_clip, units, covariance, percentile).norm() > low
