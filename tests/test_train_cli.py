@@ -91,6 +91,11 @@ def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts
         "--pipeline.model.train-mappers", "shape",
     ])
     assert_user_error(bad, "the read shape mapper is not trained")
+    one = train(None, tmp_path / "one", method="clip-nerf-mappers", steps=2, check=False, extra=[
+        "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.prompts", str(marker_prompts),
+        "--pipeline.model.shape-mapper", "read", "--pipeline.model.heldout-objects", "0.5",  # one mapper object of two
+    ])
+    assert_user_error(one, "the read shape mapper needs at least 2 mapper objects")
 
 
 def test_methods_are_registered():

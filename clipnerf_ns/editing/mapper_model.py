@@ -201,6 +201,8 @@ class MapperModel(Model):
     def fit_read_shape_mapper(self) -> None:
         """Fit the read shape mapper to the mapper objects' codes and the CLIP embeddings of their
         training views (`exemplar_embeddings`, set by the pipeline first)."""
+        if len(self.mapper_objects) < 2:
+            raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         mean, std = self.nerf.code_prior()
         objects = torch.tensor(self.mapper_objects)
         units = (self.nerf.object_codes(objects.to(mean.z_s.device)).z_s - mean.z_s) / std.z_s
