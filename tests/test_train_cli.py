@@ -70,13 +70,15 @@ def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run
     assert not (run_dir(tmp_path / "bad", "clip-nerf-mappers") / "nerfstudio_models").exists()
 
 
-def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts, tmp_path):
-    """`--pipeline.model.shape-mapper read`: fitted from the mapper objects' views when training
-    starts, saved with the checkpoint, and the reloaded run edits shape with it."""
+@pytest.mark.parametrize("views", ["training", "rendered"])
+def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts, tmp_path, views):
+    """`--pipeline.model.shape-mapper read`: fitted from the mapper objects' views (training views
+    or renders of their codes) when training starts, saved with the checkpoint, and the reloaded
+    run edits shape with it."""
     from clipnerf_ns.editing.edit import Edit, editor_for
 
     model = train_marker_mappers(trained_run, marker_prompts, tmp_path, 2, "--pipeline.model.shape-mapper", "read",
-                                 "--pipeline.model.read-percentile", "100")
+                                 "--pipeline.model.read-percentile", "100", "--pipeline.model.read-views", views)
     assert model.mappers.shape_is_read and model.mappers.shape.code_to_clip.abs().sum() > 0
     mean, std = model.nerf.code_prior()
     learnt = model.nerf.object_codes(torch.arange(2)).z_s
@@ -86,6 +88,8 @@ def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts
                              learnt[i]) for i in range(2)]
     assert sum(moved) == 1  # to the top object's score: the other object moves, the top one stays
 
+
+def test_read_shape_mapper_refuses_what_it_cannot_do(trained_run, marker_prompts, tmp_path):
     bad = train(None, tmp_path / "bad", method="clip-nerf-mappers", steps=2, check=False, extra=[
         "--pipeline.stage1", str(trained_run / "config.yml"), "--pipeline.model.shape-mapper", "read",
         "--pipeline.model.train-mappers", "shape",

@@ -16,7 +16,8 @@ from torch.nn import Parameter
 from clipnerf_ns.checkpoints import with_prefix
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.codes import Codes
-from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, random_views
+from clipnerf_ns.data.cameras import VIEW_DEG
+from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, random_views, render_views
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
@@ -52,6 +53,10 @@ class MapperModelConfig(ModelConfig):
     reaches this percentile of the mapper objects' scores (objects already there do not move)."""
     read_ridge: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Ridge weight of the read shape mapper's regression (codes in prior units)."""
+    read_views: Literal["training", "rendered"] = "training"
+    """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
+    first `exemplar_views` training views, or of five renders of its learnt code around the orbit
+    (what the code decodes to; about a second per object on CPU)."""
     max_prior_distance: Annotated[Optional[float], Bounds(0.01, 100)] = None
     """Pull edited shape codes back to at most this many prior deviations (root mean square over the
     code) from the code prior's mean, or the object's own distance if larger; None: no bound. The
@@ -206,5 +211,20 @@ class MapperModel(Model):
         mean, std = self.nerf.code_prior()
         objects = torch.tensor(self.mapper_objects)
         units = (self.nerf.object_codes(objects.to(mean.z_s.device)).z_s - mean.z_s) / std.z_s
-        views = self.exemplar_embeddings[objects].mean(1)
+        if self.config.read_views == "rendered":
+            from rich.progress import track
+
+            views = torch.stack([self.rendered_embedding(i) for i in track(self.mapper_objects, "rendering the objects to read")])
+        else:
+            views = self.exemplar_embeddings[objects].mean(1)
         self.mappers.shape.fit(units, views, self.neutral_embedding[0], self.config.read_ridge)
+
+    def rendered_embedding(self, index: int, count: int = 5) -> Tensor:
+        """The mean CLIP embedding of `count` renders of object `index`'s learnt code, from the
+        commands' view direction and evenly round the orbit from it."""
+        codes = self.nerf.object_codes(torch.full((count,), index, device=self.nerf.box_min.device))
+        azimuths = VIEW_DEG[0] + torch.arange(count) * 360.0 / count
+        size = self.config.loss.resolution or self.clip.image_size
+        images = render_views(self.nerf, codes, azimuths, torch.full((count,), VIEW_DEG[1]), size,
+                              self.clip.frame_extent(self.category))
+        return self.clip.encode_image(images).mean(0)
