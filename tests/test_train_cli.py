@@ -84,8 +84,8 @@ def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts
     learnt = model.nerf.object_codes(torch.arange(2)).z_s
     assert torch.allclose(model.mappers.shape.learnt, (learnt - mean.z_s) / std.z_s, atol=1e-5)
     editor = editor_for(model)
-    moved = [not torch.equal(editor.apply(Edit(prompt="a red ball", target="shape"), model.nerf.object_codes(torch.tensor(i))).z_s,
-                             learnt[i]) for i in range(2)]
+    edited = [editor.apply(Edit(prompt="a red ball", target="shape"), model.nerf.object_codes(torch.tensor(i))).z_s for i in range(2)]
+    moved = [float((e - z).abs().max()) > 1e-4 for e, z in zip(edited, learnt)]  # rounding may move the top one by 1e-7
     assert sum(moved) == 1  # to the top object's score: the other object moves, the top one stays
 
 

@@ -44,8 +44,8 @@ class MapperModelConfig(ModelConfig):
     prompt moves each object its own way (the paper's mapper sees only the embedding)."""
     shape_mapper: Literal["trained", "read"] = "trained"
     """`trained`: the paper's shape mapper, an MLP trained through renders of its edits. `read`: no
-    training; fitted once from the CLIP's embeddings of the mapper objects' training views (a ridge
-    regression from their learnt codes), it moves a code along the prompt's direction in code
+    training; fitted once from the CLIP's embeddings of views of the mapper objects (a ridge
+    regression from their learnt codes; `read_views`), it moves a code along the prompt's direction in code
     space until its predicted score reaches `read_percentile` (see `editing.mappers`). Only the
     appearance mapper trains then."""
     read_percentile: Annotated[float, Bounds(50, 100)] = 99.0
@@ -53,7 +53,7 @@ class MapperModelConfig(ModelConfig):
     reaches this percentile of the mapper objects' scores (objects already there do not move)."""
     read_ridge: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Ridge weight of the read shape mapper's regression (codes in prior units)."""
-    read_views: Literal["training", "rendered"] = "training"
+    read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
     (what the code decodes to; about a second per object on CPU)."""
@@ -204,8 +204,8 @@ class MapperModel(Model):
 
     @torch.no_grad()
     def fit_read_shape_mapper(self) -> None:
-        """Fit the read shape mapper to the mapper objects' codes and the CLIP embeddings of their
-        training views (`exemplar_embeddings`, set by the pipeline first)."""
+        """Fit the read shape mapper to the mapper objects' codes and the CLIP embeddings of renders
+        of them, or of their training views (`exemplar_embeddings`, set by the pipeline first)."""
         if len(self.mapper_objects) < 2:
             raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         mean, std = self.nerf.code_prior()

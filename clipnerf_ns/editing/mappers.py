@@ -12,9 +12,9 @@ near the prior's mean and fogs with the distance from it):
   than the object itself, if it lies further) are pulled back onto that sphere (`pull_into_prior`).
 
 The shape mapper may also be read instead of trained (`ReadShapeMapper`): a CLIP trained through
-renders of edited codes rewards the fog between objects, while its reading of the learnt objects'
-clean training views is reliable. A ridge regression from the learnt codes to those views' CLIP
-embeddings turns a prompt into a direction in code space, and an edit moves the object along it
+renders of edited codes rewards the fog between objects, while its reading of clean views of the
+learnt objects (renders of their codes, or their training views) is reliable. A ridge regression
+from the learnt codes to those views' CLIP embeddings turns a prompt into a direction in code space, and an edit moves the object along it
 until it scores as the top objects do.
 """
 
@@ -88,7 +88,7 @@ def read_shape_change(
 
 class ReadShapeMapper(nn.Module):
     """A shape mapper with no trained weights: `fit` reads it off the learnt codes of the mapper
-    objects and the CLIP embeddings of their training views (see the module docstring). Its state
+    objects and the CLIP embeddings of views of them (see the module docstring). Its state
     (buffers) is saved with the mappers'."""
 
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0):
