@@ -15,7 +15,7 @@ from torch.nn import Parameter
 
 from clipnerf_ns.checkpoints import with_prefix
 from clipnerf_ns.clip.config import ClipConfig
-from clipnerf_ns.codes import Codes
+from clipnerf_ns.codes import Codes, prior_units
 from clipnerf_ns.data.cameras import VIEW_DEG
 from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, random_views, render_views
 from clipnerf_ns.editing.mappers import Mappers
@@ -116,6 +116,8 @@ class MapperModel(Model):
         self.mapper_objects = list(range(mapper_objects))
         self.heldout = list(range(mapper_objects, count))
         read = self.config.shape_mapper == "read"
+        if read and mapper_objects < 2:  # refused before the stage renders or embeds anything
+            raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
                                self.config.shape_mapper_sees_code, self.config.max_prior_distance,
                                (mapper_objects, self.config.read_percentile) if read else None)
@@ -206,11 +208,9 @@ class MapperModel(Model):
     def fit_read_shape_mapper(self) -> None:
         """Fit the read shape mapper to the mapper objects' codes and the CLIP embeddings of renders
         of them, or of their training views (`exemplar_embeddings`, set by the pipeline first)."""
-        if len(self.mapper_objects) < 2:
-            raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         mean, std = self.nerf.code_prior()
         objects = torch.tensor(self.mapper_objects)
-        units = (self.nerf.object_codes(objects.to(mean.z_s.device)).z_s - mean.z_s) / std.z_s
+        units = prior_units(mean, std, self.nerf.object_codes(objects.to(mean.z_s.device)))[0]
         if self.config.read_views == "rendered":
             from rich.progress import track
 

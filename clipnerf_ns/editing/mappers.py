@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from clipnerf_ns.codes import Codes
+from clipnerf_ns.codes import Codes, prior_units
 
 
 def prior_distance(z: Float[Tensor, "*batch d"], mean: Float[Tensor, " d"], std: Float[Tensor, " d"]) -> Float[Tensor, "*batch"]:
@@ -143,12 +143,12 @@ class Mappers(nn.Module):
             return self.appearance(embedding)
         mean, std = prior[0].z_s, prior[1].z_s
         z_s = codes.z_s
+        units = prior_units(*prior, codes)[0]
         if self.shape_is_read:
-            change = self.shape(embedding, (z_s - mean) / std, from_image) * std
-            return self._bounded(z_s, change, mean, std)
+            return self._bounded(z_s, self.shape(embedding, units, from_image) * std, mean, std)
         # the code in prior units over sqrt(d): about unit norm, as the CLIP embedding is, so neither input drowns the other
-        units = (z_s - mean) / std / z_s.shape[-1] ** 0.5
-        inputs = torch.cat([embedding.expand(z_s.shape[0], -1), units], -1) if self.shape_sees_code else embedding
+        scaled = units / z_s.shape[-1] ** 0.5
+        inputs = torch.cat([embedding.expand(z_s.shape[0], -1), scaled], -1) if self.shape_sees_code else embedding
         return self._bounded(z_s, self.shape(inputs), mean, std)
 
     def _bounded(self, z_s: Tensor, change: Tensor, mean: Tensor, std: Tensor) -> Tensor:
