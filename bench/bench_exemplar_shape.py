@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import tyro
 
-from clipnerf_ns.codes import Codes
+from clipnerf_ns.app.edit_evaluation import judged_shape
 from clipnerf_ns.data.attributes import applies_judged
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
-from clipnerf_ns.editing.edit import Edit, editor_for, read_exemplar, render_views
+from clipnerf_ns.editing.edit import Edit, editor_for, read_exemplar
 from clipnerf_ns.eval import metrics
 from clipnerf_ns.eval.judge import Judge
 from clipnerf_ns.pipelines.runs import load_run
@@ -39,16 +39,6 @@ class Args:
     """The collection of its stage-1 run (default: the one its config names)."""
     objects: int = 20
     """Held-out chairs edited (the first this many)."""
-
-
-def judged_shape(nerf, judge: Judge, codes: Codes) -> dict[str, str]:
-    """The judge's answers to its shape questions for one object, from the judged view."""
-    direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
-    with torch.no_grad():
-        image = render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, judge.image_size,
-                             judge.frame_extent(nerf.category))
-        answers = judge.answers(image, nerf.category)
-    return {q: a[0] for q, a in answers.items() if not q.endswith("_color")}
 
 
 def main(args: Args) -> None:

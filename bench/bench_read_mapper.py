@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-from bench_exemplar_shape import judged_shape
 
+from clipnerf_ns.app.edit_evaluation import judged_shape
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import applies_judged
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera

@@ -25,6 +25,16 @@ TINY = FieldSizes(shape_dim=8, appearance_dim=6, deform_layers=2, deform_width=1
 """Field sizes small enough for hand-sized tests (pure torch)."""
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Silhouette IoU of two (h, w) boolean masks of pictures (`metrics.silhouette_iou` takes
+    opacities (h, w, 1): handed a mask it would read its first column only)."""
+    import torch
+
+    from clipnerf_ns.eval.metrics import silhouette_iou
+
+    return silhouette_iou(torch.from_numpy(a)[..., None].float(), torch.from_numpy(b)[..., None].float())
+
+
 def run(*args, check=True, timeout=300):
     """A console script of this environment (clipnerf, ns-train...) as a subprocess."""
     result = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout)

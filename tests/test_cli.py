@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import assert_user_error, run, write_labelled_chair
+from tests.helpers import assert_user_error, mask_iou, run, write_labelled_chair
 
 SHARED_MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
 SHARED_PARTNET = SHARED_MESHES.parent / "partnet"
@@ -165,29 +165,33 @@ def object_colour(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.slow  # 100 s; CI also runs `clipnerf demo` from the installed wheel (.ci/install_check)
 def test_demo_as_the_readme_runs_it(tmp_path):
-    """`make demo`: the shipped chairs model edits a chair by text and by exemplar, inverts an
-    unseen chair and recolours it, and ns-render makes a turntable of the edit."""
+    """`make demo`: the shipped chairs model edits a chair's colour and shape by text and its look
+    by exemplar, inverts an unseen chair and recolours it, and ns-render makes a turntable."""
     import imageio_ffmpeg
     import torch
 
-    from clipnerf_ns.eval.metrics import delta_e, silhouette_iou
+    from clipnerf_ns.eval.metrics import delta_e
 
     out = tmp_path / "demo"
     result = run("clipnerf", "demo", "--out", str(out), timeout=900)
-    for line in ("text edit:", "exemplar edit:", "inversion:", "recoloured:", "turntable:", "ns-viewer --load-config"):
+    for line in ("text edit:", "shape edit:", "exemplar edit:", "inversion:", "recoloured:", "turntable:", "ns-viewer --load-config"):
         assert line in result.stdout
     assert (out / "demo.png").is_file() and (out / "runs" / "chairs" / "clip-nerf-mappers" / "pretrained" / "config.yml").is_file()
 
     def lab_change(folder: str) -> float:
         mask_before, before = object_colour(out / folder / "before.png")
         mask_after, after = object_colour(out / folder / "after.png")
-        assert silhouette_iou(torch.from_numpy(mask_before), torch.from_numpy(mask_after)) > 0.85  # appearance edits
+        assert mask_iou(mask_before, mask_after) > 0.85  # appearance edits
         return float(delta_e(torch.from_numpy(before), torch.from_numpy(after)))
 
     assert lab_change("edit_text") > 20.0
     _, red = object_colour(out / "edit_text" / "after.png")
     assert red[0] > red[1] + 0.2 and red[0] > red[2] + 0.2  # 'a red chair'
     assert lab_change("edit_exemplar") > 10.0
+    # 'an armchair' (shape only): the silhouette changes, the colours stay
+    (mask_before, before), (mask_after, after) = (object_colour(out / "edit_shape" / f) for f in ("before.png", "after.png"))
+    assert mask_iou(mask_before, mask_after) < 0.9
+    assert float(delta_e(torch.from_numpy(before), torch.from_numpy(after))) < 5.0
     assert lab_change("inverted_recoloured") > 20.0
     pose = json.loads((out / "inverted" / "pose.json").read_text())
     assert pose["psnr"] > 18.0

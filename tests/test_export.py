@@ -10,6 +10,7 @@ import trimesh
 import tyro
 from scipy.spatial import cKDTree
 
+from clipnerf_ns.app.pretrained import GREEN_CHAIR
 from clipnerf_ns.cli import entrypoint
 from clipnerf_ns.codes import model_fingerprint, save_codes
 from clipnerf_ns.data.cameras import make_cameras
@@ -21,7 +22,7 @@ from clipnerf_ns.models.meshing_config import MeshExtraction
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
 from tests.helpers import run
 
-CHAIR = "chair_0031"  # the chair the demo edits
+CHAIR = GREEN_CHAIR  # the chair the demo edits
 
 
 def evaluation_camera(collection_dir, object_id):

@@ -7,7 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clipnerf_ns.app.pretrained import CHAIRS_SMALL, CHAIRS_SMALL_MAPPERS, UNSEEN_CHAIR, materialize, pack
+from clipnerf_ns.app.pretrained import (
+    CHAIRS_SMALL,
+    CHAIRS_SMALL_MAPPERS,
+    GREEN_CHAIR,
+    UNSEEN_CHAIR,
+    materialize,
+    pack,
+    restored_nerf_state,
+    shippable_nerf_state,
+)
 from clipnerf_ns.clip.encoder import __file__ as encoder_file
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
@@ -19,6 +28,18 @@ def test_shipped_files_are_small():
     assert total < 30e6
 
 
+def test_shipped_occupancy_grids_are_bit_packed_and_restored_exactly():
+    grids = torch.rand(3, 5, 5, 5) > 0.5  # 375 cells: not a whole number of bytes
+    state = {"occupancy": grids, "occupancy_density": torch.rand(3, 5, 5, 5), "shape_codes.weight": torch.randn(3, 4)}
+    shipped = shippable_nerf_state(state)
+    assert set(shipped) == {"occupancy_bits", "shape_codes.weight"} and shipped["occupancy_bits"].numel() == 47
+    restored = restored_nerf_state(shipped, (3, 5, 5, 5))
+    assert torch.equal(restored["occupancy"], grids) and torch.equal(restored["shape_codes.weight"], state["shape_codes.weight"])
+    assert not restored["occupancy_density"].any()  # training state: refreshed afresh
+    with pytest.raises(UserError, match="hold 376 cells, not the 384"):
+        restored_nerf_state(shipped, (3, 2, 8, 8))
+
+
 def test_the_shipped_chairs_model_renders_its_chairs(pretrained_runs):
     """The stage-1 file, loaded as a run over the regenerated collection, renders the chairs'
     held-out views (each chair's evaluation view) sharply."""
@@ -26,7 +47,7 @@ def test_the_shipped_chairs_model_renders_its_chairs(pretrained_runs):
 
     _, pipeline, _, _ = eval_setup(pretrained_runs.stage1, test_mode="test")
     metrics = pipeline.get_average_eval_image_metrics()
-    assert metrics["num_objects"] == 36 and metrics["psnr"] > 25.0, metrics
+    assert metrics["num_objects"] == 360 and metrics["psnr"] > 25.0, metrics
 
 
 def test_the_shipped_mappers_recolour_by_prompt(pretrained_runs):
@@ -35,13 +56,30 @@ def test_the_shipped_mappers_recolour_by_prompt(pretrained_runs):
 
     _, pipeline = load_run(pretrained_runs.mappers)
     nerf = nerf_of(pipeline)
-    codes = nerf.object_codes(torch.tensor(nerf.object_ids.index("chair_0031"))).detach()  # green
+    codes = nerf.object_codes(torch.tensor(nerf.object_ids.index(GREEN_CHAIR))).detach()  # green
     edited = editor_for(pipeline.model).apply(Edit(prompt="a red chair", target="appearance"), codes)
     views = render_views(nerf, Codes(torch.stack([codes.z_s, edited.z_s]), torch.stack([codes.z_a, edited.z_a])),
                          torch.tensor([40.0, 40.0]), torch.tensor([25.0, 25.0]), 64)
     mask = (views[0] - 1.0).abs().amax(-1) > 0.15
     before, after = views[0][mask].mean(0), views[1][mask].mean(0)
     assert before[1] > before[0] and after[0] > after[1] + 0.2, (before, after)
+
+
+def test_the_shipped_shape_mapper_gives_the_green_chair_armrests(pretrained_runs):
+    """The demo's shape edit, as the attribute judge sees it: armrests appear, the appearance code
+    (the colours) is untouched."""
+    from clipnerf_ns.app.demo import SHAPE_PROMPT
+    from clipnerf_ns.app.edit_evaluation import judged_shape
+    from clipnerf_ns.editing.edit import Edit, editor_for
+    from clipnerf_ns.eval.judge import Judge
+
+    _, pipeline = load_run(pretrained_runs.mappers)
+    nerf, judge = nerf_of(pipeline), Judge.load(None)
+    codes = nerf.object_codes(torch.tensor(nerf.object_ids.index(GREEN_CHAIR))).detach()
+    edited = editor_for(pipeline.model).apply(Edit(prompt=SHAPE_PROMPT, target="shape"), codes)
+    assert judged_shape(nerf, judge, codes)["armrests"] == "no"
+    assert judged_shape(nerf, judge, edited)["armrests"] == "yes"
+    assert torch.equal(edited.z_a, codes.z_a) and not torch.equal(edited.z_s, codes.z_s)
 
 
 def test_the_haze_term_clears_a_foggy_prior_draw(pretrained_runs):
@@ -93,8 +131,8 @@ def test_the_shipped_files_say_how_they_were_made():
     with safe_open(str(CHAIRS_SMALL), framework="pt") as f:
         meta = f.metadata()
     collection = json.loads(meta["collection"])
-    assert collection["command"].startswith("clipnerf synth chairs --num-objects 40")
-    assert "clip-nerf-small" in meta["config"] and len(json.loads(meta["object_ids"])) == 36
+    assert collection["command"].startswith("clipnerf synth chairs") and "--num-objects 400" in collection["command"]
+    assert "clip-nerf-small" in meta["config"] and len(json.loads(meta["object_ids"])) == 360
 
 
 def test_pack_needs_a_mapper_run(pretrained_runs, tmp_path):

@@ -15,16 +15,18 @@ from PIL import Image, ImageDraw
 
 from clipnerf_ns.app.edit_command import EditCommand
 from clipnerf_ns.app.invert_command import Invert
-from clipnerf_ns.app.pretrained import UNSEEN_CHAIR, materialize
+from clipnerf_ns.app.pretrained import GREEN_CHAIR, UNSEEN_CHAIR, YELLOW_CHAIR, materialize
 from clipnerf_ns.app.runs import Turntable
 from clipnerf_ns.atomic import check_output_dir
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.ffmpeg import ensure_ffmpeg_on_path
 from clipnerf_ns.validation import MAX_COUNT, MAX_RESOLUTION, Bounds, check_numbers
 
-TEXT_EDIT = ("chair_0031", "a red chair")
+TEXT_EDIT = (GREEN_CHAIR, "a red chair")
 """A chair the mappers never trained on (their held-out objects) and the prompt the demo gives it."""
-EXEMPLAR = ("chair_0008", 1)
+SHAPE_PROMPT = "an armchair"
+"""The shape prompt the demo gives the same chair."""
+EXEMPLAR = (YELLOW_CHAIR, 1)
 """Object and training view whose picture is the exemplar (a yellow dining chair)."""
 UNSEEN_PROMPT = "a purple chair"
 """How the demo recolours the inverted unseen chair."""
@@ -33,10 +35,10 @@ UNSEEN_PROMPT = "a purple chair"
 @dataclass
 class Demo:
     """The README's main job: load the shipped pretrained chairs model and mappers (regenerating
-    the procedural collection they were trained on), edit a chair by a text prompt and by an
-    exemplar image, invert a picture of a chair the model never saw and recolour it, and render
-    an MP4 turntable of the edit with ns-render. Everything lands in --out, and the run folders
-    there open in ns-viewer with the editor."""
+    the procedural collection they were trained on), edit a chair's colour and its shape by text
+    prompts and its look by an exemplar image, invert a picture of a chair the model never saw and
+    recolour it, and render an MP4 turntable of the colour edit with ns-render. Everything lands
+    in --out, and the run folders there open in ns-viewer with the editor."""
 
     out: Path = Path("demo_out")
     """Output folder."""
@@ -58,34 +60,37 @@ class Demo:
         if self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
-        print("1/5 regenerating the collection of the pretrained chairs model ...")
+        print("1/6 regenerating the collection of the pretrained chairs model ...")
         runs = materialize(self.out, views=self.views)
         print(f"    chairs model: {runs.stage1}\n    its mappers:  {runs.mappers}")
 
-        def edit(name: str, **kwargs) -> Path:
-            command = EditCommand(load_config=runs.mappers, output_dir=self.out / name, target="appearance",
+        def edit(name: str, target: str = "appearance", **kwargs) -> Path:
+            command = EditCommand(load_config=runs.mappers, output_dir=self.out / name, target=target,
                                   resolution=self.resolution, **kwargs)
             return command.main()
 
         obj, prompt = TEXT_EDIT
-        print(f"2/5 text edit: {obj} + {prompt!r}")
+        print(f"2/6 text edit of the colour: {obj} + {prompt!r}")
         text_dir = edit("edit_text", object=obj, prompt=prompt)
+        print(f"3/6 text edit of the shape: {obj} + {SHAPE_PROMPT!r}")
+        shape_dir = edit("edit_shape", target="shape", object=obj, prompt=SHAPE_PROMPT)
         exemplar_object, view = EXEMPLAR
         exemplar = runs.data / exemplar_object / "images" / f"{view:03d}.png"
-        print(f"3/5 exemplar edit: {obj} + the look of {exemplar}")
+        print(f"4/6 exemplar edit: {obj} + the look of {exemplar}")
         exemplar_dir = edit("edit_exemplar", object=obj, exemplar=exemplar)
-        print(f"4/5 inverting {UNSEEN_CHAIR.name} (a chair neither model saw), then {UNSEEN_PROMPT!r}")
+        print(f"5/6 inverting {UNSEEN_CHAIR.name} (a chair neither model saw), then {UNSEEN_PROMPT!r}")
         inverted = Invert(load_config=runs.stage1, image=UNSEEN_CHAIR, output_dir=self.out / "inverted",
                           inversion=InversionConfig(steps=self.inversion_steps)).main()
         recoloured_dir = edit("inverted_recoloured", codes=inverted / "codes.safetensors", prompt=UNSEEN_PROMPT)
-        print("5/5 turntable of the text edit with ns-render")
+        print("6/6 turntable of the colour edit with ns-render")
         video = self._turntable(text_dir / "config.yml")
         summary = self.out / "demo.png"
-        Image.fromarray(self._summary(text_dir, exemplar_dir, exemplar, inverted, recoloured_dir)).save(summary)
+        Image.fromarray(self._summary(text_dir, shape_dir, exemplar_dir, exemplar, inverted, recoloured_dir)).save(summary)
         pose = json.loads((inverted / "pose.json").read_text())
         print(
             f"\nbefore | after of each edit, and unseen chair | inversion | recoloured: {summary}\n"
             f"text edit:     {text_dir / 'comparison.png'}\n"
+            f"shape edit:    {shape_dir / 'comparison.png'}\n"
             f"exemplar edit: {exemplar_dir / 'comparison.png'}\n"
             f"inversion:     {inverted / 'comparison.png'} (PSNR {pose['psnr']:.1f} dB)\n"
             f"recoloured:    {recoloured_dir / 'comparison.png'}\n"
@@ -104,9 +109,10 @@ class Demo:
         RenderCameraPath(load_config=config, camera_path_filename=path, output_path=video).main()
         return video
 
-    def _summary(self, text_dir: Path, exemplar_dir: Path, exemplar: Path, inverted: Path, recoloured: Path) -> np.ndarray:
-        """One picture: text edit (before, after), exemplar and its edit, unseen chair, its
-        inversion and its recolouring; all tiles at --resolution."""
+    def _summary(self, text_dir: Path, shape_dir: Path, exemplar_dir: Path, exemplar: Path, inverted: Path,
+                 recoloured: Path) -> np.ndarray:
+        """One picture: the chair, its colour and shape edits, exemplar and its edit; unseen chair,
+        its inversion and its recolouring; all tiles at --resolution."""
         def tile(path: Path, crop_thirds: int = -1) -> np.ndarray:
             image = Image.open(path).convert("RGBA")
             if crop_thirds >= 0:  # comparison.png of an inversion: input | render | error
@@ -123,9 +129,10 @@ class Demo:
 
         obj, prompt = TEXT_EDIT
         row_edits = [captioned(tile(text_dir / "before.png"), obj), captioned(tile(text_dir / "after.png"), repr(prompt)),
+                     captioned(tile(shape_dir / "after.png"), repr(SHAPE_PROMPT)),
                      captioned(tile(exemplar), "exemplar"), captioned(tile(exemplar_dir / "after.png"), "exemplar edit")]
         row_unseen = [captioned(tile(inverted / "comparison.png", 0), "unseen chair"),
                       captioned(tile(inverted / "comparison.png", 1), "inversion"),
-                      captioned(tile(recoloured / "after.png"), repr(UNSEEN_PROMPT)),
-                      np.full_like(row_edits[0], 255)]
+                      captioned(tile(recoloured / "after.png"), repr(UNSEEN_PROMPT))]
+        row_unseen += [np.full_like(row_edits[0], 255)] * (len(row_edits) - len(row_unseen))
         return np.concatenate([np.concatenate(row_edits, axis=1), np.concatenate(row_unseen, axis=1)], axis=0)

@@ -23,6 +23,21 @@ from clipnerf_ns.eval import metrics
 from clipnerf_ns.eval.judge import Judge
 
 
+def judged_view(nerf, codes: Codes, size: int, extent: Optional[tuple]) -> torch.Tensor:
+    """The one judged view of `codes` (the commands' view direction), `size` pixels framed on
+    `extent` (a judge's or evaluator's `frame_extent`; None: on the object)."""
+    direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
+    return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, size, extent)
+
+
+def judged_shape(nerf, judge: Judge, codes: Codes) -> dict[str, str]:
+    """The attribute judge's answers to its shape questions for `codes`, from the judged view."""
+    with torch.no_grad():
+        image = judged_view(nerf, codes, judge.image_size, judge.frame_extent(nerf.category))
+        answers = judge.answers(image, nerf.category)
+    return {question: answer[0] for question, answer in answers.items() if not question.endswith("_color")}
+
+
 @dataclass
 class EditJudges:
     """What judges an edit: the evaluator CLIP (never the one the mappers were trained with) and
@@ -53,8 +68,7 @@ class EditJudges:
 
         if evaluator_view is not None and self.framing("judge") == self.framing("evaluator"):
             return evaluator_view
-        direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
-        return render_views(self.nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, *self.framing(of))
+        return judged_view(self.nerf, codes, *self.framing(of))
 
     def shape_questions(self) -> list[str]:
         """The judge's shape questions of the category (not its colour questions)."""
@@ -236,11 +250,14 @@ def judged_families(records: list[dict]) -> dict:
     with armrests" both ask "armrests"): the flip rate pooled over its prompts (among edits of
     objects the judge saw without the answer, the share with it after), the share of the other
     shape questions that apply before and after which the judge answers alike, the mean colour
-    change (Delta E) and the haze before and after."""
+    change (Delta E), the haze before and after, and the haze of the objects the judge saw with the
+    answer already (thin parts such as slats or arms add semi-transparent edge pixels: what an
+    edit that adds them may fairly reach)."""
     out = {}
     for question in dict.fromkeys(r["judge_question"] for r in records if "judge_question" in r):
         rows = [r for r in records if r.get("judge_question") == question]
         lacking = [r["judge_has_after"] for r in rows if not r["judge_has_before"]]
+        holders = [r["haze_before"] for r in rows if r["judge_has_before"]]
         compared = sum(len(r["judge_others_compared"]) for r in rows)
         out[question] = {
             "prompts": list(dict.fromkeys(r["prompt"] for r in rows)), "edits": len(rows), "lacking_before": len(lacking),
@@ -250,5 +267,6 @@ def judged_families(records: list[dict]) -> dict:
             "color_change_delta_e": float(np.nanmean([r["color_change"] for r in rows])),
             "haze_before": float(np.nanmean([r["haze_before"] for r in rows])),
             "haze_after": float(np.nanmean([r["haze_after"] for r in rows])),
+            "haze_of_objects_with_it": float(np.nanmean(holders)) if holders else float("nan"),
         }
     return out

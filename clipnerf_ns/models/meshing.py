@@ -114,7 +114,9 @@ def extract_mesh(nerf: ClipNerfModel, codes: Codes, settings: MeshExtraction) ->
         padded = np.pad(volume, 1, constant_values=0.0)
         vertices, faces, _, _ = marching_cubes(padded, settings.density_threshold, spacing=(cell,) * 3,
                                                allow_degenerate=False)
-        mesh = trimesh.Trimesh(vertices + (lo - cell), faces, process=True)
+        # The caps close where the grid's sides cut the object: on those sides, not up to a cell
+        # beyond them (towards the padding), which would put legs through the floor of the box.
+        mesh = trimesh.Trimesh(np.clip(vertices + (lo - cell), lo, hi), faces, process=True)
         mesh = drop_floaters(mesh, settings.min_component_fraction)
         if mesh.volume < 0:  # wind the faces outwards (renderers and viewers light and cull by them)
             mesh.invert()

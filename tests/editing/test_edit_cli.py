@@ -9,6 +9,7 @@ import torch
 import yaml
 from PIL import Image
 
+from clipnerf_ns.app.pretrained import GREEN_CHAIR, YELLOW_CHAIR
 from clipnerf_ns.codes import Codes, load_codes, model_fingerprint, save_codes
 from clipnerf_ns.editing.edit import Edit, editor_for, render_views
 from clipnerf_ns.editing.losses import clip_distance
@@ -73,13 +74,13 @@ def test_edit_by_prompt_then_render_an_mp4_turntable(mapper_run, tmp_path):
 
 
 def test_edit_by_exemplar_in_optimize_mode_on_a_stage1_run(pretrained_runs, trained_run, tmp_path, capsys):
-    """No mappers needed: the shipped chairs model's green chair_0031 takes the look of a yellow
+    """No mappers needed: the shipped chairs model's green chair (GREEN_CHAIR) takes the look of a yellow
     chair's photo by optimising its appearance code. (Chairs, not the marker spheres: the compact
     CLIP knows chairs and cars only, and on spheres this objective has a second basin, towards a
     more saturated red, that about half of the seeds fall into.)"""
-    yellow = pretrained_runs.data / "chair_0008" / "images" / "001.png"
+    yellow = pretrained_runs.data / YELLOW_CHAIR / "images" / "001.png"
     out = tmp_path / "yellower"
-    code, err = clipnerf(capsys, "edit", "--load-config", pretrained_runs.stage1, "--object", "chair_0031", "--exemplar", yellow,
+    code, err = clipnerf(capsys, "edit", "--load-config", pretrained_runs.stage1, "--object", GREEN_CHAIR, "--exemplar", yellow,
                          "--target", "appearance", "--mode", "optimize", "--steps", "30", "--output-dir", out, "--resolution", "64")
     assert code == 0, err
     before, after = mean_color(out / "before.png"), mean_color(out / "after.png")
@@ -161,6 +162,8 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     armchair = next(e for e in edits if e["prompt"] == "an armchair")
     assert "armrests" not in armchair["judge_others_compared"]  # the asked question is not among the others
     assert set(armchair["judge_others_changed"]) <= set(armchair["judge_others_compared"])
+    holders = family["haze_of_objects_with_it"]  # the one chair's haze before, if it had armrests already
+    assert holders == armchair["haze_before"] if armchair["judge_has_before"] else holders != holders
     # appearance edits keep the density, so its haze too (exactly: the same render of opacity)
     assert summary["haze"]["appearance"]["after"] == summary["haze"]["appearance"]["before"]
     assert 0.0 <= summary["haze"]["shape"]["after"] <= 1.0

@@ -159,8 +159,9 @@ def test_the_shipped_encoder_start_inverts_training_chairs(shipped):
 
 def test_the_shipped_encoder_guesses_the_distance_of_a_photo_off_the_orbit(shipped):
     """A chair photographed from 2.0 instead of the collection's 2.2: with `--camera orbit` the
-    encoder's start has the distance, and the inversion beats the sphere's fixed 2.2. (Beyond the
-    orbit its guesses run short: 2.24 for 2.5, README.)"""
+    encoder's start has the distance, and the inversion beats the sphere's fixed 2.2 (on the
+    400-chair model: 30.8 against 28.3 dB; on the 36-chair one it was 5 dB). (Beyond the orbit
+    its guesses run short: 2.24 for 2.5, README.)"""
     model, encoder = shipped
     truth = model.object_codes(torch.tensor(5)).detach()
     out = model.render_view(orbit_camera(64, 60.0, 25.0, Orbit(2.0, model.orbit.fov_deg)), truth)
@@ -175,11 +176,11 @@ def test_the_shipped_encoder_guesses_the_distance_of_a_photo_off_the_orbit(shipp
         results[camera] = (start, float(inversion.pose(detach=True)[2]), inversion.psnr())
     start, final, orbit_psnr = results["orbit"]
     assert abs(start - 2.0) < 0.15 and abs(final - 2.0) < 0.05, results
-    assert orbit_psnr > results["sphere"][2] + 5.0, results
+    assert orbit_psnr > results["sphere"][2] + 1.5, results
 
 
 def test_a_poor_fit_from_the_encoder_goes_on_to_the_search_steps(shipped):
-    """A chair outside the model's space (the package's unseen chair: about 23 dB) is still far
+    """A chair the model never saw (the package's unseen chair: about 27 dB) is still far
     off after the encoder start's steps: it goes on to `steps` in all, the progress told of each;
     with the extension off (the viewer) it stops. (Training chairs, above 30 dB, stop: above.)"""
     from clipnerf_ns.app.pretrained import UNSEEN_CHAIR

@@ -20,7 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clipnerf_ns.eval.metrics import delta_e, silhouette_iou
+from clipnerf_ns.app.pretrained import GREEN_CHAIR, YELLOW_CHAIR
+from clipnerf_ns.eval.metrics import delta_e
+from tests.helpers import mask_iou
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 CHROMIUM_FLAGS = [  # a closed network: no background connections, no sandbox as root
@@ -190,7 +192,7 @@ def browser_page(viewer_url):
 def test_prompt_and_exemplar_in_the_viewer_recolour_the_chair_and_keep_its_shape(browser_page, pretrained_runs):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     viewer = browser_page
-    viewer.choose("Object", "chair_0031")  # a green dining chair the mappers never trained on
+    viewer.choose("Object", GREEN_CHAIR)  # a green dining chair the mappers never trained on
     before = viewer.settled_view()
     Image.fromarray(before).save(ARTIFACTS / "1_before.png")
 
@@ -205,7 +207,7 @@ def test_prompt_and_exemplar_in_the_viewer_recolour_the_chair_and_keep_its_shape
     assert status.startswith("mapper appearance edit 'a red chair':") and status.endswith(" s")
 
     mask_before, mask_after = object_pixels(before), object_pixels(after)
-    assert silhouette_iou(torch.from_numpy(mask_before), torch.from_numpy(mask_after)) > 0.9
+    assert mask_iou(mask_before, mask_after) > 0.9
     colour_before, colour_after = mean_color(before, mask_before), mean_color(after, mask_after)
     assert float(delta_e(torch.from_numpy(colour_before), torch.from_numpy(colour_after))) > 20.0
     red, green, blue = colour_after
@@ -226,14 +228,14 @@ def test_prompt_and_exemplar_in_the_viewer_recolour_the_chair_and_keep_its_shape
     viewer.wait_for_value("reset")
     strength.fill("1")
     strength.press("Enter")
-    exemplar = pretrained_runs.data / "chair_0008" / "images" / "000.png"
+    exemplar = pretrained_runs.data / YELLOW_CHAIR / "images" / "000.png"
     viewer.page.locator("input[type=file]").first.set_input_files(str(exemplar))
     viewer.wait_for_value("(uploaded) 000.png")
     viewer.page.get_by_text("Apply exemplar").click()
     viewer.wait_for_value("mapper appearance edit exemplar")
     yellow = viewer.settled_view(differs_from=undone)
     Image.fromarray(yellow).save(ARTIFACTS / "4_after_uploaded_exemplar.png")
-    assert silhouette_iou(torch.from_numpy(mask_before), torch.from_numpy(object_pixels(yellow))) > 0.9
+    assert mask_iou(mask_before, object_pixels(yellow)) > 0.9
     red, green, blue = mean_color(yellow, object_pixels(yellow))
     assert red > blue + 0.2 and green > blue + 0.2, f"not yellow: {(red, green, blue)}"
 
@@ -253,7 +255,7 @@ def test_a_photo_inverted_in_the_viewer_appears_within_seconds(browser_page):
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     viewer = browser_page
-    viewer.choose("Object", "chair_0031")
+    viewer.choose("Object", GREEN_CHAIR)
     before = viewer.settled_view()
     viewer.page.locator("input[type=file]").last.set_input_files(str(UNSEEN_CHAIR))  # the photo's (the exemplar's is first)
     viewer.wait_for_value(f"(uploaded) {UNSEEN_CHAIR.name}")
@@ -271,11 +273,11 @@ def test_a_photo_inverted_in_the_viewer_appears_within_seconds(browser_page):
     assert "(encoder start)" in status, status
     assert seconds < 15.0, (seconds, status)
     assert viewer.field("Object").input_value() == f"photo 1: {UNSEEN_CHAIR.name}"
-    # The photo's chair is teal (green and blue alike, red low); chair_0031, shown before, is green.
+    # The photo's chair is teal (green and blue alike, red low); GREEN_CHAIR, shown before, is green.
     rgba = np.asarray(Image.open(UNSEEN_CHAIR).convert("RGBA")).astype(np.float32) / 255.0
     r, g, b = rgba[rgba[..., 3] > 0.9, :3].mean(axis=0)
     assert g > r + 0.2 and abs(g - b) < 0.1, (r, g, b)
     red, green, blue = mean_color(inverted, object_pixels(inverted))
     assert green > red + 0.12 and blue > red + 0.12 and abs(green - blue) < 0.1, f"not teal: {(red, green, blue)}"
     red, green, blue = mean_color(before, object_pixels(before))
-    assert green - blue > 0.1, f"chair_0031 is not green: {(red, green, blue)}"
+    assert green - blue > 0.1, f"{GREEN_CHAIR} is not green: {(red, green, blue)}"

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from clipnerf_ns.app.pretrained import GREEN_CHAIR, YELLOW_CHAIR
 from clipnerf_ns.data.cameras import orbit_camera
 from clipnerf_ns.editing.edit import Edit, with_changes
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
@@ -25,7 +26,7 @@ def test_strength_rescales_the_last_change_without_encoding_again(pretrained_run
     original = editor.clip.encode_text
     editor.clip.encode_text = lambda texts: encoded.append(texts) or original(texts)
     try:
-        pipeline.choose_object.pick(nerf.object_ids.index("chair_0031"))
+        pipeline.choose_object.pick(nerf.object_ids.index(GREEN_CHAIR))
         start, _ = nerf.display_codes()
         panel.a_prompt.value, panel.d_target.value = "a red chair", "appearance"
         panel._apply_from("prompt")
@@ -107,14 +108,14 @@ def test_uploaded_exemplar_is_read_like_a_file(pretrained_runs):
 
 def test_a_stage1_run_edits_in_optimize_mode_from_the_panel(pretrained_runs):
     """No mappers: the panel offers optimize mode only, and an exemplar of a yellow chair makes the
-    green chair_0031 yellower (the shipped chairs model: the compact CLIP knows chairs)."""
+    green chair (GREEN_CHAIR) yellower (the shipped chairs model: the compact CLIP knows chairs)."""
     _, pipeline = load_run(pretrained_runs.stage1)
     nerf = nerf_of(pipeline)
     panel = pipeline.edit_object
     assert panel.e_mode.options == ["optimize"] and panel.e_mode.value == "optimize"
-    pipeline.choose_object.pick(nerf.object_ids.index("chair_0031"))
+    pipeline.choose_object.pick(nerf.object_ids.index(GREEN_CHAIR))
     start, _ = nerf.display_codes()
-    panel.b_exemplar.value = str(pretrained_runs.data / "chair_0008" / "images" / "001.png")
+    panel.b_exemplar.value = str(pretrained_runs.data / YELLOW_CHAIR / "images" / "001.png")
     panel.d_target.value = "appearance"
     panel._apply_from("exemplar")
     assert panel.j_status.value.startswith("optimize appearance edit exemplar"), panel.j_status.value

@@ -1,8 +1,8 @@
 """The pretrained models shipped in the package, and how they are made and used.
 
-- `chairs-small.safetensors`: `clip-nerf-small` trained on 40 procedural chairs (36 trained on);
-- `chairs-small-mappers.safetensors`: its shape and appearance mappers, trained with the compact
-  CLIP (which ships in `clip/weights/`);
+- `chairs-small.safetensors`: `clip-nerf-small` trained on 400 procedural chairs (360 trained on);
+- `chairs-small-mappers.safetensors`: its mappers: the appearance mapper trained with the compact
+  CLIP (which ships in `clip/weights/`), the shape mapper read off the category with it;
 - `chairs-small-encoder.safetensors`: the chairs model's inversion encoder (`clipnerf
   train-encoder`), which `clipnerf invert` starts from;
 - `unseen-chair.png`: a view of a chair of the same collection's held-out split, which neither the
@@ -36,6 +36,11 @@ CHAIRS_SMALL_MAPPERS = PRETRAINED_DIR / "chairs-small-mappers.safetensors"
 CHAIRS_SMALL_ENCODER = PRETRAINED_DIR / "chairs-small-encoder.safetensors"
 UNSEEN_CHAIR = PRETRAINED_DIR / "unseen-chair.png"
 NERF_PREFIX, MAPPERS_PREFIX = "_model.nerf.", "_model.mappers."
+GREEN_CHAIR = "chair_0343"
+"""A green dining chair with a slatted back and no arms, which the mappers never trained on (one
+of their held-out objects): the demo and the tests edit it."""
+YELLOW_CHAIR = "chair_0008"
+"""A yellow dining chair: its training views are the demo's and the tests' exemplar."""
 
 
 @dataclass
@@ -67,7 +72,7 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     collection = json.loads((Path(stage1.pipeline.datamanager.data) / "collection.json").read_text())
     _, state = latest_checkpoint(config)
     weights = state["pipeline"]
-    nerf = {k: v.contiguous() for k, v in with_prefix(weights, NERF_PREFIX).items()}
+    nerf = shippable_nerf_state(with_prefix(weights, NERF_PREFIX))
     mappers = {k: v.contiguous() for k, v in with_prefix(weights, MAPPERS_PREFIX).items()}
     train_ids = [o["id"] for o in collection["objects"] if o["split"] == "train"]
     out_dir = Path(out_dir)
@@ -84,6 +89,35 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     if encoder.is_file():  # the stage-1 run's inversion encoder ships with it
         shutil.copyfile(encoder, out_dir / CHAIRS_SMALL_ENCODER.name)
     return stage1_file, mappers_file
+
+
+def shippable_nerf_state(state: dict) -> dict:
+    """The stage-1 weights as shipped: the occupancy grids bit-packed (eight cells a byte) and
+    without their running densities, which only training reads (a category of hundreds of objects
+    would otherwise ship 60 MB of grids)."""
+    import numpy as np
+    import torch
+
+    shipped = {k: v.contiguous() for k, v in state.items() if k not in ("occupancy", "occupancy_density")}
+    shipped["occupancy_bits"] = torch.from_numpy(np.packbits(state["occupancy"].numpy(), axis=None))
+    return shipped
+
+
+def restored_nerf_state(shipped: dict, occupancy_shape: tuple[int, ...]) -> dict:
+    """The stage-1 state dict back from `shippable_nerf_state`; the running densities restart at
+    zero, which continued training replaces by fresh densities at each grid's next refresh."""
+    import numpy as np
+    import torch
+
+    state = {k: v for k, v in shipped.items() if k != "occupancy_bits"}
+    count = int(np.prod(occupancy_shape))
+    packed = shipped["occupancy_bits"].numpy()
+    if packed.shape != ((count + 7) // 8,):
+        raise UserError(f"the shipped occupancy grids hold {packed.size * 8} cells, not the {count} of grids {occupancy_shape}")
+    bits = np.unpackbits(packed, count=count)
+    state["occupancy"] = torch.from_numpy(bits.astype(bool).reshape(occupancy_shape))
+    state["occupancy_density"] = torch.zeros(occupancy_shape)
+    return state
 
 
 def _read(path: Path, keys: tuple[str, ...]) -> tuple[dict, dict]:
@@ -146,6 +180,8 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
     ids = CollectionDataParserConfig(data=data).setup().get_dataparser_outputs("train").metadata["object_ids"]
     if list(ids) != json.loads(stage1_meta["object_ids"]):
         raise UserError(f"{data}: its training objects are not the ones the pretrained chairs model was trained on")
+    grid = stage1.pipeline.model.occupancy_resolution
+    nerf = restored_nerf_state(nerf, (len(ids), grid, grid, grid))
     stage1.data = stage1.pipeline.datamanager.data = Path(data).resolve()
     stage1_path = _write_run(stage1, {"_model." + k: v for k, v in nerf.items()}, int(stage1_meta["step"]),
                              (out_dir / "runs").resolve(), "pretrained")
