@@ -103,6 +103,19 @@ def atomic_file(target: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+def save_safetensors(tensors: dict, metadata: dict[str, str], path: Path) -> Path:
+    """Write a safetensors file atomically (`atomic_file`), readable by all as any data file
+    (safetensors itself makes its files private)."""
+    from safetensors.torch import save_file  # deferred: torch is slow to import
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as partial:
+        save_file({key: value.contiguous() for key, value in tensors.items()}, str(partial), metadata=metadata)
+        os.chmod(partial, 0o644)
+    return path
+
+
 def check_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse to write into `out` if it is a file, or a non-empty folder without `overwrite`."""
     out = Path(out)

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from clipnerf_ns.atomic import atomic_file
+from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.errors import UserError
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -89,10 +89,7 @@ def save_codes(path: Path, codes: Codes, fingerprint: str, info: Optional[dict] 
     for key, value in (extra or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "model": fingerprint, "info": json.dumps(info or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as partial:
-        save_file(tensors, str(partial), metadata=metadata)
-    return path
+    return save_safetensors(tensors, metadata, path)
 
 
 def read_codes_file(path: Path) -> tuple[dict[str, Tensor], dict]:

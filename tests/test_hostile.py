@@ -363,3 +363,19 @@ def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(tmp_path):
     with atomic_output_dir(out) as tmp:
         (tmp / "collection.json").write_text("{}")
     assert not list(tmp_path.glob(".chairs.partial-*")) and (out / "collection.json").exists()
+
+
+def test_weights_files_are_written_whole_and_readable_by_all(tmp_path):
+    """Every safetensors file the package writes (weights, codes, packs) goes through one helper:
+    a failure leaves the old file and no partial; the new file is an ordinary 0644 data file."""
+    import torch
+    from safetensors.torch import load_file
+
+    from clipnerf_ns.atomic import save_safetensors
+
+    path = save_safetensors({"w": torch.ones(3)}, {"format": "test"}, tmp_path / "deep" / "w.safetensors")
+    assert oct(path.stat().st_mode & 0o777) == "0o644" and torch.equal(load_file(path)["w"], torch.ones(3))
+    shared = torch.zeros(4)
+    with pytest.raises(RuntimeError, match="share memory"):  # safetensors refuses, inside the write
+        save_safetensors({"a": shared, "b": shared}, {"format": "test"}, path)
+    assert torch.equal(load_file(path)["w"], torch.ones(3)) and [p.name for p in path.parent.iterdir()] == ["w.safetensors"]

@@ -149,8 +149,10 @@ def image_measures(before: dict, after: dict, colour: Optional[str]) -> dict:
 def summarize_edits(records: list[dict], library, latency: dict) -> dict:
     """eval.json's summary of the edit records."""
 
-    def five_way(key: str, target: str) -> float:
-        chosen = [r for r in records if r["target"] == target]
+    def five_way(key: str, target: str, holders_only: bool = False) -> float:
+        chosen = [r for r in records if r["target"] == target and (r.get("judge_has_before") or not holders_only)]
+        if not chosen:
+            return float("nan")
         return metrics.n_way_accuracy(torch.stack([r[key] for r in chosen]), torch.stack([r["_text"] for r in chosen]),
                                       torch.zeros(len(chosen), dtype=torch.long))
 
@@ -164,6 +166,9 @@ def summarize_edits(records: list[dict], library, latency: dict) -> dict:
         "latency_s": latency,
         "five_way_accuracy": {t: five_way("_image", t) for t in targets},
         "five_way_accuracy_unedited": {t: five_way("_image_before", t) for t in targets},
+        # The ceiling of the figure above: unedited objects the judge sees with what the prompt
+        # asks already, among the same candidates (which may hold its synonyms).
+        "five_way_accuracy_of_holders": {t: five_way("_image_before", t, holders_only=True) for t in targets},
         # Fewer than five when the library has fewer prompts for the target.
         "candidates": {t: min(5, len(library.for_target(t))) for t in targets},
         "color_delta_e_before": mean([r["delta_e_before"] for r in coloured]),

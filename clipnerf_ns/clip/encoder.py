@@ -12,8 +12,6 @@ Three ways to get weights, none of which touches the network unless asked:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.errors import UserError
 
@@ -172,26 +171,7 @@ def save_compact(model: nn.Module, architecture: dict, preprocess: Preprocess, t
         ),
         "training": json.dumps(training),
     }
-    return save_safetensors_atomically(tensors, metadata, path)
-
-
-def save_safetensors_atomically(tensors: dict, metadata: dict, path: Path) -> Path:
-    """Write a safetensors file through a temporary file in the same folder and a rename, so a
-    reader never sees half a file and a failure leaves the old one in place."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_safetensors(tensors, metadata, path)
 
 
 def read_compact_metadata(path: Path) -> dict:

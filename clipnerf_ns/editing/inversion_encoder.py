@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from clipnerf_ns.atomic import atomic_file
+from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.codes import BACKGROUNDS, prior_codes, prior_units
 from clipnerf_ns.data.cameras import band_elevations, camera_rays, orbit_c2w, orbit_vector, pixel_grid
 from clipnerf_ns.editing.invert import Candidate, Target, cheap_render, refine, search_target
@@ -292,16 +292,12 @@ def train_encoder(model: ClipNerfModel, config: EncoderTraining) -> tuple[Encode
 def save_encoder(path: Path, net: EncoderNet, fingerprint: str, config: EncoderTraining, figures: dict) -> Path:
     """A self-describing safetensors file: the architecture, the field it was made for, the
     training settings and the held-out figures in its metadata."""
-    from safetensors.torch import save_file  # deferred: only when writing
-
     metadata = {
         "format": FORMAT_TAG, "model": fingerprint, "resolution": str(config.resolution),
         "sizes": json.dumps(net.sizes), "training": json.dumps({k: str(v) for k, v in vars(config).items()}),
         "figures": json.dumps(figures),
     }
-    with atomic_file(path) as partial:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(partial), metadata=metadata)
-    return path
+    return save_safetensors(net.state_dict(), metadata, path)
 
 
 def load_encoder(path: Path, fingerprint: str) -> EncoderNet:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, init_record, jsonable, label_table, lr_at
 from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render_with_front, over_white
 from clipnerf_ns.data.attributes import QUESTIONS
@@ -247,8 +248,6 @@ def format_accuracy(accuracy_by_category: dict[str, dict]) -> str:
 
 
 def _save(net: JudgeNet, config: JudgeTraining, questions: dict, training: dict) -> Path:
-    from clipnerf_ns.clip.encoder import save_safetensors_atomically  # deferred: open_clip is slow to import
-
     extents = frame_extents(config.framing, config.categories)
     tensors = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in net.state_dict().items()}
@@ -260,7 +259,7 @@ def _save(net: JudgeNet, config: JudgeTraining, questions: dict, training: dict)
         "questions": json.dumps(questions),
         "training": json.dumps(training),
     }
-    return save_safetensors_atomically(tensors, metadata, config.out)
+    return save_safetensors(tensors, metadata, config.out)
 
 
 def _validate(config: JudgeTraining) -> None:

@@ -164,6 +164,8 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     assert set(armchair["judge_others_changed"]) <= set(armchair["judge_others_compared"])
     holders = family["haze_of_objects_with_it"]  # the one chair's haze before, if it had armrests already
     assert holders == armchair["haze_before"] if armchair["judge_has_before"] else holders != holders
+    ceiling = summary["five_way_accuracy_of_holders"]["shape"]  # likewise: its unedited view, one pick
+    assert ceiling in (0.0, 1.0) if armchair["judge_has_before"] else ceiling != ceiling
     # appearance edits keep the density, so its haze too (exactly: the same render of opacity)
     assert summary["haze"]["appearance"]["after"] == summary["haze"]["appearance"]["before"]
     assert 0.0 <= summary["haze"]["shape"]["after"] <= 1.0

@@ -25,6 +25,7 @@ from typing import Optional
 
 from clipnerf_ns.app.collections import Synth
 from clipnerf_ns.app.runs import write_render_config
+from clipnerf_ns.atomic import atomic_file, save_safetensors
 from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.build import ViewPlan
 from clipnerf_ns.editing.invert_config import ENCODER_FILE
@@ -58,8 +59,6 @@ class PretrainedRuns:
 def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     """Write the stage-1 and mapper weight files of a mapper run (fp32 safetensors with metadata)."""
     # deferred: the command line imports this module at start-up, and these import nerfstudio
-    from safetensors.torch import save_file
-
     from clipnerf_ns.checkpoints import with_prefix
     from clipnerf_ns.editing.mapper_model import MapperModelConfig
     from clipnerf_ns.pipelines.runs import latest_checkpoint, read_run_config
@@ -78,16 +77,17 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stage1_file, mappers_file = out_dir / CHAIRS_SMALL.name, out_dir / CHAIRS_SMALL_MAPPERS.name
-    save_file(nerf, stage1_file, metadata={
+    save_safetensors(nerf, {
         "config": stage1_path.read_text(),
         "collection": json.dumps(collection["generator"]),
         "object_ids": json.dumps(train_ids),
         "step": str(latest_checkpoint(stage1)[1]["step"]),
-    })
-    save_file(mappers, mappers_file, metadata={"config": Path(mapper_config).read_text(), "step": str(state["step"])})
+    }, stage1_file)
+    save_safetensors(mappers, {"config": Path(mapper_config).read_text(), "step": str(state["step"])}, mappers_file)
     encoder = stage1_path.parent / ENCODER_FILE
     if encoder.is_file():  # the stage-1 run's inversion encoder ships with it
-        shutil.copyfile(encoder, out_dir / CHAIRS_SMALL_ENCODER.name)
+        with atomic_file(out_dir / CHAIRS_SMALL_ENCODER.name) as partial:
+            shutil.copyfile(encoder, partial)
     return stage1_file, mappers_file
 
 
