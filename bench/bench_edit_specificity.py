@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import tyro
 
-from clipnerf_ns.app.edit_evaluation import judged_shape
+from clipnerf_ns.app.edit_evaluation import judged_shape, other_questions
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import applies_judged
 from clipnerf_ns.editing.edit import Edit, editor_for
@@ -51,7 +51,7 @@ class Args:
 def kept(before: dict, after: dict, asked: str) -> tuple[int, int]:
     """(answers kept, answers compared) among the shape questions other than `asked` that apply
     before and after."""
-    others = [q for q in before if q != asked and applies_judged(q, before) and applies_judged(q, after)]
+    others = other_questions(before, asked, before, after)
     return sum(before[q] == after[q] for q in others), len(others)
 
 

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import tyro
 
-from clipnerf_ns.app.edit_evaluation import judged_shape
+from clipnerf_ns.app.edit_evaluation import judged_shape, other_questions
 from clipnerf_ns.codes import Codes
-from clipnerf_ns.data.attributes import applies_judged
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.editing.mappers import read_shape_change
 from clipnerf_ns.eval import metrics
@@ -82,7 +81,7 @@ def main(args: Args) -> None:
                 change = read_shape_change(units[k : k + 1], direction, read.code_to_clip, read.learnt, covariance, args.percentile)
                 edited = Codes(held[k].z_s + change[0] * std.z_s, held[k].z_a)
                 after = judged_shape(nerf, judge, edited)
-                others = [q for q in after if q != test.question and applies_judged(q, answers[k]) and applies_judged(q, after)]
+                others = other_questions(after, test.question, answers[k], after)
                 flips.append(after[test.question] == test.answer)
                 kept += [after[q] == answers[k][q] for q in others]
                 hazes.append(metrics.haze(nerf.render_view(camera, edited)["accumulation"]))

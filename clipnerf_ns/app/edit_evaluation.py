@@ -216,6 +216,12 @@ def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:
     return {q: a[0] for q, a in answers.items()}
 
 
+def other_questions(questions, asked: str, before: dict, after: dict) -> list[str]:
+    """The `questions` other than `asked` that apply to the judge's answers both before and after
+    an edit (a stool has no back height): those whose answers an edit should keep."""
+    return [q for q in questions if q != asked and applies_judged(q, before) and applies_judged(q, after)]
+
+
 def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str], test_text, embeddings: tuple) -> dict:
     """Does the object have what `test.prompt` asks for, before and after the edit: the judge's
     answers (`answers`: {question: answer} before and after), and the evaluator CLIP's choice between
@@ -224,8 +230,7 @@ def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str],
     that apply to both renders (a stool has no back height)."""
     before, after = answers
     picks = [bool(float(e @ test_text[0]) > float(e @ test_text[1])) for e in embeddings]
-    others = [q for q in shape_questions
-              if q != test.question and applies_judged(q, before) and applies_judged(q, after)]
+    others = other_questions(shape_questions, test.question, before, after)
     return {"judge_question": test.question, "judge_before": before[test.question], "judge_after": after[test.question],
             "judge_has_before": before[test.question] == test.answer, "judge_has_after": after[test.question] == test.answer,
             "judge_others_compared": others, "judge_others_changed": [q for q in others if before[q] != after[q]],

@@ -72,7 +72,7 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
     _, state = latest_checkpoint(config)
     weights = state["pipeline"]
     nerf = shippable_nerf_state(with_prefix(weights, NERF_PREFIX))
-    mappers = {k: v.contiguous() for k, v in with_prefix(weights, MAPPERS_PREFIX).items()}
+    mappers = with_prefix(weights, MAPPERS_PREFIX)
     train_ids = [o["id"] for o in collection["objects"] if o["split"] == "train"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def shippable_nerf_state(state: dict) -> dict:
     import numpy as np
     import torch
 
-    shipped = {k: v.contiguous() for k, v in state.items() if k not in ("occupancy", "occupancy_density")}
+    shipped = {k: v for k, v in state.items() if k not in ("occupancy", "occupancy_density")}
     shipped["occupancy_bits"] = torch.from_numpy(np.packbits(state["occupancy"].numpy(), axis=None))
     return shipped
 
