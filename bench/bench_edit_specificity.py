@@ -2,7 +2,7 @@
 (not a test).
 
     OMP_NUM_THREADS=2 python bench/bench_edit_specificity.py --load-config MAPPER_RUN/config.yml \
-        [--objects 20] [--ridges 0 0.3 1 3]
+        [--objects 20] [--ridges 0 0.3 1 3] [--holds 5]
 
 Each binary shape test of the run's prompt library is applied (shape only) to the first
 `--objects` held-out chairs. Prints, by the attribute judge on the judged view:
@@ -13,7 +13,10 @@ Each binary shape test of the run's prompt library is applied (shape only) to th
   of its length keeps what the random step keeps;
 - for a read shape mapper, per `--ridges` value r, the flip rate per judge question and the
   answers kept when the step follows (Sigma + r I) a instead of Sigma a (r = 0: the mapper as it
-  is; large r: towards the shortest step, straight along the score's gradient a).
+  is; large r: towards the shortest step, straight along the score's gradient a);
+- per `--holds` value h, the same for a step that holds the predicted scores of the library's
+  other shape prompts with weight h (`editing.mappers.held_step`: InterFaceGAN's conditional
+  manipulation, Shen et al. 2020, as a soft constraint); the ridges run at the run's own hold.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Args:
     """Held-out chairs edited (the first this many)."""
     ridges: list[float] = field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0])
     """Ridges r of the read mapper's step (Sigma + r I) a (ignored for a trained shape mapper)."""
+    holds: list[float] = field(default_factory=list)
+    """Weights h of the held step (see the module docstring; ignored for a trained shape mapper)."""
     seed: int = 0
     """Seed of the random directions."""
 
@@ -75,10 +80,12 @@ def specificity(nerf, editor, judge, tests, held, answers, seed: int) -> dict[st
     return {name: same / max(compared, 1) for name, (same, compared) in totals.items()}
 
 
-def ridge_sweep(nerf, editor, judge, tests, held, answers, read, ridge: float) -> dict:
-    """Flip rate per judge question and answers kept with the read mapper's step (Sigma + r I) a."""
-    sigma = read.covariance.clone()
+def step_sweep(nerf, editor, judge, tests, held, answers, read, ridge: float, hold: float) -> dict:
+    """Flip rate per judge question and answers kept with the read mapper's step (Sigma + r I) a,
+    holding the library's other prompts with weight `hold` (`editing.mappers.held_step`)."""
+    sigma, shipped_hold = read.covariance.clone(), read.hold
     read.covariance.copy_(sigma + ridge * torch.eye(sigma.shape[0]))
+    read.hold = hold
     flips, totals = defaultdict(lambda: [0, 0]), [0, 0]
     try:
         for i in held:
@@ -95,8 +102,9 @@ def ridge_sweep(nerf, editor, judge, tests, held, answers, read, ridge: float) -
                 totals[1] += compared
     finally:
         read.covariance.copy_(sigma)
+        read.hold = shipped_hold
     rates = {q: round(hit / count, 2) for q, (hit, count) in flips.items() if count}
-    return {"ridge": ridge, "mean_flip": round(sum(rates.values()) / len(rates), 3),
+    return {"ridge": ridge, "hold": hold, "mean_flip": round(sum(rates.values()) / len(rates), 3),
             "kept": round(totals[0] / max(totals[1], 1), 3), "flip_per_question": rates}
 
 
@@ -113,8 +121,11 @@ def main(args: Args) -> None:
         shares = specificity(nerf, editor, judge, tests, held, answers, args.seed)
         print("other shape answers kept: " + ", ".join(f"{name} {share:.3f}" for name, share in shares.items()))
         if model.mappers.shape_is_read:
-            for ridge in args.ridges:
-                print(json.dumps(ridge_sweep(nerf, editor, judge, tests, held, answers, model.mappers.shape, ridge)))
+            read = model.mappers.shape
+            if args.holds and not read.held.abs().sum():  # read before held prompts existed: the library's, as a fit now sets them
+                read.held = torch.cat([editor.embed(Edit(prompt=p, target="shape")) for p in library.shape]) - read.sources[0]
+            for ridge, hold in [(r, read.hold) for r in args.ridges] + [(0.0, h) for h in args.holds]:
+                print(json.dumps(step_sweep(nerf, editor, judge, tests, held, answers, read, ridge, hold)))
     print(f"{len(held)} held-out objects, {len(tests)} shape tests, {time.perf_counter() - start:.0f} s")
 
 

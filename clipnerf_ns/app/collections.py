@@ -126,6 +126,13 @@ def _object_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def synth_object_again(options: dict, index: int):
+    """Object `index` of a `clipnerf synth` collection (a `ProceduralObject`: mesh, attributes,
+    captions), made again from the options its collection.json records."""
+    return sample_object(options["category"], np.random.default_rng(_object_seed(options["seed"], index)),
+                         options.get("generator_version", 1))  # collections before versions: 1
+
+
 def _generator_info(command: _WritesCollection) -> dict:
     """collection.json's record of its generator: its options, and the clipnerf command that writes
     this collection, built from them (sys.argv may be another command's: `clipnerf demo` regenerates

@@ -133,6 +133,8 @@ _LIGHTS = (
     (np.array([-0.6, -0.5, 0.3]) / np.linalg.norm([-0.6, -0.5, 0.3]), 0.25),
 )
 _AMBIENT = 0.3
+Lighting = tuple[float, tuple[tuple[np.ndarray, float], ...]]
+"""(ambient, ((unit direction to the light, strength), ...)): the collections' is `(_AMBIENT, _LIGHTS)`."""
 
 
 def _intersector(mesh: trimesh.Trimesh):
@@ -147,7 +149,8 @@ def _intersector(mesh: trimesh.Trimesh):
         return RayMeshIntersector(mesh)
 
 
-def _cast(intersector, mesh: ColoredMesh, origins, dirs, lit: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cast(intersector, mesh: ColoredMesh, origins, dirs, lit: bool = True,
+          lighting: Optional[Lighting] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shaded (or, unlit, plain) colour (R, 3), hit mask (R,) and hit distance (R,) of the first hit along each ray."""
     n = len(dirs)
     tri, ray, loc = intersector.intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
@@ -162,8 +165,9 @@ def _cast(intersector, mesh: ColoredMesh, origins, dirs, lit: bool = True) -> tu
     normals = mesh.mesh.face_normals[tri]
     # Meshes from the wild have inconsistent winding: light the side that faces the camera.
     normals = normals * -np.sign(np.sum(normals * dirs[ray], axis=-1, keepdims=True) + 1e-12)
-    shade = np.full(len(ray), _AMBIENT)
-    for direction, strength in _LIGHTS:
+    ambient, lights = lighting or (_AMBIENT, _LIGHTS)
+    shade = np.full(len(ray), ambient)
+    for direction, strength in lights:
         shade += strength * np.clip(normals @ direction, 0.0, None)
     color[ray] = np.clip(mesh.face_colors[tri] * shade[:, None], 0.0, 1.0)
     return color, hit, dist
@@ -175,12 +179,14 @@ class RenderOutput:
     depth: np.ndarray  # (N, H, W) float32: distance along the pixel-centre ray; inf on background
 
 
-def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics, supersample: int = 3, lit: bool = True) -> RenderOutput:
+def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics, supersample: int = 3, lit: bool = True,
+           lighting: Optional[Lighting] = None) -> RenderOutput:
     """Render `mesh` from each camera in `c2ws` (N, 4, 4), with one `Intrinsics` for all of them or
     a sequence of N (of one size).
 
     `lit=False` shows the face colours as they are, for meshes whose colours already hold the
-    light (exported from a NeRF trained on lit renders: lighting them again would darken them).
+    light (exported from a NeRF trained on lit renders: lighting them again would darken them);
+    `lighting` replaces the collections' lights (the photo-like renders of the inversion bench).
 
     Antialiasing is adaptive: one ray through each pixel centre, then `supersample`^2 stratified
     rays only for pixels on a silhouette or part boundary (where a neighbour differs), which is
@@ -195,14 +201,14 @@ def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics, supersample: int = 3
     depth = np.zeros((len(c2ws), h, w), dtype=np.float32)
     for i, (c2w, intrinsics) in enumerate(zip(c2ws, per_view)):
         origins, dirs = pixel_rays(intrinsics, c2w, centre)
-        color, hit, dist = _cast(intersector, mesh, origins, dirs, lit)
+        color, hit, dist = _cast(intersector, mesh, origins, dirs, lit, lighting)
         color, hit = color.reshape(h, w, 3), hit.reshape(h, w).astype(np.float64)
         depth[i] = dist.reshape(h, w)
         if supersample > 1:
             edges = _edge_pixels(color, hit)
             offsets = supersample_offsets(supersample)
             o, d = pixel_rays(intrinsics, c2w, offsets, edges)
-            sub_color, sub_hit, _ = _cast(intersector, mesh, o, d, lit)
+            sub_color, sub_hit, _ = _cast(intersector, mesh, o, d, lit, lighting)
             k = len(offsets)
             sub_hit = sub_hit.reshape(-1, k)
             coverage = sub_hit.mean(axis=1)

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.codes import BACKGROUNDS, prior_codes, prior_units
 from clipnerf_ns.data.cameras import band_elevations, camera_rays, orbit_c2w, orbit_vector, pixel_grid
-from clipnerf_ns.editing.invert import Candidate, Target, cheap_render, refine, search_target
+from clipnerf_ns.data.photos import Target
+from clipnerf_ns.editing.invert import Candidate, cheap_render, refine, search_target
 from clipnerf_ns.editing.invert_config import ENCODER_FILE, EncoderTraining, InversionConfig
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from clipnerf_ns.atomic import atomic_file
 from clipnerf_ns.codes import BACKGROUNDS, Codes, prior_codes, prior_units, psnr, save_codes
 from clipnerf_ns.data.cameras import MAX_ELEVATION, camera_rays, orbit_c2w, orbit_vector, pixel_grid
-from clipnerf_ns.data.photos import Photo, comparison_image
+from clipnerf_ns.data.photos import Photo, Target, comparison_image, make_target, object_window
 from clipnerf_ns.editing.invert_config import InversionConfig
 from clipnerf_ns.editing.losses import clip_distance
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
@@ -50,47 +50,6 @@ from clipnerf_ns.progress import progress_bar
 GROUPS = ("pose", "shape", "appearance")
 CAMERA_FREEDOM = {"sphere": 2, "orbit": 3, "free": 7}
 """Leading entries of the pose vector (azimuth, elevation, distance, roll, look-at) each camera mode moves."""
-
-
-# ----------------------------------------------------------------------------- the image
-
-
-@dataclass(frozen=True)
-class Target:
-    """The square working image the render is compared with, and its camera intrinsics."""
-
-    rgb: Float[Tensor, "h w 3"]
-    """The image over the model's render background (mask applied)."""
-    mask: Float[Tensor, "h w"]
-    """Foreground in [0, 1]."""
-    focal: float
-    """Focal length in pixels at the working resolution."""
-
-    @property
-    def resolution(self) -> int:
-        return self.rgb.shape[0]
-
-    def to(self, device) -> "Target":
-        return Target(self.rgb.to(device), self.mask.to(device), self.focal)
-
-
-def make_target(photo: Photo, resolution: int, fov_deg: float, background: Float[Tensor, "3"]) -> Target:
-    """Pad the photo to a centred square, resize (antialiased) and composite it over `background`.
-
-    `fov_deg` is the horizontal field of view of the photo as given; the focal length follows the
-    padding and resizing, so the camera model stays that of the photo."""
-    h, w = photo.mask.shape
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    premultiplied = torch.zeros(4, side, side)
-    premultiplied[:3, top : top + h, left : left + w] = (photo.rgb * photo.mask[..., None]).permute(2, 0, 1)
-    premultiplied[3, top : top + h, left : left + w] = photo.mask
-    small = F.interpolate(premultiplied[None], size=(resolution, resolution), mode="bilinear", antialias=side > resolution,
-                          align_corners=False)[0].clamp(0, 1)
-    mask = small[3]
-    rgb = small[:3].permute(1, 2, 0) + (1.0 - mask[..., None]) * background
-    focal = 0.5 * w / math.tan(math.radians(fov_deg) / 2) * resolution / side
-    return Target(rgb.clamp(0, 1), mask, focal)
 
 
 # ----------------------------------------------------------------------------- cameras
@@ -405,7 +364,11 @@ def start_inversion(model: ClipNerfModel, photo: Photo, config: InversionConfig,
     fov = config.fov if config.fov is not None else model.orbit.fov_deg
     distance = config.distance if config.distance is not None else model.orbit.distance
     background = torch.tensor(BACKGROUNDS[model.config.render_background])
-    target = make_target(photo, config.resolution, fov, background)
+    framed = config.frame == "object"
+    window = object_window(photo.mask, config.fill) if framed else None
+    if framed and config.camera == "sphere":  # the cut fixes the object's size and place, not the camera's
+        config = replace(config, camera="free")
+    target = make_target(photo, config.resolution, fov, background, window, "window" if framed and config.fov is None else "photo")
     from_encoder = encoder is not None and config.start != "search"
     if from_encoder:  # an `inversion_encoder.EncoderNet`: its guess, refined
         start = encoder.start(model, target, config, distance)

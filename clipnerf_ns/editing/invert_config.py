@@ -21,9 +21,19 @@ class InversionConfig:
     steps: Annotated[int, Bounds(1, MAX_COUNT)] = 300
     """Optimisation steps (`clipnerf invert`; ns-train uses --max-num-iterations)."""
     resolution: Annotated[int, Bounds(8, 1024)] = 64
-    """Working resolution: the image is padded to a square and resized to this many pixels."""
+    """Working resolution: the image's square (--frame) is resized to this many pixels."""
     fov: Annotated[Optional[float], Bounds(1, 150)] = None
     """Horizontal field of view of the image in degrees; default: the run's collection's (40 for ours)."""
+    frame: Literal["photo", "object"] = "photo"
+    """How the image becomes the square working image: "photo" pads the whole image to a square
+    (a view framed as the run's are, at the run's field of view or --fov's); "object" cuts a square
+    centred on the object, which spans --fill of its side (a photo from an unknown camera: the
+    object filling the frame, off-centre, any focal length). With "object" and no --fov the square
+    is taken to have the run's field of view, and the camera's distance, roll and aim are found
+    (--camera sphere then acts as free)."""
+    fill: Annotated[float, Bounds(0.05, 1)] = 0.5
+    """With --frame object: the share of the working image's side that the object's longer side spans
+    (the chairs' training views: median 0.48, 5th to 95th percentile 0.31 to 0.66)."""
     distance: Annotated[Optional[float], Bounds(0.01, 100)] = None
     """Initial camera distance from the object's centre; default: the run's collection's (2.2 for ours)."""
     schedule: Literal["alternating", "joint"] = "alternating"

@@ -53,6 +53,13 @@ class MapperModelConfig(ModelConfig):
     reaches this percentile of the mapper objects' scores (objects already there do not move)."""
     read_ridge: Annotated[float, Bounds(0, 1e6)] = 1.0
     """Ridge weight of the read shape mapper's regression (codes in prior units)."""
+    read_hold: Annotated[float, Bounds(0, 1e6)] = 5.0
+    """How firmly a read shape edit holds the predicted CLIP scores of the library's other shape
+    prompts, so that it changes what the prompt asks for and less else (0: not at all; see
+    `editing.mappers.held_step`)."""
+    read_hold_similarity: Annotated[float, Bounds(0, 1)] = 0.5
+    """Library prompts whose code-space direction has this covariance cosine or more with the
+    edit's (its synonyms, its opposite) are not held."""
     read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
@@ -113,6 +120,7 @@ class MapperModel(Model):
         sizes = self.config.nerf.field
         count = self.nerf.num_objects
         mapper_objects = max(1, count - int(round(count * self.config.heldout_objects)))
+        self.library = load_prompt_library(self.config.prompts, self.nerf.category)
         self.mapper_objects = list(range(mapper_objects))
         self.heldout = list(range(mapper_objects, count))
         read = self.config.shape_mapper == "read"
@@ -120,9 +128,8 @@ class MapperModel(Model):
             raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
                                self.config.shape_mapper_sees_code, self.config.max_prior_distance,
-                               (mapper_objects, self.config.read_percentile) if read else None)
+                               self._read_options(mapper_objects) if read else None)
         self.category = self.nerf.category
-        self.library = load_prompt_library(self.config.prompts, self.category)
         with torch.no_grad():
             self.prompt_embeddings = {
                 target: self.clip.encode_text(list(self.library.for_target(target))) for target in ("shape", "appearance")
@@ -130,6 +137,12 @@ class MapperModel(Model):
             self.neutral_embedding = self.clip.encode_text([self.library.neutral])
         self.exemplar_embeddings: Optional[Tensor] = None  # (objects, views, d_clip), set by the pipeline
         self.generator = torch.Generator().manual_seed(self.config.seed)
+
+    def _read_options(self, mapper_objects: int) -> dict:
+        """The read shape mapper's options (`editing.mappers.ReadShapeMapper`)."""
+        return {"objects": mapper_objects, "percentile": self.config.read_percentile,
+                "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
+                "similarity": self.config.read_hold_similarity}
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -217,7 +230,7 @@ class MapperModel(Model):
             views = torch.stack([self.rendered_embedding(i) for i in track(self.mapper_objects, "rendering the objects to read")])
         else:
             views = self.exemplar_embeddings[objects].mean(1)
-        self.mappers.shape.fit(units, views, self.neutral_embedding[0], self.config.read_ridge)
+        self.mappers.shape.fit(units, views, self.neutral_embedding[0], self.config.read_ridge, self.prompt_embeddings["shape"])
 
     def rendered_embedding(self, index: int, count: int = 5) -> Tensor:
         """The mean CLIP embedding of `count` renders of object `index`'s learnt code, from the

@@ -15,7 +15,9 @@ The shape mapper may also be read instead of trained (`ReadShapeMapper`): a CLIP
 renders of edited codes rewards the fog between objects, while its reading of clean views of the
 learnt objects (renders of their codes, or their training views) is reliable. A ridge regression
 from the learnt codes to those views' CLIP embeddings turns a prompt into a direction in code space, and an edit moves the object along it
-until it scores as the top objects do.
+until it scores as the top objects do. The step may also hold the predicted scores of the other
+prompts of the library (`held_step`: InterFaceGAN's conditional manipulation, Shen et al. 2020, as
+a soft constraint), so that an armchair edit does not also change the legs.
 """
 
 from __future__ import annotations
@@ -70,19 +72,43 @@ def fit_code_to_clip(
     return torch.linalg.solve(gram, u.T @ e)
 
 
+def held_step(
+    gradient: Float[Tensor, "n d"], covariance: Float[Tensor, "d d"], held: Optional[Float[Tensor, "k d"]],
+    hold: float, similarity: float,
+) -> Float[Tensor, "n d"]:
+    """The direction of a read edit's step: `Sigma a` (the code difference between objects that score
+    high and low along the score's gradient `a`), or, with `held` (other prompts' score gradients),
+    the step of least `s^T Sigma^-1 s + hold * sum_j (h_j . s)^2` per unit of `a . s`, each `h_j`
+    scaled to unit `h^T Sigma h`, so that the other prompts' predicted scores change less. Gradients
+    whose covariance cosine with `a` is `similarity` or more (the prompt's synonyms, its opposite)
+    are not held. Solved by the Woodbury identity: no inverse of Sigma."""
+    step = gradient @ covariance
+    if held is None or held.shape[0] == 0 or hold <= 0:
+        return step
+    unit = held / torch.einsum("kd,de,ke->k", held, covariance, held).clamp_min(1e-12).sqrt()[:, None]
+    cosine = (step @ unit.T) / (gradient * step).sum(-1, keepdim=True).clamp_min(1e-12).sqrt()
+    rows = unit * (cosine.abs() < similarity)[..., None]  # (n, k, d): each edit's held gradients
+    rows_sigma = rows @ covariance
+    system = torch.eye(held.shape[0], dtype=held.dtype, device=held.device) / hold + rows_sigma @ rows.transpose(1, 2)
+    weights = torch.linalg.solve(system, rows_sigma @ gradient[..., None])
+    return step - (rows_sigma.transpose(1, 2) @ weights)[..., 0]
+
+
 def read_shape_change(
     units: Float[Tensor, "n d"], direction: Float[Tensor, "n c"], code_to_clip: Float[Tensor, "d c"],
     learnt: Float[Tensor, "m d"], covariance: Float[Tensor, "d d"], percentile: float,
+    held: Optional[Float[Tensor, "k c"]] = None, hold: float = 0.0, similarity: float = 0.5,
 ) -> Float[Tensor, "n d"]:
     """The change (prior units) that raises each code's predicted CLIP score along `direction`
     (prompt minus source embedding) to the `percentile`-th of the learnt codes' predicted scores,
     or nothing where it is already there. The step follows the learnt codes' covariance (`Sigma a`,
     the code difference between objects that score high and low): straight along the score's
-    gradient `a` it leaves the learnt codes' span, and edits stop showing the attribute."""
+    gradient `a` it leaves the learnt codes' span, and edits stop showing the attribute. `held`
+    (other prompts' directions in CLIP space), `hold`, `similarity`: see `held_step`."""
     gradient = direction @ code_to_clip.T  # a: the predicted score's gradient in code space
     target = torch.quantile(gradient @ learnt.T, percentile / 100.0, dim=-1)
     shortfall = (target - (units * gradient).sum(-1)).clamp_min(0.0)
-    step = gradient @ covariance
+    step = held_step(gradient, covariance, None if held is None else held @ code_to_clip.T, hold, similarity)
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
 
 
@@ -91,27 +117,39 @@ class ReadShapeMapper(nn.Module):
     objects and the CLIP embeddings of views of them (see the module docstring). Its state
     (buffers) is saved with the mappers'."""
 
-    def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0):
+    def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
+                 held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5):
+        """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see `held_step`)."""
         super().__init__()
-        self.percentile = percentile
+        self.percentile, self.hold, self.similarity = percentile, hold, similarity
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
         self.register_buffer("sources", torch.zeros(2, clip_dim))  # the neutral prompt's embedding, the mean view's
+        self.register_buffer("held", torch.zeros(held_prompts, clip_dim))  # the library prompts' directions
 
     def fit(self, units: Float[Tensor, "m d"], view_embeddings: Float[Tensor, "m c"], neutral: Float[Tensor, " c"],
-            ridge: float) -> None:
-        """Fit to the mapper objects' codes (prior units) and their views' mean CLIP embeddings."""
+            ridge: float, held_embeddings: Optional[Float[Tensor, "k c"]] = None) -> None:
+        """Fit to the mapper objects' codes (prior units) and their views' mean CLIP embeddings;
+        `held_embeddings`: the prompts whose predicted scores edits hold."""
         self.code_to_clip.copy_(fit_code_to_clip(units, view_embeddings, ridge))
         self.learnt.copy_(units)
         self.covariance.copy_(torch.cov(units.T))
         self.sources.copy_(torch.stack([neutral, view_embeddings.mean(0)]))
+        if held_embeddings is not None:
+            self.held.copy_(held_embeddings - neutral)
 
     def forward(self, embedding: Float[Tensor, "n c"], units: Float[Tensor, "n d"], from_image: bool = False) -> Tensor:
         """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
-        return read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile)
+        return read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile,
+                                 self.held, self.hold, self.similarity)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs read before held prompts existed hold nothing: zero directions leave the step Sigma a
+        state_dict.setdefault(prefix + "held", torch.zeros_like(self.held))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Mappers(nn.Module):
@@ -119,11 +157,11 @@ class Mappers(nn.Module):
 
     def __init__(self, clip_dim: int, shape_dim: int, appearance_dim: int, hidden: int = 256,
                  shape_sees_code: bool = False, max_prior_distance: Optional[float] = None,
-                 read_shape: Optional[tuple[int, float]] = None):
-        """`read_shape`: (objects, percentile) of a `ReadShapeMapper` in place of the trained shape mapper."""
+                 read_shape: Optional[dict] = None):
+        """`read_shape`: the options of a `ReadShapeMapper` (objects, percentile, ...) in place of the trained shape mapper."""
         super().__init__()
         if read_shape is not None:
-            self.shape = ReadShapeMapper(clip_dim, shape_dim, *read_shape)
+            self.shape = ReadShapeMapper(clip_dim, shape_dim, **read_shape)
         else:
             self.shape = CodeMapper(clip_dim + (shape_dim if shape_sees_code else 0), shape_dim, hidden)
         self.appearance = CodeMapper(clip_dim, appearance_dim, hidden)

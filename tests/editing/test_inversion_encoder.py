@@ -197,6 +197,27 @@ def test_a_poor_fit_from_the_encoder_goes_on_to_the_search_steps(shipped):
         assert seen[3][1] < 30.0, seen
 
 
+def test_a_photo_like_render_of_the_unseen_chair_inverts_when_framed_on_it(shipped, pretrained_runs):
+    """The held-out unseen chair's mesh, from a camera the inversion is not told (about 3 m away,
+    aimed off its centre, framed tight and off-centre in a portrait photo, other lights): cut
+    around the object (--frame object: distance, roll and aim found), the recovered view is right
+    and the render close (measured: 28.8 dB, 1.3 degrees off; padded as a view of the run's camera
+    the photos of the bench's procedural chairs invert a good deal worse: README)."""
+    from clipnerf_ns.app.collections import synth_object_again
+    from clipnerf_ns.app.pretrained import UNSEEN_CHAIR_ID
+    from clipnerf_ns.data.photo_like import direction_error_deg, photo_of
+
+    model, encoder = shipped
+    document = json.loads((pretrained_runs.data / "collection.json").read_text())
+    index = [obj["id"] for obj in document["objects"]].index(UNSEEN_CHAIR_ID)
+    photo, truth = photo_of(synth_object_again(document["generator"]["options"], index).mesh, np.random.default_rng(2), 128)
+    assert photo.mask.shape != (128, 128)  # portrait or landscape
+    inversion = start_inversion(model, photo, InversionConfig(frame="object"), encoder=encoder)
+    run_inversion(inversion, progress=False)
+    assert inversion.config.camera == "free"
+    assert inversion.psnr() > 26.0 and direction_error_deg(truth, inversion.pose(detach=True), 1) < 5.0
+
+
 def test_encoders_of_another_version_or_damaged_are_one_line_errors(tmp_path):
     from safetensors.torch import save_file
 

@@ -13,11 +13,10 @@ from PIL import Image
 
 from clipnerf_ns.codes import load_codes, model_fingerprint, read_codes_file
 from clipnerf_ns.data.cameras import camera_rays, orbit_c2w, orbit_camera, orbit_pose, orbit_vector, pixel_grid
-from clipnerf_ns.data.photos import Photo, read_photo
+from clipnerf_ns.data.photos import Photo, make_target, object_window, read_photo
 from clipnerf_ns.editing.invert import (
     InversionConfig,
     active_groups,
-    make_target,
     noise_scale,
     rotation_error_deg,
     run_inversion,
@@ -90,6 +89,25 @@ def test_target_pads_to_a_square_and_keeps_the_field_of_view():
     assert abs(2 * math.degrees(math.atan(10 / target.focal)) - 40.0) < 1e-4  # width 60 -> 20 px, fov kept
     assert target.mask[0].sum() == 0 and target.mask[10].sum() > 19  # padding above and below
     assert torch.allclose(target.rgb[0], torch.ones(20, 3))  # padding is background
+
+
+def test_object_frame_cuts_a_square_around_the_object_even_past_the_edge():
+    mask = torch.zeros(40, 80)
+    mask[5:15, 60:70] = 1.0  # a 10 px object, off-centre
+    assert object_window(mask, 0.5) == (0, 55, 20)
+    rgb = torch.zeros(40, 80, 3)
+    rgb[..., 0] = 1.0
+    target = make_target(Photo(rgb, mask, "alpha"), 20, 40.0, torch.ones(3), object_window(mask, 0.5), "window")
+    rows, cols = torch.nonzero(target.mask > 0.5, as_tuple=True)
+    assert (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (5, 14, 5, 14)  # centred, half the side
+    assert abs(2 * math.degrees(math.atan(10 / target.focal)) - 40.0) < 1e-4  # the square's own field of view
+    mask = torch.zeros(40, 80)
+    mask[30:40, 74:80] = 1.0  # cut by the photo's corner: the square reaches past it
+    top, left, side = object_window(mask, 0.5)
+    assert (top, left, side) == (25, 67, 20) and top + side > 40 and left + side > 80
+    target = make_target(Photo(rgb, mask, "alpha"), 20, 40.0, torch.ones(3), (top, left, side), "window")
+    assert float(target.mask.sum()) == 60  # all 10 x 6 px of it (the square is 20 px, as the target)
+    assert torch.allclose(target.rgb[-1, -1], torch.ones(3))  # past the photo's edge: background
 
 
 # ----------------------------------------------------------------------------- cameras and schedule

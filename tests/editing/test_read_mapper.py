@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from clipnerf_ns.codes import Codes
-from clipnerf_ns.editing.mappers import Mappers, fit_code_to_clip, prior_distance, read_shape_change
+from clipnerf_ns.editing.mappers import Mappers, fit_code_to_clip, held_step, prior_distance, read_shape_change
 
 
 def attribute_world(count=400, seed=0):
@@ -50,7 +50,7 @@ def test_read_mappers_edit_state_round_trip_and_bound():
     units, embeddings = attribute_world()
     mean, std = Codes(torch.full((4,), 0.5), torch.zeros(2)), Codes(torch.full((4,), 2.0), torch.ones(2))
     neutral = torch.tensor([0.0, 0.0, 1.0])
-    mappers = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=(len(units), 95.0))
+    mappers = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape={"objects": len(units), "percentile": 95.0})
     assert mappers.shape_is_read and not list(mappers.shape.parameters())  # nothing to train
     mappers.shape.fit(units, embeddings, neutral, ridge=1.0)
     codes = Codes(mean.z_s + std.z_s * torch.tensor([[-1.0, -0.8, 0.0, 0.0]]), torch.zeros(1, 2))
@@ -60,11 +60,12 @@ def test_read_mappers_edit_state_round_trip_and_bound():
     # an exemplar is measured from the mean view, not from the neutral prompt
     assert not torch.allclose(mappers.change("shape", prompt, codes, (mean, std), from_image=True), change)
 
-    again = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=(len(units), 95.0))
+    again = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape={"objects": len(units), "percentile": 95.0})
     again.load_state_dict(mappers.state_dict())
     assert torch.equal(again.change("shape", prompt, codes, (mean, std)), change)
 
-    bounded = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, max_prior_distance=0.6, read_shape=(len(units), 99.0))
+    bounded = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, max_prior_distance=0.6,
+                      read_shape={"objects": len(units), "percentile": 99.0})
     bounded.load_state_dict(mappers.state_dict())
     edited = codes.z_s + bounded.change("shape", prompt * 5, codes, (mean, std))
     assert float(prior_distance(edited, mean.z_s, std.z_s)) <= max(0.6, float(prior_distance(codes.z_s, mean.z_s, std.z_s))) + 1e-5
@@ -77,3 +78,48 @@ def test_a_higher_percentile_moves_further(percentile):
     subject, direction = torch.tensor([[-2.0, -1.6, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
     low = read_shape_change(subject, direction, code_to_clip, units, covariance, 50.0).norm()
     assert read_shape_change(subject, direction, code_to_clip, units, covariance, percentile).norm() > low
+
+
+def two_attribute_world(count=400, seed=0):
+    """Codes whose first two dimensions are correlated (0.4); channel 0 of the 'embedding' reads
+    dimension 0 (the edited attribute), channel 1 dimension 1 (another attribute, to be held)."""
+    generator = torch.Generator().manual_seed(seed)
+    units = torch.randn(count, 4, generator=generator)
+    units[:, 1] = 0.4 * units[:, 0] + 0.92 * units[:, 1]
+    embeddings = torch.stack([units[:, 0], units[:, 1], torch.ones(count)], -1)
+    return units, embeddings
+
+
+def test_a_held_step_reaches_as_far_and_moves_the_held_score_less():
+    units, embeddings = two_attribute_world()
+    code_to_clip, covariance = fit_code_to_clip(units, embeddings, 1.0), torch.cov(units.T)
+    subject, direction = torch.tensor([[-1.5, -1.2, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    other = torch.tensor([[0.0, 1.0, 0.0]])
+    plain = read_shape_change(subject, direction, code_to_clip, units, covariance, 90.0)
+    held = read_shape_change(subject, direction, code_to_clip, units, covariance, 90.0, other, hold=50.0)
+    edited, other_gradient = (direction @ code_to_clip.T)[0], (other @ code_to_clip.T)[0]
+    assert torch.allclose(held[0] @ edited, plain[0] @ edited, atol=1e-4)  # the same predicted score reached
+    assert abs(float(held[0] @ other_gradient)) < 0.2 * abs(float(plain[0] @ other_gradient))  # the other one held
+    assert torch.allclose(held_step(edited[None], covariance, None, 5.0, 0.5), covariance @ edited)  # nothing to hold
+    # the prompt's own synonym (covariance cosine 1) is not held: the step stays Sigma a
+    same = held_step(edited[None], covariance, (2.0 * direction) @ code_to_clip.T, 50.0, 0.5)
+    assert torch.allclose(same[0], covariance @ edited, atol=1e-5)
+
+
+def test_read_mappers_of_runs_before_held_prompts_load_and_hold_nothing():
+    units, embeddings = two_attribute_world()
+    mean, std = Codes(torch.zeros(4), torch.zeros(2)), Codes(torch.ones(4), torch.ones(2))
+    options = {"objects": len(units), "percentile": 90.0, "held_prompts": 1, "hold": 50.0}
+    mappers = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=options)
+    neutral = torch.tensor([0.0, 0.0, 1.0])
+    mappers.shape.fit(units, embeddings, neutral, ridge=1.0, held_embeddings=torch.tensor([[0.0, 1.0, 1.0]]))
+    assert torch.equal(mappers.shape.held, torch.tensor([[0.0, 1.0, 0.0]]))  # measured from the neutral prompt
+    codes, prompt = Codes(torch.tensor([[-1.5, -1.2, 0.0, 0.0]]), torch.zeros(1, 2)), torch.tensor([[1.0, 0.0, 1.0]])
+    old_state = {k: v for k, v in mappers.state_dict().items() if k != "shape.held"}
+    old = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=options)
+    old.load_state_dict(old_state)
+    assert torch.equal(old.shape.held, torch.zeros(1, 3))
+    plain = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape={**options, "hold": 0.0})
+    plain.load_state_dict(mappers.state_dict())
+    assert torch.allclose(old.change("shape", prompt, codes, (mean, std)), plain.change("shape", prompt, codes, (mean, std)))
+    assert not torch.allclose(mappers.change("shape", prompt, codes, (mean, std)), plain.change("shape", prompt, codes, (mean, std)))

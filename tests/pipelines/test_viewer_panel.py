@@ -162,7 +162,7 @@ def test_viewer_panel_lists_the_object_picker_the_editor_then_the_photo_inverter
         "Object", "Codes file", "Load codes file", "New prior sample",
         "Prompt", "Exemplar image", "Upload exemplar", "Target", "Mode", "Strength",
         "Apply prompt", "Apply exemplar", "Reset", "Last edit",
-        "Photo", "Upload photo", "Invert photo", "Inversion",
+        "Photo", "Upload photo", "Photo from any camera", "Invert photo", "Inversion",
     ]
     assert found[4][0] == "Custom Elements/edit_object/a_prompt"
     assert holder.edit_object.e_mode.options == ["optimize"]  # a stage-1 run has no mappers
@@ -184,10 +184,13 @@ def test_a_photo_inverted_from_the_panel_joins_the_object_picker(pretrained_runs
     before, _ = nerf.display_codes()
     inverter.a_photo.value = str(UNSEEN_CHAIR)
     inverter._on_invert(None)
-    assert inverter.d_status.value.startswith("unseen-chair.png inverted (encoder start): PSNR"), inverter.d_status.value
+    assert inverter.e_status.value.startswith("unseen-chair.png inverted (encoder start): PSNR"), inverter.e_status.value
     assert pipeline.choose_object.a_object.value == "photo 1: unseen-chair.png"
     shown, _ = nerf.display_codes()
     assert not torch.equal(shown.z_a, before.z_a)
+    assert inverter.inversion_config().frame == "photo"
+    inverter.c_any_camera.value = True  # a photo from any camera: cut around the object (clipnerf invert --frame object)
+    assert inverter.inversion_config().frame == "object"
     # An uploaded photo whose background is not one colour says so; a path says only that it
     # cannot be used (no oracle of the server's files); an empty field asks for a photo.
     noise = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
@@ -197,5 +200,5 @@ def test_a_photo_inverted_from_the_panel_joins_the_object_picker(pretrained_runs
                            ("", "no photo"), (str(tmp_path / "missing.png"), "cannot use")):
         inverter.a_photo.value = text
         inverter._on_invert(None)
-        assert inverter.d_status.value.startswith("error:") and fragment in inverter.d_status.value, inverter.d_status.value
+        assert inverter.e_status.value.startswith("error:") and fragment in inverter.e_status.value, inverter.e_status.value
     assert pipeline.choose_object.a_object.value == "photo 1: unseen-chair.png"  # refused photos change nothing

@@ -36,6 +36,8 @@ CHAIRS_SMALL = PRETRAINED_DIR / "chairs-small.safetensors"
 CHAIRS_SMALL_MAPPERS = PRETRAINED_DIR / "chairs-small-mappers.safetensors"
 CHAIRS_SMALL_ENCODER = PRETRAINED_DIR / "chairs-small-encoder.safetensors"
 UNSEEN_CHAIR = PRETRAINED_DIR / "unseen-chair.png"
+UNSEEN_CHAIR_ID = "chair_0386"
+"""The held-out chair `unseen-chair.png` shows (view 006 of its collection)."""
 NERF_PREFIX, MAPPERS_PREFIX = "_model.nerf.", "_model.mappers."
 GREEN_CHAIR = "chair_0343"
 """A green dining chair with a slatted back and no arms, which the mappers never trained on (one

@@ -1,0 +1,124 @@
+"""Photo-like inversion (not a test): held-out chairs rendered as a photo would show them, from
+cameras the inversion is not told, then inverted by `clipnerf invert`'s code.
+
+Each photo is a mesh render (the collections' ray caster) of a held-out chair: real PartNet chairs
+(`--partnet`, those of `--collection`'s held-out split, coloured by part) and procedural ones (the
+run's own collection's held-out split, regenerated from its seed). Its camera is drawn at random:
+azimuth within 90 degrees of the front, elevation 5 to 40, distance 1.6 to 4 (so the field of
+view that frames the chair varies from about 15 to 45 degrees), aimed a little off the chair's
+centre, framed tight (margin 2% to 12%) in a portrait or landscape photo, the chair off-centre
+along the long side; lit by one key light from a random direction of the upper hemisphere, a fill
+light and an ambient term of random strengths. Each photo is inverted as `clipnerf invert` would
+(`--frame photo`: padded to a square, as if from the run's camera; `--frame object`: a square
+cut around the object, the camera free in distance, roll and aim), and the bench prints the PSNR on
+the input, the error of the recovered viewing direction (the angle between the true and the
+recovered directions from the chair's centre to the camera; for a stool, the least over the
+rotations of its legs' symmetry) and the time.
+
+    OMP_NUM_THREADS=1 python bench/bench_photo_inversion.py --config RUN/config.yml \\
+        --partnet ../shared/data/partnet --collection MIXED_COLLECTION [--synth SYNTH_COLLECTION] [--photos 2] [--procedural 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from clipnerf_ns.app.collections import synth_object_again
+from clipnerf_ns.codes import model_fingerprint
+from clipnerf_ns.data.images import to_uint8
+from clipnerf_ns.data.meshes import discover_meshes, load_object
+from clipnerf_ns.data.photo_like import direction_error_deg, photo_of
+from clipnerf_ns.editing.inversion_encoder import run_encoder
+from clipnerf_ns.editing.invert import InversionConfig, run_inversion, start_inversion
+from clipnerf_ns.pipelines.runs import load_run, nerf_of
+
+FRAMINGS = {"photo": {"frame": "photo"}, "object": {"frame": "object"}}
+
+
+def symmetry_of(attributes: dict) -> int:
+    """Rotations about the vertical that leave a backless, armless chair alike: its legs'."""
+    if attributes.get("back_style") == "none" and not attributes.get("armrests"):
+        return int(attributes.get("leg_count") or 1)
+    return 1
+
+
+def held_out_chairs(synth: Path, partnet: Path | None, collection: Path | None, procedural: int, seed: int) -> list:
+    """(name, coloured mesh, attributes) of the held-out real chairs of `collection` and of the first
+    `procedural` held-out chairs of the `clipnerf synth` collection `synth`."""
+    chairs = []
+    if partnet is not None and collection is not None:
+        held = {o["id"] for o in json.loads((collection / "collection.json").read_text())["objects"] if o["split"] == "test"}
+        for source in discover_meshes(partnet):
+            if source.object_id in held:
+                mesh, attributes, _ = load_object(source, np.random.default_rng(seed), colors="parts")
+                chairs.append((f"real {source.object_id}", mesh, attributes))
+    document = json.loads((synth / "collection.json").read_text())
+    options = document["generator"]["options"]
+    held = [i for i, obj in enumerate(document["objects"]) if obj["split"] == "test"][:procedural]
+    for index in held:
+        made = synth_object_again(options, index)
+        chairs.append((document["objects"][index]["id"], made.mesh, made.attributes))
+    return chairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="a clip-nerf run's config.yml (with its inversion encoder)")
+    parser.add_argument("--partnet", type=Path, default=None, help="PartNet chairs (../shared/data/partnet)")
+    parser.add_argument("--collection", type=Path, default=None, help="the collection whose held-out real chairs to use")
+    parser.add_argument("--procedural", type=int, default=6, help="held-out procedural chairs (the first of the split)")
+    parser.add_argument("--synth", type=Path, default=None,
+                        help="the clipnerf synth collection of the procedural chairs (default: the run's own)")
+    parser.add_argument("--photos", type=int, default=2, help="photos per chair")
+    parser.add_argument("--size", type=int, default=160, help="the photos' short side in pixels")
+    parser.add_argument("--framings", nargs="+", choices=list(FRAMINGS), default=list(FRAMINGS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid", type=Path, default=None, help="write input | inverted render tiles here")
+    args = parser.parse_args()
+    run_config, pipeline = load_run(args.config)
+    model = nerf_of(pipeline)
+    model.requires_grad_(False)
+    encoder = run_encoder(args.config, model_fingerprint(model.field), "auto")
+    rng = np.random.default_rng(args.seed)
+    synth = args.synth or Path(run_config.pipeline.datamanager.data)
+    chairs = held_out_chairs(synth, args.partnet, args.collection, args.procedural, args.seed)
+    rows, tiles = [], []
+    for name, mesh, attributes in chairs:
+        for _ in range(args.photos):
+            photo, truth = photo_of(mesh, rng, args.size)
+            for framing in args.framings:
+                config = replace(InversionConfig(seed=args.seed), **FRAMINGS[framing])
+                start = time.perf_counter()
+                inversion = start_inversion(model, photo, config, None, encoder)
+                run_inversion(inversion, progress=False)
+                seconds = time.perf_counter() - start
+                rows.append({"chair": name, "framing": framing, "psnr": inversion.psnr(), "seconds": seconds,
+                             "direction_error_deg": direction_error_deg(truth, inversion.pose(detach=True), symmetry_of(attributes))})
+                print(json.dumps(rows[-1]), flush=True)
+                tiles.append(np.concatenate([to_uint8(inversion.target.rgb), to_uint8(inversion.render()["rgb"])], 1))
+    for framing in args.framings:
+        for kind in ("real", "procedural"):
+            chosen = [r for r in rows if r["framing"] == framing and r["chair"].startswith("real") == (kind == "real")]
+            if chosen:
+                print(f"== {kind} chairs, --frame {framing}: {len(chosen)} photos, PSNR on the input median "
+                      f"{np.median([r['psnr'] for r in chosen]):.2f} dB (mean {np.mean([r['psnr'] for r in chosen]):.2f}); "
+                      f"direction error median {np.median([r['direction_error_deg'] for r in chosen]):.1f} deg "
+                      f"(within 15: {np.mean([r['direction_error_deg'] <= 15 for r in chosen]):.0%}); "
+                      f"{np.mean([r['seconds'] for r in chosen]):.0f} s per photo")
+    if args.grid is not None and tiles:
+        from PIL import Image
+
+        columns = 2 * len(args.framings)
+        rows_of_tiles = [np.concatenate(tiles[i : i + len(args.framings)], 1) for i in range(0, len(tiles), len(args.framings))]
+        Image.fromarray(np.concatenate(rows_of_tiles, 0)).save(args.grid)
+        print(f"wrote {args.grid} ({columns} columns: input | render per framing)")
+
+
+if __name__ == "__main__":
+    main()
