@@ -10,7 +10,7 @@ meshes; view 0 of each chair is inverted, and a held-out view of the same chair 
 the inverted codes rendered from that camera (novel-view quality).
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python bench/bench_invert.py [--config RUN/config.yml] \\
-        --cases 20 [--real COLLECTION] --ablation-cases 10
+        --cases 20 [--real COLLECTION [--real-heldout]] --ablation-cases 10
 
 Without --config, the shipped pretrained chairs model is used (its run folder is written to a
 temporary folder first, as `make demo` does). When the run has an inversion encoder
@@ -116,11 +116,13 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def real_chairs(model, root: Path, config, clip, tiles: list) -> list[dict]:
-    """Invert view 0 of every object of a render-meshes collection; compare a held-out view."""
+def real_chairs(model, root: Path, config, clip, tiles: list, heldout_only: bool = False) -> list[dict]:
+    """Invert view 0 of every object (or every held-out one) of a render-meshes collection; compare a held-out view."""
     doc = json.loads((root / "collection.json").read_text())
     results = []
     for obj in doc["objects"]:
+        if heldout_only and obj["split"] != "test":
+            continue
         transforms = json.loads((root / obj["path"] / "transforms.json").read_text())
         frames = {f["file_path"]: f for f in transforms["frames"]}
         first, novel = frames[transforms["train_filenames"][0]], frames[transforms["val_filenames"][0]]
@@ -165,6 +167,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", type=Path, default=None, help="a collection written by clipnerf render-meshes")
+    parser.add_argument("--real-heldout", action="store_true",
+                        help="only the --real collection's held-out objects (for a run trained on the others)")
     parser.add_argument("--only", choices=["roundtrip", "ablations", "real"], action="append")
     parser.add_argument("--ablations", nargs="*", default=None, help="names of ABLATIONS to run (default: all)")
     parser.add_argument("--starts", nargs="+", choices=["search", "encoder"], default=None,
@@ -214,7 +218,8 @@ def main() -> None:
     if "real" in only and args.real is not None:
         for start in starts:
             tiles = []
-            values = report[f"real_{start}_start"] = real_chairs(model, args.real, replace(config, start=start), None, tiles)
+            values = report[f"real_{start}_start"] = real_chairs(model, args.real, replace(config, start=start), None, tiles,
+                                                                  args.real_heldout)
             if start == starts[0]:
                 save_grid(tiles, args.images / "inversion_real_chairs.png")
             print(f"real chairs, {start} start: input view {np.mean([r['psnr_input_view'] for r in values]):.2f} dB, held-out view "

@@ -146,11 +146,6 @@ class ReadShapeMapper(nn.Module):
         return read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile,
                                  self.held, self.hold, self.similarity)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # runs read before held prompts existed hold nothing: zero directions leave the step Sigma a
-        state_dict.setdefault(prefix + "held", torch.zeros_like(self.held))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 class Mappers(nn.Module):
     """The shape mapper and the appearance mapper, trained separately."""
@@ -171,6 +166,12 @@ class Mappers(nn.Module):
     @property
     def shape_is_read(self) -> bool:
         return isinstance(self.shape, ReadShapeMapper)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if self.shape_is_read and "shape.held" not in state_dict:
+            # read before held prompts existed: zero directions hold nothing, the step stays Sigma a
+            state_dict = {**state_dict, "shape.held": torch.zeros_like(self.shape.held)}
+        return super().load_state_dict(state_dict, strict, assign)
 
     def change(self, target: str, embedding: Float[Tensor, "n d_clip"], codes: Codes, prior: tuple[Codes, Codes],
                from_image: bool = False) -> Tensor:
