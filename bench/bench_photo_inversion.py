@@ -58,8 +58,12 @@ def held_out_chairs(synth: Path, partnet: Path | None, collection: Path | None, 
             if source.object_id in held:
                 mesh, attributes, _ = load_object(source, np.random.default_rng(seed), colors="parts")
                 chairs.append((f"real {source.object_id}", mesh, attributes))
+    if procedural == 0:
+        return chairs
     document = json.loads((synth / "collection.json").read_text())
-    options = document["generator"]["options"]
+    options = document["generator"].get("options", {})
+    if "num_objects" not in options:
+        raise SystemExit(f"{synth}: not a collection of clipnerf synth (pass its procedural part with --synth)")
     held = [i for i, obj in enumerate(document["objects"]) if obj["split"] == "test"][:procedural]
     for index in held:
         made = synth_object_again(options, index)
@@ -112,12 +116,21 @@ def main() -> None:
                       f"(within 15: {np.mean([r['direction_error_deg'] <= 15 for r in chosen]):.0%}); "
                       f"{np.mean([r['seconds'] for r in chosen]):.0f} s per photo")
     if args.grid is not None and tiles:
-        from PIL import Image
+        save_grid(tiles, len(args.framings), args.grid)
 
-        columns = 2 * len(args.framings)
-        rows_of_tiles = [np.concatenate(tiles[i : i + len(args.framings)], 1) for i in range(0, len(tiles), len(args.framings))]
-        Image.fromarray(np.concatenate(rows_of_tiles, 0)).save(args.grid)
-        print(f"wrote {args.grid} ({columns} columns: input | render per framing)")
+
+def save_grid(tiles: list[np.ndarray], framings: int, path: Path, blocks: int = 3) -> None:
+    """One row per photo (input | render for each framing), the rows in `blocks` side by side, at 2x."""
+    from PIL import Image
+
+    rows = [np.concatenate(tiles[i : i + framings], 1) for i in range(0, len(tiles), framings)]
+    per_block = -(-len(rows) // blocks)
+    rows += [np.full_like(rows[0], 255)] * (per_block * blocks - len(rows))
+    gap = np.full((per_block * rows[0].shape[0], 8, 3), 255, np.uint8)
+    columns = [np.concatenate(rows[b * per_block : (b + 1) * per_block], 0) for b in range(blocks)]
+    grid = Image.fromarray(np.concatenate([part for column in columns for part in (column, gap)][:-1], 1))
+    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(path)
+    print(f"wrote {path} (per photo: input | render, for each of {framings} framings)")
 
 
 if __name__ == "__main__":
