@@ -16,13 +16,19 @@ recovered directions from the chair's centre to the camera; for a stool, the lea
 rotations of its legs' symmetry) and the time.
 
     OMP_NUM_THREADS=1 python bench/bench_photo_inversion.py --config RUN/config.yml \\
-        --partnet ../shared/data/partnet --collection MIXED_COLLECTION [--synth SYNTH_COLLECTION] [--photos 2] [--procedural 6]
+        --partnet ../shared/data/partnet --collection MIXED_COLLECTION [--synth SYNTH_COLLECTION] [--photos 2] [--procedural 6] \\
+        [--mappers MAPPER_RUN/config.yml [--edits "a red chair" ...]]
+
+With --mappers, each chair inverted with `--frame object` is also recoloured by each of --edits
+(the appearance mapper), and the bench prints, as `clipnerf eval` measures colour edits, the
+Delta E of the chair's mean colour to the named colour before and after, and the silhouette IoU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -71,6 +77,24 @@ def held_out_chairs(synth: Path, partnet: Path | None, collection: Path | None, 
     return chairs
 
 
+def colour_edit_rows(model, editor, inversion, prompts: list[str], name: str) -> list[dict]:
+    """Each colour prompt applied to the inverted codes (appearance mapper), measured as `clipnerf
+    eval` measures colour edits, on a 64 px view from the recovered direction."""
+    from clipnerf_ns.app.edit_evaluation import image_measures, named_color_of
+    from clipnerf_ns.data.cameras import orbit_camera
+    from clipnerf_ns.editing.edit import Edit
+
+    pose, codes = inversion.pose(detach=True), inversion.result_codes()
+    camera = orbit_camera(64, math.degrees(float(pose[0])), math.degrees(float(pose[1])))
+    before = model.render_view(camera, codes)
+    rows = []
+    for prompt in prompts:
+        after = model.render_view(camera, editor.apply(Edit(prompt=prompt, target="appearance"), codes))
+        rows.append({"chair": name, "prompt": prompt, **image_measures(before, after, named_color_of(prompt, "chair"))})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k in ("chair", "prompt", "delta_e_before", "delta_e_after", "iou")}))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="a clip-nerf run's config.yml (with its inversion encoder)")
@@ -84,6 +108,10 @@ def main() -> None:
     parser.add_argument("--framings", nargs="+", choices=list(FRAMINGS), default=list(FRAMINGS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=Path, default=None, help="write input | inverted render tiles here")
+    parser.add_argument("--mappers", type=Path, default=None,
+                        help="a mapper run of the same stage 1: each --frame object inversion is then edited by --edits")
+    parser.add_argument("--edits", nargs="+", default=["a red chair", "a blue chair", "a yellow chair", "a black chair"],
+                        help="whole-object colour prompts; each inverted chair should come closer to the named colour")
     args = parser.parse_args()
     run_config, pipeline = load_run(args.config)
     model = nerf_of(pipeline)
@@ -92,7 +120,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     synth = args.synth or Path(run_config.pipeline.datamanager.data)
     chairs = held_out_chairs(synth, args.partnet, args.collection, args.procedural, args.seed)
-    rows, tiles = [], []
+    editor = None
+    if args.mappers is not None:
+        from clipnerf_ns.editing.edit import editor_for
+
+        editor = editor_for(load_run(args.mappers)[1].model)
+    rows, tiles, colour_edits = [], [], []
     for name, mesh, attributes in chairs:
         for _ in range(args.photos):
             photo, truth = photo_of(mesh, rng, args.size)
@@ -106,6 +139,8 @@ def main() -> None:
                              "direction_error_deg": direction_error_deg(truth, inversion.pose(detach=True), symmetry_of(attributes))})
                 print(json.dumps(rows[-1]), flush=True)
                 tiles.append(np.concatenate([to_uint8(inversion.target.rgb), to_uint8(inversion.render()["rgb"])], 1))
+                if editor is not None and framing == "object":
+                    colour_edits += colour_edit_rows(model, editor, inversion, args.edits, name)
     for framing in args.framings:
         for kind in ("real", "procedural"):
             chosen = [r for r in rows if r["framing"] == framing and r["chair"].startswith("real") == (kind == "real")]
@@ -115,6 +150,11 @@ def main() -> None:
                       f"direction error median {np.median([r['direction_error_deg'] for r in chosen]):.1f} deg "
                       f"(within 15: {np.mean([r['direction_error_deg'] <= 15 for r in chosen]):.0%}); "
                       f"{np.mean([r['seconds'] for r in chosen]):.0f} s per photo")
+    if colour_edits:
+        closer = [r["delta_e_after"] < r["delta_e_before"] for r in colour_edits]
+        print(f"== colour edits of the inverted chairs ({len(colour_edits)}): Delta E to the named colour "
+              f"{np.mean([r['delta_e_before'] for r in colour_edits]):.1f} -> {np.mean([r['delta_e_after'] for r in colour_edits]):.1f}, "
+              f"closer in {np.mean(closer):.0%}, silhouette IoU min {min(r['iou'] for r in colour_edits):.3f}")
     if args.grid is not None and tiles:
         save_grid(tiles, len(args.framings), args.grid)
 
