@@ -65,11 +65,16 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return c2w
 
 
+def orbit_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """Unit vector from the origin towards a camera at `azimuth_deg` (from +x towards +y) and
+    `elevation_deg` (z-up)."""
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+
+
 def orbit_pose(radius: float, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     """Camera on a sphere around the origin (z-up), looking at the origin."""
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    eye = radius * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    return look_at(eye)
+    return look_at(radius * orbit_direction(azimuth_deg, elevation_deg))
 
 
 def band_elevations(n: int, rng: np.random.Generator, elevation_range_deg: tuple[float, float]) -> np.ndarray:

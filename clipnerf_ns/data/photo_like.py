@@ -10,15 +10,9 @@ import math
 import numpy as np
 import torch
 
-from clipnerf_ns.data.cameras import look_at
+from clipnerf_ns.data.cameras import look_at, orbit_direction
 from clipnerf_ns.data.photos import Photo
 from clipnerf_ns.data.render import ColoredMesh, Intrinsics, Lighting, box_corners, framing_intrinsics, render
-
-
-def unit(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
-    """The unit vector at an azimuth (from +x towards +y) and elevation, in degrees."""
-    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
-    return np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
 
 
 def photo_camera(rng: np.random.Generator, corners: np.ndarray, size: int) -> tuple[np.ndarray, Intrinsics, np.ndarray]:
@@ -26,7 +20,7 @@ def photo_camera(rng: np.random.Generator, corners: np.ndarray, size: int) -> tu
     of the object whose bounding box has `corners`."""
     azimuth, elevation, distance = rng.uniform(-90, 90), rng.uniform(5, 40), rng.uniform(1.6, 4.0)
     centre = corners.mean(0)
-    eye = centre + distance * unit(azimuth, elevation)
+    eye = centre + distance * orbit_direction(azimuth, elevation)
     c2w = look_at(eye, centre + rng.normal(0.0, 0.04, 3))
     square = framing_intrinsics(corners, c2w, size, rng.uniform(0.02, 0.12))
     long_side = int(size * 4 / 3)
@@ -40,7 +34,7 @@ def photo_camera(rng: np.random.Generator, corners: np.ndarray, size: int) -> tu
 
 def random_lighting(rng: np.random.Generator) -> Lighting:
     """A key light from a random direction of the upper hemisphere, a fill light opposite, ambient."""
-    key = unit(rng.uniform(0, 360), rng.uniform(20, 80))
+    key = orbit_direction(rng.uniform(0, 360), rng.uniform(20, 80))
     fill = -key * np.array([1.0, 1.0, -0.3])
     return rng.uniform(0.2, 0.45), ((key, rng.uniform(0.4, 0.8)), (fill / np.linalg.norm(fill), rng.uniform(0.1, 0.3)))
 
@@ -55,5 +49,5 @@ def photo_of(mesh: ColoredMesh, rng: np.random.Generator, size: int) -> tuple[Ph
 def direction_error_deg(truth: np.ndarray, pose: torch.Tensor, symmetry: int) -> float:
     """Angle between the true and the recovered camera directions, least over `symmetry` rotations."""
     azimuth, elevation = math.degrees(float(pose[0])), math.degrees(float(pose[1]))
-    return min(math.degrees(math.acos(float(np.clip(unit(azimuth + k * 360.0 / symmetry, elevation) @ truth, -1, 1))))
+    return min(math.degrees(math.acos(float(np.clip(orbit_direction(azimuth + k * 360.0 / symmetry, elevation) @ truth, -1, 1))))
                for k in range(symmetry))
