@@ -20,26 +20,32 @@ rotations of its legs' symmetry) and the time.
         [--mappers MAPPER_RUN/config.yml [--edits "a red chair" ...]]
 
 With --mappers, each chair inverted with `--frame object` is also recoloured by each of --edits
-(the appearance mapper), and the bench prints, as `clipnerf eval` measures colour edits, the
-Delta E of the chair's mean colour to the named colour before and after, and the silhouette IoU.
+(the appearance mapper), rendered as its target is framed, and the bench prints the Delta E to
+the named colour before and after: of the chair's mean colour for a whole-object prompt ("a red
+chair", as `clipnerf eval` measures colour edits), and for a part prompt ("a chair with a red
+seat") of the mean colour of that part's pixels (real chairs: the mesh's PartNet labels, rendered
+from the photo's camera and cut as the photo was), with the colour change of the rest of the
+chair; and the silhouette IoU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from clipnerf_ns.app.collections import synth_object_again
+from clipnerf_ns.app.edit_evaluation import named_part_color_of
 from clipnerf_ns.codes import model_fingerprint
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.meshes import discover_meshes, load_object
 from clipnerf_ns.data.photo_like import direction_error_deg, photo_of
+from clipnerf_ns.data.photos import Photo, make_target, object_window
 from clipnerf_ns.editing.inversion_encoder import run_encoder
 from clipnerf_ns.editing.invert import InversionConfig, run_inversion, start_inversion
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
@@ -60,9 +66,9 @@ def held_out_chairs(synth: Path, partnet: Path | None, collection: Path | None, 
     chairs = []
     if partnet is not None and collection is not None:
         held = {o["id"] for o in json.loads((collection / "collection.json").read_text())["objects"] if o["split"] == "test"}
-        for source in discover_meshes(partnet):
-            if source.object_id in held:
-                mesh, attributes, _ = load_object(source, np.random.default_rng(seed), colors="parts")
+        for index, source in enumerate(discover_meshes(partnet)):
+            if source.object_id in held:  # each chair its own colours (one generator for all drew the same ones)
+                mesh, attributes, _ = load_object(source, np.random.default_rng([seed, index]), colors="parts")
                 chairs.append((f"real {source.object_id}", mesh, attributes))
     if procedural == 0:
         return chairs
@@ -77,22 +83,61 @@ def held_out_chairs(synth: Path, partnet: Path | None, collection: Path | None, 
     return chairs
 
 
-def colour_edit_rows(model, editor, inversion, prompts: list[str], name: str) -> list[dict]:
-    """Each colour prompt applied to the inverted codes (appearance mapper), measured as `clipnerf
-    eval` measures colour edits, on a 64 px view from the recovered direction."""
-    from clipnerf_ns.app.edit_evaluation import image_measures, named_color_of
-    from clipnerf_ns.data.cameras import orbit_camera
+def part_pixels(shot, inversion) -> dict:
+    """The photo's part masks cut and resized as the inversion's target was (a pixel belongs to a
+    part when the part covers more than half of it)."""
+    window = object_window(shot.photo.mask, inversion.config.fill) if inversion.config.frame == "object" else None
+    cut = {}
+    for name, mask in shot.parts.items():
+        as_photo = Photo(torch.zeros(*mask.shape, 3), mask.float(), "alpha")
+        cut[name] = make_target(as_photo, inversion.target.resolution, 45.0, torch.zeros(3), window).mask > 0.5
+    return cut
+
+
+def colour_edit_rows(editor, inversion, shot, prompts: list[str], name: str) -> tuple[list[dict], list[np.ndarray]]:
+    """Each colour prompt applied to the inverted codes (appearance mapper), rendered as the target
+    is framed: a whole-object prompt measured as `clipnerf eval` measures colour edits, a part
+    prompt ("a chair with a red seat") on the pixels of that part of the photo (the mesh's labels).
+    Returns the rows and the edited renders."""
+    from clipnerf_ns.app.edit_evaluation import image_measures, named_color_of, part_measures
     from clipnerf_ns.editing.edit import Edit
 
-    pose, codes = inversion.pose(detach=True), inversion.result_codes()
-    camera = orbit_camera(64, math.degrees(float(pose[0])), math.degrees(float(pose[1])))
-    before = model.render_view(camera, codes)
-    rows = []
+    codes, before = inversion.result_codes(), inversion.render()
+    parts = part_pixels(shot, inversion)
+    rows, renders = [], []
     for prompt in prompts:
-        after = model.render_view(camera, editor.apply(Edit(prompt=prompt, target="appearance"), codes))
-        rows.append({"chair": name, "prompt": prompt, **image_measures(before, after, named_color_of(prompt, "chair"))})
-        print(json.dumps({k: v for k, v in rows[-1].items() if k in ("chair", "prompt", "delta_e_before", "delta_e_after", "iou")}))
-    return rows
+        after = inversion.render(codes=editor.apply(Edit(prompt=prompt, target="appearance"), codes))
+        renders.append(to_uint8(after["rgb"]))
+        part_colour = named_part_color_of(prompt, "chair")
+        if part_colour is None:
+            rows.append({"chair": name, "prompt": prompt, "part": None, **image_measures(before, after, named_color_of(prompt, "chair"))})
+        elif part_colour[0] in parts:
+            part, colour = part_colour
+            rows.append({"chair": name, "prompt": prompt, "part": part, **part_measures(before, after, parts[part], colour)})
+        else:
+            continue
+        print(json.dumps({k: v for k, v in rows[-1].items() if k in ("chair", "prompt", "part", "part_pixels", "delta_e_before",
+                                                                     "delta_e_after", "rest_color_change", "iou")}))
+    return rows, renders
+
+
+def print_colour_edits(rows: list[dict]) -> None:
+    """Whole-object and part colour edits: how many came closer to the named colour."""
+    for kind, chosen in (("whole-object", [r for r in rows if r["part"] is None]),
+                         ("part", [r for r in rows if r["part"] is not None and r["delta_e_before"] is not None])):
+        if not chosen:
+            continue
+        closer = [r["delta_e_after"] < r["delta_e_before"] for r in chosen]
+        line = (f"== {kind} colour edits of the inverted chairs ({len(chosen)}): Delta E of the "
+                f"{'named part' if kind == 'part' else 'chair'} to the named colour "
+                f"{np.mean([r['delta_e_before'] for r in chosen]):.1f} -> {np.mean([r['delta_e_after'] for r in chosen]):.1f}, "
+                f"closer in {sum(closer)} ({np.mean(closer):.0%}), silhouette IoU min {min(r['iou'] for r in chosen):.3f}")
+        if kind == "part":
+            rest = [r["rest_color_change"] for r in chosen if r["rest_color_change"] is not None]
+            hidden = sum(1 for r in rows if r["part"] is not None and r["delta_e_before"] is None)
+            line += (f"; the rest of the chair changed by Delta E {np.mean(rest):.1f} on average "
+                     f"({hidden} edits of a part not in view skipped)")
+        print(line)
 
 
 def main() -> None:
@@ -110,8 +155,12 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=None, help="write input | inverted render tiles here")
     parser.add_argument("--mappers", type=Path, default=None,
                         help="a mapper run of the same stage 1: each --frame object inversion is then edited by --edits")
-    parser.add_argument("--edits", nargs="+", default=["a red chair", "a blue chair", "a yellow chair", "a black chair"],
-                        help="whole-object colour prompts; each inverted chair should come closer to the named colour")
+    parser.add_argument("--edits", nargs="+", default=None,
+                        help="colour prompts, whole-object ('a red chair') or of a part ('a chair with a red seat'; "
+                             "measured on real chairs, whose parts are labelled); default: four whole-object "
+                             "prompts and the library's part prompts")
+    parser.add_argument("--pictured", nargs="*", default=None,
+                        help="edits drawn in --grid after the inversion (default: the first whole-object and the first part prompt)")
     args = parser.parse_args()
     run_config, pipeline = load_run(args.config)
     model = nerf_of(pipeline)
@@ -124,23 +173,35 @@ def main() -> None:
     if args.mappers is not None:
         from clipnerf_ns.editing.edit import editor_for
 
-        editor = editor_for(load_run(args.mappers)[1].model)
+        mapper_model = load_run(args.mappers)[1].model
+        editor = editor_for(mapper_model)
+        if args.edits is None:
+            args.edits = ["a red chair", "a blue chair", "a yellow chair", "a black chair"] + [
+                p for p in mapper_model.library.for_target("appearance") if named_part_color_of(p, "chair") is not None]
+        if args.pictured is None:
+            args.pictured = [next(p for p in args.edits if (named_part_color_of(p, "chair") is None) == whole)
+                             for whole in (True, False) if any((named_part_color_of(p, "chair") is None) == whole for p in args.edits)]
+        if not set(args.pictured) <= set(args.edits):
+            parser.error("--pictured must be among --edits")
     rows, tiles, colour_edits = [], [], []
     for name, mesh, attributes in chairs:
         for _ in range(args.photos):
-            photo, truth = photo_of(mesh, rng, args.size)
+            shot = photo_of(mesh, rng, args.size)
             for framing in args.framings:
                 config = replace(InversionConfig(seed=args.seed), **FRAMINGS[framing])
                 start = time.perf_counter()
-                inversion = start_inversion(model, photo, config, None, encoder)
+                inversion = start_inversion(model, shot.photo, config, None, encoder)
                 run_inversion(inversion, progress=False)
                 seconds = time.perf_counter() - start
+                error = direction_error_deg(shot.direction, inversion.pose(detach=True), symmetry_of(attributes))
                 rows.append({"chair": name, "framing": framing, "psnr": inversion.psnr(), "seconds": seconds,
-                             "direction_error_deg": direction_error_deg(truth, inversion.pose(detach=True), symmetry_of(attributes))})
+                             "direction_error_deg": error})
                 print(json.dumps(rows[-1]), flush=True)
                 tiles.append(np.concatenate([to_uint8(inversion.target.rgb), to_uint8(inversion.render()["rgb"])], 1))
                 if editor is not None and framing == "object":
-                    colour_edits += colour_edit_rows(model, editor, inversion, args.edits, name)
+                    edit_rows, renders = colour_edit_rows(editor, inversion, shot, args.edits, name)
+                    colour_edits += edit_rows
+                    tiles[-1] = np.concatenate([tiles[-1]] + [renders[args.edits.index(p)] for p in args.pictured], 1)
     for framing in args.framings:
         for kind in ("real", "procedural"):
             chosen = [r for r in rows if r["framing"] == framing and r["chair"].startswith("real") == (kind == "real")]
@@ -151,10 +212,7 @@ def main() -> None:
                       f"(within 15: {np.mean([r['direction_error_deg'] <= 15 for r in chosen]):.0%}); "
                       f"{np.mean([r['seconds'] for r in chosen]):.0f} s per photo")
     if colour_edits:
-        closer = [r["delta_e_after"] < r["delta_e_before"] for r in colour_edits]
-        print(f"== colour edits of the inverted chairs ({len(colour_edits)}): Delta E to the named colour "
-              f"{np.mean([r['delta_e_before'] for r in colour_edits]):.1f} -> {np.mean([r['delta_e_after'] for r in colour_edits]):.1f}, "
-              f"closer in {np.mean(closer):.0%}, silhouette IoU min {min(r['iou'] for r in colour_edits):.3f}")
+        print_colour_edits(colour_edits)
     if args.grid is not None and tiles:
         save_grid(tiles, len(args.framings), args.grid)
 

@@ -125,6 +125,10 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                     answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
                     record.update(judge_verdicts(judges.tests[prompt], answers, shape_questions,
                                                  judges.test_texts[prompt], (image_before, record["_image"])))
+                part_colour = named_part_color_of(prompt, library.neutral.split()[-1]) if target == "appearance" else None
+                if part_colour is not None and answers_before:
+                    answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
+                    record.update(part_colour_verdicts(*part_colour, answers))
             records.append(record)
     row = np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in pictured], axis=1)
     return row, records
@@ -143,6 +147,25 @@ def image_measures(before: dict, after: dict, colour: Optional[str]) -> dict:
         named = torch.tensor(NAMED_COLORS[colour])
         measures.update(color=colour, delta_e_before=float(metrics.delta_e(before_color.cpu(), named)),
                         delta_e_after=float(metrics.delta_e(after_color.cpu(), named)))
+    return measures
+
+
+def part_measures(before: dict, after: dict, part: torch.Tensor, colour: str, min_pixels: int = 4) -> dict:
+    """A part colour edit measured on the part's pixels (`part`, a bool (h, w) mask of the unedited
+    render's frame): the distance (CIE Lab) of the part's mean colour to the named colour before
+    and after, and the colour change of the rest of the object; None values where the part shows
+    fewer than `min_pixels` pixels."""
+    shown = metrics.silhouette(before["accumulation"]) & part.to(before["rgb"].device)
+    rest = metrics.silhouette(before["accumulation"]) & ~part.to(before["rgb"].device)
+    named = torch.tensor(NAMED_COLORS[colour])
+    measures = {"color": colour, "part_pixels": int(shown.sum()),
+                "iou": metrics.silhouette_iou(before["accumulation"], after["accumulation"]),
+                "delta_e_before": None, "delta_e_after": None, "rest_color_change": None}
+    if int(shown.sum()) >= min_pixels:
+        measures.update(delta_e_before=float(metrics.delta_e(before["rgb"][shown].mean(0).cpu(), named)),
+                        delta_e_after=float(metrics.delta_e(after["rgb"][shown].mean(0).cpu(), named)))
+    if int(rest.sum()) >= min_pixels:
+        measures["rest_color_change"] = float(metrics.delta_e(before["rgb"][rest].mean(0), after["rgb"][rest].mean(0)))
     return measures
 
 
@@ -181,6 +204,7 @@ def summarize_edits(records: list[dict], library, latency: dict) -> dict:
                      "after": mean([r["haze_after"] for r in records if r["target"] == t])} for t in targets},
         "judged_shape_edits": judged_flips(records),
         "judged_shape_families": judged_families(records),
+        "judged_part_colour_edits": judged_part_colours(records),
     }
 
 
@@ -211,6 +235,27 @@ def named_color_of(prompt: str, noun: str) -> Optional[str]:
     return None
 
 
+PART_WORDS = {"seat": "seat", "seat cushion": "seat", "back": "back", "backrest": "back", "legs": "base",
+              "base": "base", "arms": "arms", "armrests": "arms"}
+"""The words of a part colour prompt -> the part ("seat", "back", "base", "arms": PartNet's groups)."""
+
+
+def named_part_color_of(prompt: str, noun: str) -> Optional[tuple[str, str]]:
+    """(part, colour name) of a part colour prompt ('a chair with a crimson seat' -> ('seat', 'red')), else None."""
+    words = prompt.strip().lower()
+    head = f"a {noun} with "
+    if not words.startswith(head):
+        return None
+    rest = words[len(head):].removeprefix("an ").removeprefix("a ")
+    for word, part in PART_WORDS.items():
+        if rest.endswith(" " + word):
+            colour = rest[: -len(word) - 1]
+            for name, synonyms in COLOR_SYNONYMS.items():
+                if colour in synonyms:
+                    return part, name
+    return None
+
+
 def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:
     """{question: answer} of the first image of a judge's answers."""
     return {q: a[0] for q, a in answers.items()}
@@ -235,6 +280,39 @@ def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str],
             "judge_has_before": before[test.question] == test.answer, "judge_has_after": after[test.question] == test.answer,
             "judge_others_compared": others, "judge_others_changed": [q for q in others if before[q] != after[q]],
             "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
+
+
+PART_COLOUR_QUESTIONS = {"seat": "seat_color", "back": "back_color", "base": "leg_color", "arms": "arm_color"}
+"""The judge's colour question of each part a part colour prompt names."""
+
+
+def part_colour_verdicts(part: str, colour: str, answers: tuple[dict, dict]) -> dict:
+    """Does the judge see the named part in the named colour before and after a part colour edit,
+    and which of the other parts' colours (those that apply to both renders) it reads alike."""
+    before, after = answers
+    question = PART_COLOUR_QUESTIONS[part]
+    if question not in before or not applies_judged(question, before):
+        return {}  # a stool has no back to colour
+    others = other_questions(list(PART_COLOUR_QUESTIONS.values()), question, before, after)
+    others = [q for q in others if q in before and q in after]
+    return {"part_question": question, "part_has_before": before[question] == colour, "part_has_after": after[question] == colour,
+            "part_others_compared": others, "part_others_changed": [q for q in others if before[q] != after[q]]}
+
+
+def judged_part_colours(records: list[dict]) -> dict:
+    """Per part colour prompt, as the judge reads the renders: among objects whose part was not
+    already the named colour, the share that have it after the edit; and the share of the other
+    parts' colours it reads alike before and after (1.0: the edit kept to its part)."""
+    out = {}
+    for prompt in dict.fromkeys(r["prompt"] for r in records if "part_question" in r):
+        rows = [r for r in records if r["prompt"] == prompt and "part_question" in r]
+        lacking = [r["part_has_after"] for r in rows if not r["part_has_before"]]
+        compared = sum(len(r["part_others_compared"]) for r in rows)
+        out[prompt] = {"edits": len(rows), "lacking_before": len(lacking),
+                       "flip_rate": float(np.mean(lacking)) if lacking else float("nan"),
+                       "other_parts_kept": 1.0 - sum(len(r["part_others_changed"]) for r in rows) / compared
+                       if compared else float("nan")}
+    return out
 
 
 def judged_flips(records: list[dict]) -> dict:

@@ -238,13 +238,15 @@ def _file_colors(parts: list[trimesh.Trimesh], rng: np.random.Generator, colors:
     return out
 
 
-def _paint(parts: list[trimesh.Trimesh], verts: list[np.ndarray], colors: list[np.ndarray]) -> ColoredMesh:
+def _paint(parts: list[trimesh.Trimesh], verts: list[np.ndarray], colors: list[np.ndarray],
+           groups: list[str] | None = None) -> ColoredMesh:
     faces, offset = [], 0
     for part, v in zip(parts, verts):
         faces.append(np.asarray(part.faces, dtype=np.int64) + offset)
         offset += len(v)
     mesh = trimesh.Trimesh(np.concatenate(verts), np.concatenate(faces), process=False)
-    return ColoredMesh(mesh, np.concatenate(colors))
+    face_parts = None if groups is None else np.repeat(np.array(groups), [len(f) for f in faces])
+    return ColoredMesh(mesh, np.concatenate(colors), face_parts)
 
 
 def _labelled_chair(source: MeshSource, loaded: list, labels: PartLabels, rng: np.random.Generator,
@@ -275,7 +277,7 @@ def _labelled_chair(source: MeshSource, loaded: list, labels: PartLabels, rng: n
         face_colors = _file_colors(parts, rng, colors)
     a["kind"] = chair_kind(a)
     captions = make_captions("chairs", a, rng)
-    return _paint(parts, verts, face_colors), {**_describe(source, parts), **a}, captions
+    return _paint(parts, verts, face_colors, group), {**_describe(source, parts), **a}, captions
 
 
 def _group_faces(verts: list[np.ndarray], parts: list[trimesh.Trimesh]) -> Faces:

@@ -6,13 +6,14 @@ inversion on photos of known camera (`bench/bench_photo_inversion.py`, the tests
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from clipnerf_ns.data.cameras import look_at, orbit_direction
 from clipnerf_ns.data.photos import Photo
-from clipnerf_ns.data.render import ColoredMesh, Intrinsics, Lighting, box_corners, framing_intrinsics, render
+from clipnerf_ns.data.render import ColoredMesh, Intrinsics, Lighting, box_corners, framing_intrinsics, part_masks, render
 
 
 def photo_camera(rng: np.random.Generator, corners: np.ndarray, size: int) -> tuple[np.ndarray, Intrinsics, np.ndarray]:
@@ -39,11 +40,24 @@ def random_lighting(rng: np.random.Generator) -> Lighting:
     return rng.uniform(0.2, 0.45), ((key, rng.uniform(0.4, 0.8)), (fill / np.linalg.norm(fill), rng.uniform(0.1, 0.3)))
 
 
-def photo_of(mesh: ColoredMesh, rng: np.random.Generator, size: int) -> tuple[Photo, np.ndarray]:
-    """A photo-like render of `mesh` (short side `size` px) and the unit direction from its centre to the camera."""
+@dataclass(frozen=True)
+class PhotoLike:
+    """A photo-like render and the truth the inversion is not told."""
+
+    photo: Photo
+    direction: np.ndarray
+    """(3,) unit direction from the object's centre to the camera."""
+    parts: dict[str, torch.Tensor]
+    """(h, w) bool mask of each labelled part's pixels (empty for a mesh without part labels)."""
+
+
+def photo_of(mesh: ColoredMesh, rng: np.random.Generator, size: int) -> PhotoLike:
+    """A photo-like render of `mesh`, its short side `size` px."""
     c2w, intrinsics, direction = photo_camera(rng, box_corners(*mesh.mesh.bounds), size)
     rgba = render(mesh, c2w[None], intrinsics, lighting=random_lighting(rng)).rgba[0].astype(np.float32) / 255.0
-    return Photo(torch.from_numpy(rgba[..., :3]), torch.from_numpy(rgba[..., 3]), "alpha"), direction
+    photo = Photo(torch.from_numpy(rgba[..., :3]), torch.from_numpy(rgba[..., 3]), "alpha")
+    parts = {name: torch.from_numpy(mask) for name, mask in part_masks(mesh, c2w, intrinsics).items()}
+    return PhotoLike(photo, direction, parts)
 
 
 def direction_error_deg(truth: np.ndarray, pose: torch.Tensor, symmetry: int) -> float:

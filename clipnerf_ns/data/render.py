@@ -21,6 +21,8 @@ class ColoredMesh:
 
     mesh: trimesh.Trimesh
     face_colors: np.ndarray  # (F, 3) float32
+    face_parts: Optional[np.ndarray] = None
+    """(F,) the semantic part of each face ("seat", "back", ...), where labels say (PartNet chairs)."""
 
     def __post_init__(self) -> None:
         self.face_colors = np.asarray(self.face_colors, dtype=np.float32)
@@ -30,11 +32,14 @@ class ColoredMesh:
             )
 
     @staticmethod
-    def from_parts(parts: list[tuple[trimesh.Trimesh, tuple[float, float, float]]]) -> "ColoredMesh":
-        """Concatenate (mesh, rgb) parts into one mesh with per-face colours."""
+    def from_parts(parts: list[tuple[trimesh.Trimesh, tuple[float, float, float]]],
+                   names: Optional[Sequence[str]] = None) -> "ColoredMesh":
+        """Concatenate (mesh, rgb) parts into one mesh with per-face colours (and, given each part's
+        semantic name, per-face part labels)."""
         meshes = [m for m, _ in parts]
         colors = [np.tile(np.asarray(c, dtype=np.float32), (len(m.faces), 1)) for m, c in parts]
-        return ColoredMesh(trimesh.util.concatenate(meshes), np.concatenate(colors, axis=0))
+        face_parts = None if names is None else np.repeat(np.array(names), [len(m.faces) for m in meshes])
+        return ColoredMesh(trimesh.util.concatenate(meshes), np.concatenate(colors, axis=0), face_parts)
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,19 @@ def render(mesh: ColoredMesh, c2ws: np.ndarray, intrinsics, supersample: int = 3
         rgba[i, ..., :3] = np.round(color * 255)
         rgba[i, ..., 3] = np.round(hit * 255)
     return RenderOutput(rgba, depth)
+
+
+def part_masks(mesh: ColoredMesh, c2w: np.ndarray, intrinsics: Intrinsics) -> dict[str, np.ndarray]:
+    """(h, w) bool mask of each labelled part's pixels (the part of the first face each pixel-centre
+    ray hits), for measuring what an edit did to a part; empty when the mesh has no part labels."""
+    if mesh.face_parts is None:
+        return {}
+    origins, dirs = pixel_rays(intrinsics, c2w, np.array([[0.5, 0.5]]))
+    tri, ray = _intersector(mesh.mesh).intersects_id(origins, dirs, multiple_hits=False)
+    part = np.full(len(dirs), "", dtype=object)
+    part[ray] = np.asarray(mesh.face_parts, dtype=object)[tri]
+    part = part.reshape(intrinsics.height, intrinsics.width)
+    return {name: part == name for name in sorted(set(mesh.face_parts))}
 
 
 def _edge_pixels(color: np.ndarray, hit: np.ndarray) -> np.ndarray:

@@ -252,9 +252,10 @@ def chair_part_shades(a: dict, rng: np.random.Generator) -> dict[str, tuple[floa
 def _build_chair(a: dict, rng: np.random.Generator) -> ColoredMesh:
     z_top = -0.5 + a["seat_height"]
     rgb = chair_part_shades(a, rng)
-    parts = (_chair_seat(a, z_top, rgb["seat"]) + _chair_legs(a, z_top, rgb["base"])
-             + _chair_back(a, z_top, rgb["back"]) + _chair_arms(a, z_top, rgb["arms"]))
-    return ColoredMesh.from_parts(parts)
+    groups = {"seat": _chair_seat(a, z_top, rgb["seat"]), "base": _chair_legs(a, z_top, rgb["base"]),
+              "back": _chair_back(a, z_top, rgb["back"]), "arms": _chair_arms(a, z_top, rgb["arms"])}
+    return ColoredMesh.from_parts([p for parts in groups.values() for p in parts],
+                                  [name for name, parts in groups.items() for _ in parts])
 
 
 def generate_chair(rng: np.random.Generator, version: int = GENERATOR_VERSION) -> ProceduralObject:

@@ -184,13 +184,16 @@ class Inversion:
         return {key: torch.cat(value) for key, value in pieces.items()}
 
     @torch.no_grad()
-    def render(self, resolution: Optional[int] = None, pose: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """The current codes from the current (or a given) pose, as (h, w, c) images."""
+    def render(self, resolution: Optional[int] = None, pose: Optional[Tensor] = None,
+               codes: Optional[Codes] = None) -> dict[str, Tensor]:
+        """The current (or given) codes from the current (or a given) pose, as (h, w, c) images
+        framed as the target (an edit of the inverted codes, seen as the photo shows them)."""
         resolution = resolution or self.target.resolution
         focal = self.target.focal * resolution / self.target.resolution
         pose = self.pose(detach=True) if pose is None else pose.to(self.device)
-        grid = self.model.occupancy_for_codes(self.codes().z_s)
-        out = self.render_pixels(pose, self.codes(), pixel_grid(resolution, self.device), grid, resolution, focal)
+        codes = self.codes() if codes is None else codes.to(self.device)
+        grid = self.model.occupancy_for_codes(codes.z_s)
+        out = self.render_pixels(pose, codes, pixel_grid(resolution, self.device), grid, resolution, focal)
         return {key: value.reshape(resolution, resolution, -1) for key, value in out.items()}
 
     # -- one step

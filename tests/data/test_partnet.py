@@ -51,6 +51,8 @@ def test_parts_get_their_named_colours_and_captions_name_only_those(tmp_path):
         mesh, a, captions = _load(folder, seed)
         named = {nearest_color_name(c) for c in np.unique(mesh.face_colors, axis=0)}
         assert named == {a["seat_color"], a["back_color"], a["leg_color"]}
+        for part, key in (("seat", "seat_color"), ("back", "back_color"), ("base", "leg_color")):  # each face knows its part
+            assert {nearest_color_name(c) for c in mesh.face_colors[mesh.face_parts == part]} == {a[key]}
         allowed = {w for name in named for w in COLOR_SYNONYMS[name]} | {"wooden", "metal", "wood"}
         for caption in captions:
             for word in COLOR_WORDS - allowed:

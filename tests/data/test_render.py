@@ -6,7 +6,7 @@ import trimesh
 
 from clipnerf_ns.data.build import ViewPlan
 from clipnerf_ns.data.cameras import hemisphere_poses, look_at, ring_poses
-from clipnerf_ns.data.render import ColoredMesh, Intrinsics, pixel_rays, render
+from clipnerf_ns.data.render import ColoredMesh, Intrinsics, part_masks, pixel_rays, render
 
 RADIUS, DISTANCE = 0.4, 2.5
 
@@ -166,3 +166,23 @@ def test_unlit_render_shows_the_face_colours_as_they_are():
     np.testing.assert_allclose(unlit.rgba[0][inside][:, :3], np.broadcast_to(np.array([0.8, 0.3, 0.2]) * 255, (inside.sum(), 3)), atol=1)
     assert np.abs(lit.rgba[0][inside][:, :3].astype(int) - unlit.rgba[0][inside][:, :3]).max() > 20
     np.testing.assert_array_equal(lit.rgba[..., 3], unlit.rgba[..., 3])
+
+
+def test_part_masks_label_each_covered_pixel_with_its_part():
+    """A procedural chair seen from the front: each pixel its centre ray hits belongs to exactly one
+    part, and that part's colour is the one the unlit render shows there."""
+    from clipnerf_ns.data.synth_chairs import generate_chair
+
+    chair = generate_chair(np.random.default_rng(3))
+    intr = Intrinsics.from_fov(48, 48, 40.0)
+    c2w = look_at([0.3, -DISTANCE, 0.6])
+    masks = part_masks(chair.mesh, c2w, intr)
+    assert {"seat", "back", "base"} <= set(masks)
+    unlit = render(chair.mesh, c2w[None], intr, supersample=1, lit=False).rgba[0]
+    stacked = np.stack(list(masks.values()))
+    np.testing.assert_array_equal(stacked.sum(0), unlit[..., 3] == 255)
+    for name, mask in masks.items():
+        assert mask.sum() > 0, name
+        colours = chair.mesh.face_colors[chair.mesh.face_parts == name]
+        np.testing.assert_allclose(unlit[mask][:, :3] / 255.0, np.broadcast_to(colours[0], (mask.sum(), 3)), atol=1 / 255)
+    assert part_masks(sphere(), c2w, intr) == {}

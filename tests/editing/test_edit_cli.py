@@ -137,7 +137,7 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     library.write_text(
         "neutral: a chair\n"
         "shape: [a chair with a tall back, an armchair]\n"
-        "appearance: [a red chair, a blue chair, a green chair]\n"
+        "appearance: [a red chair, a blue chair, a green chair, a chair with a red seat]\n"
         "tests:\n"
         "  - {prompt: an armchair, opposite: a dining chair, question: armrests, answer: 'yes',\n"
         "     where: {kind: [armchair, dining chair]}}\n"
@@ -150,11 +150,15 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     doc = json.loads((out / "eval.json").read_text())
     summary, edits = doc["summary"], doc["edits"]
     objects = summary["objects"]
-    assert objects == 1 and summary["edits"] == 5  # one held-out chair, each prompt once
+    assert objects == 1 and summary["edits"] == 6  # one held-out chair, each prompt once
     assert {e["prompt"] for e in edits} == {"a chair with a tall back", "an armchair", "a red chair", "a blue chair",
-                                            "a green chair"}
+                                            "a green chair", "a chair with a red seat"}
     assert {len(e["candidates"]) for e in edits if e["target"] == "shape"} == {2}
-    assert summary["candidates"] == {"appearance": 3, "shape": 2}
+    assert summary["candidates"] == {"appearance": 4, "shape": 2}
+    seat = next(e for e in edits if e["prompt"] == "a chair with a red seat")  # judged on the seat, the other parts apart
+    assert seat["part_question"] == "seat_color" and "seat_color" not in seat["part_others_compared"]
+    assert "leg_color" in seat["part_others_compared"]
+    assert summary["judged_part_colour_edits"]["a chair with a red seat"]["edits"] == 1
     assert 0.0 <= summary["five_way_accuracy"]["appearance"] <= 1.0
     assert summary["judged_shape_edits"]["an armchair"]["objects"] == 1
     family = summary["judged_shape_families"]["armrests"]

@@ -210,12 +210,12 @@ def test_a_photo_like_render_of_the_unseen_chair_inverts_when_framed_on_it(shipp
     model, encoder = shipped
     document = json.loads((pretrained_runs.data / "collection.json").read_text())
     index = [obj["id"] for obj in document["objects"]].index(UNSEEN_CHAIR_ID)
-    photo, truth = photo_of(synth_object_again(document["generator"]["options"], index).mesh, np.random.default_rng(2), 128)
-    assert photo.mask.shape != (128, 128)  # portrait or landscape
-    inversion = start_inversion(model, photo, InversionConfig(frame="object"), encoder=encoder)
+    shot = photo_of(synth_object_again(document["generator"]["options"], index).mesh, np.random.default_rng(2), 128)
+    assert shot.photo.mask.shape != (128, 128)  # portrait or landscape
+    inversion = start_inversion(model, shot.photo, InversionConfig(frame="object"), encoder=encoder)
     run_inversion(inversion, progress=False)
     assert inversion.config.camera == "free"
-    assert inversion.psnr() > 26.0 and direction_error_deg(truth, inversion.pose(detach=True), 1) < 5.0
+    assert inversion.psnr() > 26.0 and direction_error_deg(shot.direction, inversion.pose(detach=True), 1) < 5.0
 
 
 def test_encoders_of_another_version_or_damaged_are_one_line_errors(tmp_path):

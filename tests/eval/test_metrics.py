@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from clipnerf_ns.app.edit_evaluation import named_color_of
+from clipnerf_ns.app.edit_evaluation import named_color_of, named_part_color_of, part_measures
+from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.eval.metrics import delta_e, haze, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
 
 
@@ -48,3 +49,26 @@ def test_colour_prompts_are_recognised():
     assert named_color_of("An ivory chair", "chair") == "white"
     assert named_color_of("a chair with a red seat", "chair") is None
     assert named_color_of("a wooden chair", "chair") is None
+
+
+def test_part_colour_prompts_name_a_part_and_a_colour():
+    assert named_part_color_of("a chair with a crimson seat", "chair") == ("seat", "red")
+    assert named_part_color_of("a chair with black legs", "chair") == ("base", "black")
+    assert named_part_color_of("A chair with an ivory seat cushion", "chair") == ("seat", "white")
+    assert named_part_color_of("a chair with a red backrest", "chair") == ("back", "red")
+    assert named_part_color_of("a red chair", "chair") is None
+    assert named_part_color_of("a chair with a tall back", "chair") is None
+
+
+def test_a_part_edit_is_measured_on_the_part_and_the_rest_apart():
+    """A grey 4 x 4 object whose top half (the part) turns red: the part reaches red, the rest is unchanged."""
+    part = torch.zeros(4, 4, dtype=torch.bool)
+    part[:2] = True
+    before = {"rgb": torch.full((4, 4, 3), 0.5), "accumulation": torch.ones(4, 4, 1)}
+    after = {"rgb": before["rgb"].clone(), "accumulation": torch.ones(4, 4, 1)}
+    after["rgb"][:2] = torch.tensor(NAMED_COLORS["red"])
+    measures = part_measures(before, after, part, "red")
+    assert measures["delta_e_after"] < 1.0 < 30.0 < measures["delta_e_before"]
+    assert measures["rest_color_change"] == 0.0 and measures["iou"] == 1.0 and measures["part_pixels"] == 8
+    hidden = part_measures(before, after, torch.zeros(4, 4, dtype=torch.bool), "red")
+    assert hidden["delta_e_before"] is None and hidden["part_pixels"] == 0
