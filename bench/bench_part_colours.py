@@ -41,6 +41,17 @@ def coloured(chair: ColoredMesh, parts: tuple[str, ...], colour: str) -> Colored
     return ColoredMesh(chair.mesh, rgb, chair.face_parts)
 
 
+def chairs_with_backs(seed: int, count: int):
+    """(index, mesh) of the first `count` chairs of `seed` that have a seat, a back and legs."""
+    index, found = 0, 0
+    while found < count:
+        chair = generate_chair(np.random.default_rng([seed, index])).mesh
+        if {"seat", "back", "base"} <= set(chair.face_parts):  # a stool has no back to colour
+            found += 1
+            yield index, chair
+        index += 1
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,42 +63,65 @@ def main() -> None:
     judge = Judge.load()
     prompts = [(p, *named_part_color_of(p, "chair")) for p in load_prompt_library(None, "chairs").for_target("appearance")
                if named_part_color_of(p, "chair") is not None]
-    right = {(p, who, against): [] for p, _, _ in prompts for who in encoders
-             for against in ("whole", "other part")}
+    images = {name: {} for name in encoders}  # (chair, prompt, colouring) -> mean image embedding
     judged = {p: [] for p, _, _ in prompts}
-    chairs, index = 0, 0
-    while chairs < args.objects:
-        chair = generate_chair(np.random.default_rng([args.seed, index])).mesh
-        index += 1
-        if not {"seat", "back", "base"} <= set(chair.face_parts):
-            continue  # a stool has no back to colour
-        chairs += 1
+    for index, chair in chairs_with_backs(args.seed, args.objects):
         for prompt, part, colour in prompts:
             colourings = {"part": coloured(chair, (part,), colour), "whole": coloured(chair, tuple(set(chair.face_parts)), colour),
                           "other part": coloured(chair, (OTHER_PART[part],), colour)}
-            for name_of_clip, encoder in encoders.items():
-                text = encoder.encode_text([prompt])[0]
-                similarity = {}
+            for name, encoder in encoders.items():
                 for colouring, mesh in colourings.items():
                     rgba = render_views(mesh, "chairs", np.random.default_rng(index), args.views, encoder.image_size, "front",
                                         framing_of(encoder, "chairs"))
                     image = encoder.encode_image(over_white(rgba)).mean(0)
-                    similarity[colouring] = float(text @ image / image.norm())
-                for against in ("whole", "other part"):
-                    right[prompt, name_of_clip, against].append(similarity["part"] > similarity[against])
+                    images[name][index, prompt, colouring] = image / image.norm()
             rgba = render_views(colourings["part"], "chairs", np.random.default_rng(index), args.views, judge.image_size,
                                 "front", framing_of(judge, "chairs"))
             with torch.no_grad():
                 answers = judge.answers(over_white(rgba), "chairs")[PART_COLOUR_QUESTIONS[part]]
             judged[prompt].append(np.mean([a == colour for a in answers]))
-    names = list(encoders)
-    print(f"{chairs} fresh chairs (seed {args.seed}), {args.views} front views of each colouring\n")
-    header = " | ".join(f"`{n}`: part over whole / over other part" for n in names)
+    print(f"{args.objects} fresh chairs (seed {args.seed}), {args.views} front views of each colouring\n")
+    print_choices(encoders, images, prompts, judged)
+    print_probes(images, prompts)
+
+
+def print_choices(encoders: dict, images: dict, prompts: list, judged: dict) -> None:
+    """The table: how often each CLIP's prompt is closer to the part-only colouring than to the others."""
+    header = " | ".join(f"`{n}`: part over whole / over other part" for n in encoders)
     print(f"| part prompt | {header} | judge reads the part's colour |")
-    print("| --- | " + " | ".join("---" for _ in names) + " | --- |")
+    print("| --- | " + " | ".join("---" for _ in encoders) + " | --- |")
     for prompt, _, _ in prompts:
-        cells = [f"{np.mean(right[prompt, n, 'whole']):.2f} / {np.mean(right[prompt, n, 'other part']):.2f}" for n in names]
+        cells = []
+        for name, encoder in encoders.items():
+            text = encoder.encode_text([prompt])[0]
+            chairs = sorted({c for c, p, _ in images[name] if p == prompt})
+            score = {k: np.array([float(text @ images[name][c, prompt, k]) for c in chairs]) for k in ("part", "whole", "other part")}
+            cells.append(f"{np.mean(score['part'] > score['whole']):.2f} / {np.mean(score['part'] > score['other part']):.2f}")
         print(f"| {prompt} | " + " | ".join(cells) + f" | {np.mean(judged[prompt]):.2f} |")
+
+
+def print_probes(images: dict, prompts: list) -> None:
+    """What each CLIP's image embedding holds, whatever its text side reads: a linear probe fit on
+    the first half of the chairs and scored on the rest tells the part-only colouring from the
+    whole chair in that colour, and a coloured seat from a coloured back (all prompts pooled)."""
+    from bench_clip import balanced, fit_linear_probe
+
+    for name, table in images.items():
+        chairs = sorted({c for c, _, _ in table})
+        fit = set(chairs[: len(chairs) // 2])
+        figures = []
+        for other, which in (("whole", [p for p, _, _ in prompts]), ("other part", [p for p, part, _ in prompts if part != "base"])):
+            rows = [(c, p, k) for c in chairs for p in which for k in ("part", other)]
+            x = torch.stack([table[r] for r in rows])
+            if other == "whole":  # is the colour on one part only?
+                y = torch.tensor([k == "part" for _, _, k in rows])
+            else:  # is the coloured part the seat?
+                y = torch.tensor([(dict((q, part) for q, part, _ in prompts)[p] == "seat") == (k == "part") for _, p, k in rows])
+            train = torch.tensor([c in fit for c, _, _ in rows])
+            probe = fit_linear_probe(x[train], y[train])
+            figures.append(balanced(probe(x[~train]), y[~train]))
+        print(f"{name}: a linear probe of the image embedding tells one part coloured from the whole chair at "
+              f"{figures[0]:.2f}, the seat coloured from the back at {figures[1]:.2f} (balanced, held-out chairs)")
 
 
 if __name__ == "__main__":

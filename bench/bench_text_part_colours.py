@@ -1,0 +1,145 @@
+"""Can the text side alone learn which part a colour is on? A text-only fine-tune, measured (not a test).
+
+    OMP_NUM_THREADS=1 python bench/bench_text_part_colours.py [--weights compact] [--steps 600] [--keep 2]
+
+`bench_part_colours.py` shows the shipped CLIPs' image embeddings hold which part of a chair is
+coloured (a linear probe reads it at 0.99 to 1.00) while their text side does not. This bench
+freezes the image tower, embeds `--train-chairs` fresh chairs of seed 5000 once in three
+colourings each (seat, back and legs in three different colours S, B, L; the whole chair in S;
+S on the back and B on the seat), and trains the text tower so that each colouring picks its own
+description among "a chair with a S seat", "a S chair", "a chair with a S back", "a chair with a B
+seat" and each of the first three picks its colouring among the three, plus `--keep` times the
+squared change of the embeddings of the library's prompts, tests, synonyms and colour words.
+It prints, before and after, the choice table of `bench_part_colours.py` on `--eval-chairs` chairs
+of seed 1000, the library's binary shape tests and 12-way colour words on 100 fresh chairs, and
+how far the library's texts moved. Nothing is saved.
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from bench_part_colours import OTHER_PART, chairs_with_backs, coloured  # the bench's folder is the script's
+
+from clipnerf_ns.app.edit_evaluation import named_part_color_of
+from clipnerf_ns.clip.domain_data import framing_of, over_white, render_objects, render_views
+from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, image_features
+from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, encode_text_trimmed
+from clipnerf_ns.data.render import ColoredMesh
+from clipnerf_ns.data.synth_parts import NAMED_COLORS
+from clipnerf_ns.editing.prompts import load_prompt_library
+
+SEAT, BACK = "a chair with a {} seat", "a chair with a {} back"
+
+
+def painted(chair: ColoredMesh, colours: dict) -> ColoredMesh:
+    """The chair with each part in its named colour (arms as the seat)."""
+    rgb = np.stack([NAMED_COLORS[colours.get(part, colours["seat"])] for part in chair.face_parts]).astype(np.float32)
+    return ColoredMesh(chair.mesh, rgb, chair.face_parts)
+
+
+def embedded(encoder, mesh: ColoredMesh, seed: int, views: int) -> torch.Tensor:
+    """The unit mean image embedding of `views` front views of `mesh`."""
+    rgba = render_views(mesh, "chairs", np.random.default_rng(seed), views, encoder.image_size, "front",
+                        framing_of(encoder, "chairs"))
+    image = encoder.encode_image(over_white(rgba)).mean(0)
+    return image / image.norm()
+
+
+def training_groups(encoder, chairs: int) -> list:
+    """(images of the three colourings, S, B) of each training chair."""
+    rng, groups = np.random.default_rng(7), []
+    for index, chair in chairs_with_backs(5000, chairs):
+        s, b, legs = rng.choice(list(NAMED_COLORS), 3, replace=False)
+        colourings = ({"seat": s, "back": b, "base": legs}, {"seat": s, "back": s, "base": s}, {"seat": b, "back": s, "base": legs})
+        groups.append((torch.stack([embedded(encoder, painted(chair, c), index, 2) for c in colourings]), s, b))
+    return groups
+
+
+def train_text(encoder, groups: list, steps: int, lr: float, keep: float, keep_texts: list[str]) -> None:
+    """Fine-tune `encoder`'s text tower in place on the groups (see the module's docstring)."""
+    model = encoder.model
+    params = [p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"]
+    for p in params:
+        p.requires_grad_(True)
+
+    def text(texts):
+        return F.normalize(encode_text_trimmed(model, encoder.tokenizer(texts)).float(), dim=-1)
+
+    with torch.no_grad():
+        before = text(keep_texts)
+    optimizer, scale, right = torch.optim.AdamW(params, lr=lr, weight_decay=0.0), model.logit_scale.exp().detach(), torch.arange(3)
+    start = time.perf_counter()
+    for step in range(steps):
+        terms = []
+        for k in np.random.default_rng(step).choice(len(groups), 16, replace=False):
+            images, s, b = groups[k]
+            texts = text([SEAT.format(s), f"a {s} chair", BACK.format(s), SEAT.format(b)])
+            terms += [F.cross_entropy(scale * images @ texts.T, right), F.cross_entropy(scale * texts[:3] @ images.T, right)]
+        change = (text(keep_texts) - before).pow(2).sum(-1).mean()
+        loss = torch.stack(terms).mean() + keep * change
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"step {step}: loss {loss.item():.3f} (change {change.item():.4f}), {time.perf_counter() - start:.0f} s", flush=True)
+    for p in params:
+        p.requires_grad_(False)
+
+
+def choice_table(encoder, images: dict, prompts: list) -> str:
+    """Per part prompt: part only over whole / over another part (`bench_part_colours.py`'s table)."""
+    chairs = sorted({c for c, _, _ in images})
+    cells = []
+    for prompt, _, _ in prompts:
+        t = encoder.encode_text([prompt])[0]
+        score = {k: np.array([float(t @ images[c, prompt, k]) for c in chairs]) for k in ("part", "whole", "other")}
+        cells.append(f"{prompt.removeprefix('a chair with ')}: {np.mean(score['part'] > score['whole']):.2f} / "
+                     f"{np.mean(score['part'] > score['other']):.2f}")
+    return " | ".join(cells)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default="compact", help="a shipped CLIP's name")
+    parser.add_argument("--train-chairs", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--keep", type=float, default=2.0, help="weight of the library texts' squared change")
+    parser.add_argument("--eval-chairs", type=int, default=30, help="chairs of seed 1000 for the choice table")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    encoder = ClipEncoder.load(ClipConfig(model=args.weights))
+    library = load_prompt_library(None, "chairs")
+    prompts = [(p, *named_part_color_of(p, "chair")) for p in library.for_target("appearance") if named_part_color_of(p, "chair")]
+    images = {}
+    for index, chair in chairs_with_backs(1000, args.eval_chairs):
+        for prompt, part, colour in prompts:
+            for kind, parts in (("part", (part,)), ("whole", tuple(set(chair.face_parts))), ("other", (OTHER_PART[part],))):
+                images[index, prompt, kind] = embedded(encoder, coloured(chair, parts, colour), index, 4)
+    data = render_objects(1000, ["chairs"], 100, 2, 1, "default", encoder.image_size, description="rendering", band="front",
+                          framing=framing_of(encoder, "chairs"))
+    features = image_features(encoder, data)
+    keep_texts = sorted(set(library.for_target("appearance")) | set(library.for_target("shape")) | {library.neutral}
+                        | {x for t in library.tests for x in (t.prompt, t.opposite, *t.synonyms)}
+                        | {f"a {c} chair" for c in NAMED_COLORS})
+    old_texts = encoder.encode_text(keep_texts)
+    for stage in ("before", "after"):
+        if stage == "after":
+            train_text(encoder, training_groups(encoder, args.train_chairs), args.steps, args.lr, args.keep, keep_texts)
+        tests = binary_tests(encoder, data, library.tests, "chairs", features)
+        colours = color_accuracy(encoder, features, [c for c in data.categories for _ in range(2)],
+                                 [c for c in data.colors for _ in range(2)])
+        accuracies = [t["accuracy"] for t in tests]
+        print(f"{stage}: {choice_table(encoder, images, prompts)}\n{stage}: binary shape tests "
+              f"{' '.join(f'{a:.2f}' for a in accuracies)} (lowest {min(accuracies):.2f}); colour words {colours:.2f}", flush=True)
+    cosine = (encoder.encode_text(keep_texts) * old_texts).sum(-1)
+    print(f"the library's texts: cosine to their old embeddings mean {cosine.mean():.3f}, lowest {cosine.min():.3f}")
+
+
+if __name__ == "__main__":
+    main()
