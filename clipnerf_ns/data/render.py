@@ -30,6 +30,8 @@ class ColoredMesh:
             raise ValueError(
                 f"face_colors must have shape ({len(self.mesh.faces)}, 3), got {self.face_colors.shape}"
             )
+        if self.face_parts is not None and len(self.face_parts) != len(self.mesh.faces):
+            raise ValueError(f"face_parts must name the part of each of the {len(self.mesh.faces)} faces, got {len(self.face_parts)}")
 
     @staticmethod
     def from_parts(parts: list[tuple[trimesh.Trimesh, tuple[float, float, float]]],
