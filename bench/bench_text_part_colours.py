@@ -4,20 +4,24 @@
 
 `bench_part_colours.py` shows the shipped CLIPs' image embeddings hold which part of a chair is
 coloured (a linear probe reads it at 0.99 to 1.00) while their text side does not. This bench
-freezes the image tower, embeds `--train-chairs` fresh chairs of seed 5000 once in three
+freezes the image tower, embeds `--train-chairs` fresh chairs of seed 5000 once in four
 colourings each (seat, back and legs in three different colours S, B, L; the whole chair in S;
-S on the back and B on the seat), and trains the text tower so that each colouring picks its own
-description among "a chair with a S seat", "a S chair", "a chair with a S back", "a chair with a B
-seat" and each of the first three picks its colouring among the three, plus `--keep` times the
-squared change of the embeddings of the library's prompts, tests, synonyms and colour words.
+S on the back and B on the seat; the whole chair in L), and trains the text tower so that the
+first three colourings each pick their own description among "a chair with a S seat", "a S
+chair", "a chair with a S back", "a chair with a B seat", and each of those three descriptions its
+colouring among them; likewise the first and the last colourings between "a chair with L legs"
+and "a L chair"; plus `--keep` times the squared change of the embeddings of the library's
+prompts, tests, synonyms and colour words. `--save` writes the result as a compact CLIP file.
 It prints, before and after, the choice table of `bench_part_colours.py` on `--eval-chairs` chairs
 of seed 1000, the library's binary shape tests and 12-way colour words on 100 fresh chairs, and
-how far the library's texts moved. Nothing is saved.
+how far the library's texts moved.
 """
 
 import argparse
+import hashlib
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,12 +31,21 @@ from bench_part_colours import OTHER_PART, chairs_with_backs, coloured  # the be
 from clipnerf_ns.app.edit_evaluation import named_part_color_of
 from clipnerf_ns.clip.domain_data import framing_of, over_white, render_objects, render_views
 from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, image_features
-from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder, encode_text_trimmed
+from clipnerf_ns.clip.encoder import (
+    SHIPPED_MODELS,
+    WEIGHTS_DIR,
+    ClipConfig,
+    ClipEncoder,
+    encode_text_trimmed,
+    load_compact,
+    read_compact_metadata,
+    save_compact,
+)
 from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.editing.prompts import load_prompt_library
 
-SEAT, BACK = "a chair with a {} seat", "a chair with a {} back"
+SEAT, BACK, LEGS = "a chair with a {} seat", "a chair with a {} back", "a chair with {} legs"
 
 
 def painted(chair: ColoredMesh, colours: dict) -> ColoredMesh:
@@ -50,13 +63,26 @@ def embedded(encoder, mesh: ColoredMesh, seed: int, views: int) -> torch.Tensor:
 
 
 def training_groups(encoder, chairs: int) -> list:
-    """(images of the three colourings, S, B) of each training chair."""
+    """(images of the four colourings, S, B, L) of each training chair: seat S, back B, legs L; all S;
+    seat B, back S, legs L; all L."""
     rng, groups = np.random.default_rng(7), []
     for index, chair in chairs_with_backs(5000, chairs):
         s, b, legs = rng.choice(list(NAMED_COLORS), 3, replace=False)
-        colourings = ({"seat": s, "back": b, "base": legs}, {"seat": s, "back": s, "base": s}, {"seat": b, "back": s, "base": legs})
-        groups.append((torch.stack([embedded(encoder, painted(chair, c), index, 2) for c in colourings]), s, b))
+        colourings = ({"seat": s, "back": b, "base": legs}, {"seat": s, "back": s, "base": s},
+                      {"seat": b, "back": s, "base": legs}, {"seat": legs, "back": legs, "base": legs})
+        groups.append((torch.stack([embedded(encoder, painted(chair, c), index, 2) for c in colourings]), s, b, legs))
     return groups
+
+
+def group_terms(images: torch.Tensor, s: str, b: str, legs: str, text, scale: torch.Tensor) -> list[torch.Tensor]:
+    """Each colouring picks its own description among the confusable ones, and each description
+    its colouring: "a chair with a S seat" the chair whose seat only is S, not the chair all in S."""
+    seat, whole, leg = images[:3], images[[0, 3]], torch.arange(3)
+    texts = text([SEAT.format(s), f"a {s} chair", BACK.format(s), SEAT.format(b)])
+    leg_texts = text([LEGS.format(legs), f"a {legs} chair", LEGS.format(s)])
+    return [F.cross_entropy(scale * seat @ texts.T, leg), F.cross_entropy(scale * texts[:3] @ seat.T, leg),
+            F.cross_entropy(scale * whole @ leg_texts.T, torch.arange(2)),
+            F.cross_entropy(scale * leg_texts[:2] @ whole.T, torch.arange(2))]
 
 
 def train_text(encoder, groups: list, steps: int, lr: float, keep: float, keep_texts: list[str]) -> None:
@@ -71,14 +97,12 @@ def train_text(encoder, groups: list, steps: int, lr: float, keep: float, keep_t
 
     with torch.no_grad():
         before = text(keep_texts)
-    optimizer, scale, right = torch.optim.AdamW(params, lr=lr, weight_decay=0.0), model.logit_scale.exp().detach(), torch.arange(3)
+    optimizer, scale = torch.optim.AdamW(params, lr=lr, weight_decay=0.0), model.logit_scale.exp().detach()
     start = time.perf_counter()
     for step in range(steps):
         terms = []
         for k in np.random.default_rng(step).choice(len(groups), 16, replace=False):
-            images, s, b = groups[k]
-            texts = text([SEAT.format(s), f"a {s} chair", BACK.format(s), SEAT.format(b)])
-            terms += [F.cross_entropy(scale * images @ texts.T, right), F.cross_entropy(scale * texts[:3] @ images.T, right)]
+            terms += group_terms(*groups[k], text, scale)
         change = (text(keep_texts) - before).pow(2).sum(-1).mean()
         loss = torch.stack(terms).mean() + keep * change
         optimizer.zero_grad()
@@ -111,6 +135,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--keep", type=float, default=2.0, help="weight of the library texts' squared change")
     parser.add_argument("--eval-chairs", type=int, default=30, help="chairs of seed 1000 for the choice table")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="write the fine-tuned CLIP here (a compact CLIP file; its training record names this bench)")
     args = parser.parse_args()
     torch.manual_seed(0)
     encoder = ClipEncoder.load(ClipConfig(model=args.weights))
@@ -139,6 +165,17 @@ def main() -> None:
               f"{' '.join(f'{a:.2f}' for a in accuracies)} (lowest {min(accuracies):.2f}); colour words {colours:.2f}", flush=True)
     cosine = (encoder.encode_text(keep_texts) * old_texts).sum(-1)
     print(f"the library's texts: cosine to their old embeddings mean {cosine.mean():.3f}, lowest {cosine.min():.3f}")
+    if args.save is not None:
+        save(encoder, args)
+
+
+def save(encoder, args) -> None:
+    """The fine-tuned CLIP as a compact CLIP file, its training record naming the file it started from."""
+    init = WEIGHTS_DIR / SHIPPED_MODELS[args.weights]
+    _, preprocess, training = load_compact(init)
+    record = {"text_stage": {"script": "bench/bench_text_part_colours.py", **{k: str(v) for k, v in vars(args).items()}},
+              "init_sha256": hashlib.sha256(init.read_bytes()).hexdigest(), "init_training": training}
+    print(f"wrote {save_compact(encoder.model, read_compact_metadata(init)['architecture'], preprocess, record, args.save)}")
 
 
 if __name__ == "__main__":
