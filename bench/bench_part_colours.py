@@ -33,12 +33,39 @@ from clipnerf_ns.eval.judge import Judge
 OTHER_PART = {"seat": "back", "back": "seat", "base": "seat"}
 
 
+def painted(chair: ColoredMesh, colours: dict[str, str], rest: str) -> ColoredMesh:
+    """The chair with each part of `colours` in its named colour and the other parts in `rest`."""
+    rgb = np.stack([NAMED_COLORS[colours.get(part, rest)] for part in chair.face_parts]).astype(np.float32)
+    return ColoredMesh(chair.mesh, rgb, chair.face_parts)
+
+
 def coloured(chair: ColoredMesh, parts: tuple[str, ...], colour: str) -> ColoredMesh:
     """The chair with `parts` in `colour` and the rest grey (brown when `colour` is grey)."""
-    rest = "brown" if colour == "gray" else "gray"
-    rgb = np.tile(np.asarray(NAMED_COLORS[rest], np.float32), (len(chair.face_parts), 1))
-    rgb[np.isin(chair.face_parts, parts)] = NAMED_COLORS[colour]
-    return ColoredMesh(chair.mesh, rgb, chair.face_parts)
+    return painted(chair, {part: colour for part in parts}, "brown" if colour == "gray" else "gray")
+
+
+def part_colourings(chair: ColoredMesh, part: str, colour: str) -> dict[str, ColoredMesh]:
+    """The three colourings a part prompt is asked to choose between: the part only, the whole
+    chair, another part."""
+    return {"part": coloured(chair, (part,), colour), "whole": coloured(chair, tuple(set(chair.face_parts)), colour),
+            "other part": coloured(chair, (OTHER_PART[part],), colour)}
+
+
+def embedded(encoder, mesh: ColoredMesh, seed: int, views: int) -> torch.Tensor:
+    """The unit mean image embedding of `views` front views of `mesh`, framed as `encoder` was trained."""
+    rgba = render_views(mesh, "chairs", np.random.default_rng(seed), views, encoder.image_size, "front",
+                        framing_of(encoder, "chairs"))
+    image = encoder.encode_image(over_white(rgba)).mean(0)
+    return image / image.norm()
+
+
+def choice_rates(encoder, images: dict, prompt: str) -> tuple[float, float]:
+    """How often `prompt` is closer to the part-only colouring than to the whole chair, and than to
+    another part, over the chairs of `images` ((chair, prompt, colouring) -> image embedding)."""
+    text = encoder.encode_text([prompt])[0]
+    chairs = sorted({c for c, p, _ in images if p == prompt})
+    score = {k: np.array([float(text @ images[c, prompt, k]) for c in chairs]) for k in ("part", "whole", "other part")}
+    return float(np.mean(score["part"] > score["whole"])), float(np.mean(score["part"] > score["other part"]))
 
 
 def chairs_with_backs(seed: int, count: int):
@@ -67,14 +94,10 @@ def main() -> None:
     judged = {p: [] for p, _, _ in prompts}
     for index, chair in chairs_with_backs(args.seed, args.objects):
         for prompt, part, colour in prompts:
-            colourings = {"part": coloured(chair, (part,), colour), "whole": coloured(chair, tuple(set(chair.face_parts)), colour),
-                          "other part": coloured(chair, (OTHER_PART[part],), colour)}
+            colourings = part_colourings(chair, part, colour)
             for name, encoder in encoders.items():
                 for colouring, mesh in colourings.items():
-                    rgba = render_views(mesh, "chairs", np.random.default_rng(index), args.views, encoder.image_size, "front",
-                                        framing_of(encoder, "chairs"))
-                    image = encoder.encode_image(over_white(rgba)).mean(0)
-                    images[name][index, prompt, colouring] = image / image.norm()
+                    images[name][index, prompt, colouring] = embedded(encoder, mesh, index, args.views)
             rgba = render_views(colourings["part"], "chairs", np.random.default_rng(index), args.views, judge.image_size,
                                 "front", framing_of(judge, "chairs"))
             with torch.no_grad():
@@ -91,12 +114,7 @@ def print_choices(encoders: dict, images: dict, prompts: list, judged: dict) -> 
     print(f"| part prompt | {header} | judge reads the part's colour |")
     print("| --- | " + " | ".join("---" for _ in encoders) + " | --- |")
     for prompt, _, _ in prompts:
-        cells = []
-        for name, encoder in encoders.items():
-            text = encoder.encode_text([prompt])[0]
-            chairs = sorted({c for c, p, _ in images[name] if p == prompt})
-            score = {k: np.array([float(text @ images[name][c, prompt, k]) for c in chairs]) for k in ("part", "whole", "other part")}
-            cells.append(f"{np.mean(score['part'] > score['whole']):.2f} / {np.mean(score['part'] > score['other part']):.2f}")
+        cells = ["{:.2f} / {:.2f}".format(*choice_rates(encoder, images[name], prompt)) for name, encoder in encoders.items()]
         print(f"| {prompt} | " + " | ".join(cells) + f" | {np.mean(judged[prompt]):.2f} |")
 
 

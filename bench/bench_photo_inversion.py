@@ -179,8 +179,8 @@ def main() -> None:
             args.edits = ["a red chair", "a blue chair", "a yellow chair", "a black chair"] + [
                 p for p in mapper_model.library.for_target("appearance") if named_part_color_of(p, "chair") is not None]
         if args.pictured is None:
-            args.pictured = [next(p for p in args.edits if (named_part_color_of(p, "chair") is None) == whole)
-                             for whole in (True, False) if any((named_part_color_of(p, "chair") is None) == whole for p in args.edits)]
+            whole = [p for p in args.edits if named_part_color_of(p, "chair") is None]
+            args.pictured = whole[:1] + [p for p in args.edits if p not in whole][:1]
         if not set(args.pictured) <= set(args.edits):
             parser.error("--pictured must be among --edits")
     rows, tiles, colour_edits = [], [], []

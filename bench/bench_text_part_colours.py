@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_part_colours import OTHER_PART, chairs_with_backs, coloured  # the bench's folder is the script's
+from bench_part_colours import chairs_with_backs, choice_rates, embedded, painted, part_colourings  # the bench's folder
 
 from clipnerf_ns.app.edit_evaluation import named_part_color_of
-from clipnerf_ns.clip.domain_data import framing_of, over_white, render_objects, render_views
+from clipnerf_ns.clip.domain_data import framing_of, render_objects
 from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, image_features
 from clipnerf_ns.clip.encoder import (
     SHIPPED_MODELS,
@@ -41,25 +41,10 @@ from clipnerf_ns.clip.encoder import (
     read_compact_metadata,
     save_compact,
 )
-from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.editing.prompts import load_prompt_library
 
 SEAT, BACK, LEGS = "a chair with a {} seat", "a chair with a {} back", "a chair with {} legs"
-
-
-def painted(chair: ColoredMesh, colours: dict) -> ColoredMesh:
-    """The chair with each part in its named colour (arms as the seat)."""
-    rgb = np.stack([NAMED_COLORS[colours.get(part, colours["seat"])] for part in chair.face_parts]).astype(np.float32)
-    return ColoredMesh(chair.mesh, rgb, chair.face_parts)
-
-
-def embedded(encoder, mesh: ColoredMesh, seed: int, views: int) -> torch.Tensor:
-    """The unit mean image embedding of `views` front views of `mesh`."""
-    rgba = render_views(mesh, "chairs", np.random.default_rng(seed), views, encoder.image_size, "front",
-                        framing_of(encoder, "chairs"))
-    image = encoder.encode_image(over_white(rgba)).mean(0)
-    return image / image.norm()
 
 
 def training_groups(encoder, chairs: int) -> list:
@@ -70,7 +55,8 @@ def training_groups(encoder, chairs: int) -> list:
         s, b, legs = rng.choice(list(NAMED_COLORS), 3, replace=False)
         colourings = ({"seat": s, "back": b, "base": legs}, {"seat": s, "back": s, "base": s},
                       {"seat": b, "back": s, "base": legs}, {"seat": legs, "back": legs, "base": legs})
-        groups.append((torch.stack([embedded(encoder, painted(chair, c), index, 2) for c in colourings]), s, b, legs))
+        # arms take the seat's colour
+        groups.append((torch.stack([embedded(encoder, painted(chair, c, c["seat"]), index, 2) for c in colourings]), s, b, legs))
     return groups
 
 
@@ -116,14 +102,8 @@ def train_text(encoder, groups: list, steps: int, lr: float, keep: float, keep_t
 
 def choice_table(encoder, images: dict, prompts: list) -> str:
     """Per part prompt: part only over whole / over another part (`bench_part_colours.py`'s table)."""
-    chairs = sorted({c for c, _, _ in images})
-    cells = []
-    for prompt, _, _ in prompts:
-        t = encoder.encode_text([prompt])[0]
-        score = {k: np.array([float(t @ images[c, prompt, k]) for c in chairs]) for k in ("part", "whole", "other")}
-        cells.append(f"{prompt.removeprefix('a chair with ')}: {np.mean(score['part'] > score['whole']):.2f} / "
-                     f"{np.mean(score['part'] > score['other']):.2f}")
-    return " | ".join(cells)
+    return " | ".join("{}: {:.2f} / {:.2f}".format(prompt.removeprefix("a chair with "), *choice_rates(encoder, images, prompt))
+                      for prompt, _, _ in prompts)
 
 
 def main() -> None:
@@ -145,8 +125,8 @@ def main() -> None:
     images = {}
     for index, chair in chairs_with_backs(1000, args.eval_chairs):
         for prompt, part, colour in prompts:
-            for kind, parts in (("part", (part,)), ("whole", tuple(set(chair.face_parts))), ("other", (OTHER_PART[part],))):
-                images[index, prompt, kind] = embedded(encoder, coloured(chair, parts, colour), index, 4)
+            for kind, mesh in part_colourings(chair, part, colour).items():
+                images[index, prompt, kind] = embedded(encoder, mesh, index, 4)
     data = render_objects(1000, ["chairs"], 100, 2, 1, "default", encoder.image_size, description="rendering", band="front",
                           framing=framing_of(encoder, "chairs"))
     features = image_features(encoder, data)

@@ -155,8 +155,8 @@ def part_measures(before: dict, after: dict, part: torch.Tensor, colour: str, mi
     render's frame): the distance (CIE Lab) of the part's mean colour to the named colour before
     and after, and the colour change of the rest of the object; None values where the part shows
     fewer than `min_pixels` pixels."""
-    shown = metrics.silhouette(before["accumulation"]) & part.to(before["rgb"].device)
-    rest = metrics.silhouette(before["accumulation"]) & ~part.to(before["rgb"].device)
+    silhouette, part = metrics.silhouette(before["accumulation"]), part.to(before["rgb"].device)
+    shown, rest = silhouette & part, silhouette & ~part
     named = torch.tensor(NAMED_COLORS[colour])
     measures = {"color": colour, "part_pixels": int(shown.sum()),
                 "iou": metrics.silhouette_iou(before["accumulation"], after["accumulation"]),

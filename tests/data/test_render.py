@@ -186,3 +186,5 @@ def test_part_masks_label_each_covered_pixel_with_its_part():
         colours = chair.mesh.face_colors[chair.mesh.face_parts == name]
         np.testing.assert_allclose(unlit[mask][:, :3] / 255.0, np.broadcast_to(colours[0], (mask.sum(), 3)), atol=1 / 255)
     assert part_masks(sphere(), c2w, intr) == {}
+    with pytest.raises(ValueError, match="face_parts"):  # a label per face, or none
+        ColoredMesh(chair.mesh.mesh, chair.mesh.face_colors, chair.mesh.face_parts[:-1])
