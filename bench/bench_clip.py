@@ -64,8 +64,10 @@ def main() -> None:
     parser.add_argument("--framing", default="model", choices=["model", "object", "category", "collection"],
                         help="views framed as each model's training views were ('model'), on the object, on its "
                              "category's box (sizes kept), or the collections' 40 deg views")
-    parser.add_argument("--band", default="front", choices=["front", "all"],
-                        help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40) or 'all' around")
+    parser.add_argument("--band", default="front", choices=["front", "all", "judged"],
+                        help="cameras: 'front' (azimuth within 70 deg of the front, elevation 10-40), 'all' around, or "
+                             "'judged': the one direction clipnerf eval judges edits from (on the evaluation ring; only "
+                             "the distance varies, so use --views 1)")
     parser.add_argument("--judge-objects", type=int, default=600,
                         help="objects per category the judge is scored on (same seed; the first --objects are the "
                              "CLIPs' objects): at --views views of --band, and at the one view clipnerf eval judges "
