@@ -28,7 +28,7 @@ from clipnerf_ns.data.cameras import make_cameras, orbit_pose
 from clipnerf_ns.data.images import frame_on_object, pad_to_fill, read_rgba
 from clipnerf_ns.data.photos import has_alpha, threshold_mask
 from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, recoloured_share
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
@@ -88,17 +88,6 @@ class EditLossConfig:
     """Weight of a penalty on semi-transparent pixels of the edited renders (mean of 4 a (1 - a)
     over pixels of opacity a: 1 at a = 0.5, 0 where a pixel is empty or opaque), so that shape
     edits land on codes that decode to solid objects, not fog. 0: off."""
-    keep_parts_weight: float = 0.0
-    """EXPERIMENT: weight of the KL divergence of the part colour heads (on the CLIP's image embedding;
-    `keep_parts_heads`) of the parts a part prompt does not name, before -> after the edit."""
-    negatives_weight: float = 0.0
-    """EXPERIMENT: weight of a softmax cross-entropy that the edited render matches a part colour prompt
-    better than its negatives (the whole object in that colour, the other parts in it)."""
-    recolour_weight: float = 0.0
-    """Weight of a penalty on how much of the view an appearance edit recolours: the mean over
-    pixels of the length of each pixel's colour change (an L1 over pixels, so the edit prefers
-    recolouring few pixels fully to many a little: "a chair with a red seat" recolours the seat,
-    not the chair). Shape edits, whose pixels move, do not pay it. 0: off."""
     adversarial_weight: float = 0.0
     """Weight of the stage-1 discriminator's non-saturating loss on edited renders (when it has one)."""
     resolution: Optional[int] = None
@@ -203,8 +192,6 @@ def edit_losses(
     elevations: Tensor,
     config: EditLossConfig,
     source_embedding: Optional[Float[Tensor, "n d_clip"]] = None,
-    negatives: Optional[tuple[Tensor, Tensor]] = None,
-    keep_parts: Optional[tuple[Tensor, Tensor, Tensor]] = None,
 ) -> dict[str, Tensor]:
     """The editing objective of `after` (the edited codes of n objects, one view each):
     CLIP distance (or its directional variant), code change penalty, optional haze and adversarial terms."""
@@ -221,30 +208,7 @@ def edit_losses(
     else:
         distance = clip_distance(embedding, target_embedding)
     losses["clip"] = config.clip_weight * distance.mean()
-    if negatives is not None and config.negatives_weight > 0 and bool(negatives[1].any()):
-        texts = torch.cat([target_embedding[:, None], negatives[0]], 1)  # (n, 1 + k, d)
-        logits = 31.4 * torch.einsum("nd,nkd->nk", F.normalize(embedding, dim=-1), F.normalize(texts, dim=-1))
-        ce = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device), reduction="none")
-        losses["negatives"] = config.negatives_weight * (ce * negatives[1]).sum() / negatives[1].sum()
-    if keep_parts is not None and config.keep_parts_weight > 0 and bool((keep_parts[2] >= 0).any()):
-        heads_w, heads_b, named = keep_parts
-        with torch.no_grad():
-            before_emb = clip.encode_image(render_views(nerf, before, azimuths, elevations, resolution, extent))
-            p_before = (torch.einsum("nd,pcd->npc", before_emb, heads_w) + heads_b).log_softmax(-1)  # (n, parts, 12)
-        log_after = (torch.einsum("nd,pcd->npc", embedding, heads_w) + heads_b).log_softmax(-1)
-        terms = []
-        for i in range(len(named)):
-            if int(named[i]) < 0:
-                continue
-            for part in range(heads_w.shape[0]):
-                if part != int(named[i]):
-                    terms.append((p_before[i, part].exp() * (p_before[i, part] - log_after[i, part])).sum())
-        losses["keep_parts"] = config.keep_parts_weight * torch.stack(terms).mean()
     losses["code_change"] = config.code_change_weight * code_change_penalty(before, after).mean()
-    if config.recolour_weight > 0 and torch.equal(before.z_s, after.z_s):
-        with torch.no_grad():  # the same shape code: the same framing, the same pixels
-            render_before = render_views(nerf, before, azimuths, elevations, resolution, extent)
-        losses["recolour"] = config.recolour_weight * recoloured_share(render_before, render).mean()
     if config.haze_weight > 0:
         losses["haze"] = config.haze_weight * semi_transparency(opacity).mean()
     if config.adversarial_weight > 0 and nerf.discriminator is not None:

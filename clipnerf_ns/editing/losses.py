@@ -29,10 +29,3 @@ def code_change_penalty(before: Codes, after: Codes) -> Float[Tensor, "*batch"]:
     """Mean squared size of the code change, over both codes (keeps edits close to the object)."""
     return ((after.z_s - before.z_s) ** 2).mean(-1) + ((after.z_a - before.z_a) ** 2).mean(-1)
 
-
-
-def recoloured_share(before: Float[Tensor, "*batch h w 3"], after: Float[Tensor, "*batch h w 3"]) -> Float[Tensor, "*batch"]:
-    """Mean over pixels of the length of each pixel's colour change (an L1 over pixels of an L2 over
-    channels: for the same squared change, recolouring few pixels costs less than many, as a
-    lasso prefers few coefficients)."""
-    return ((after - before).pow(2).sum(-1) + 1e-8).sqrt().mean((-1, -2))

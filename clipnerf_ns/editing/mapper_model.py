@@ -42,11 +42,6 @@ class MapperModelConfig(ModelConfig):
     shape_mapper_sees_code: bool = False
     """Give the shape mapper the object's shape code as well as the CLIP embedding, so that one
     prompt moves each object its own way (the paper's mapper sees only the embedding)."""
-    appearance_mapper_sees_code: bool = False
-    """Give the appearance mapper the object's appearance code as well as the CLIP embedding, so that
-    one prompt can recolour each object its own way ("a red seat" keeps each chair's back)."""
-    keep_parts_heads: Optional[Path] = None
-    """EXPERIMENT: part colour heads (bench/bench_part_heads.py --out) for `loss.keep_parts_weight`."""
     shape_mapper: Literal["trained", "read"] = "trained"
     """`trained`: the paper's shape mapper, an MLP trained through renders of its edits. `read`: no
     training; fitted once from the CLIP's embeddings of views of the mapper objects (a ridge
@@ -133,50 +128,15 @@ class MapperModel(Model):
             raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
                                self.config.shape_mapper_sees_code, self.config.max_prior_distance,
-                               self._read_options(mapper_objects) if read else None, self.config.appearance_mapper_sees_code)
+                               self._read_options(mapper_objects) if read else None)
         self.category = self.nerf.category
         with torch.no_grad():
             self.prompt_embeddings = {
                 target: self.clip.encode_text(list(self.library.for_target(target))) for target in ("shape", "appearance")
             }
             self.neutral_embedding = self.clip.encode_text([self.library.neutral])
-            self.negatives = self._negatives()
-            self.keep = self._keep_parts()
         self.exemplar_embeddings: Optional[Tensor] = None  # (objects, views, d_clip), set by the pipeline
         self.generator = torch.Generator().manual_seed(self.config.seed)
-
-    def _negatives(self):
-        """EXPERIMENT: per appearance prompt, the embeddings of its part colour negatives and whether it has any."""
-        import re
-
-        noun = self.library.neutral.split()[-1]
-        parts = {"seat": "a {} seat", "back": "a {} back", "legs": "{} legs", "arms": "{} arms"}
-        rows, has = [], []
-        for prompt in self.library.appearance:
-            match = re.fullmatch(rf"a {noun} with (?:an? )?(.+) (seat|back|legs|arms)", prompt)
-            if match is None:
-                rows.append([prompt] * 4)
-                has.append(False)
-                continue
-            colour, part = match.groups()
-            article = "an" if colour[0] in "aeiou" else "a"
-            rows.append([f"{article} {colour} {noun}"] + [f"a {noun} with " + parts[p].format(colour).replace("a a", "an a")
-                                                          for p in parts if p != part])
-            has.append(True)
-        return self.clip.encode_text([t for r in rows for t in r]).reshape(len(rows), 4, -1), torch.tensor(has)
-
-    def _keep_parts(self):
-        """EXPERIMENT: the part colour heads (bench/bench_part_heads.py) and, per appearance prompt, the part it names (-1: none)."""
-        import re
-
-        from safetensors.torch import load_file
-
-        if self.config.keep_parts_heads is None:
-            return None
-        heads = load_file(str(self.config.keep_parts_heads))
-        part_index = {"seat": 0, "back": 1, "legs": 2}
-        named = [re.fullmatch(r"a chair with (?:an? )?(.+) (seat|back|legs)", p) for p in self.library.appearance]
-        return heads["weights"], heads["bias"], torch.tensor([part_index[m.group(2)] if m else -1 for m in named])
 
     def _read_options(self, mapper_objects: int) -> dict:
         """The read shape mapper's options (`editing.mappers.ReadShapeMapper`)."""
@@ -240,25 +200,16 @@ class MapperModel(Model):
             bank = self.exemplar_embeddings.flatten(0, 1)
             return bank[torch.randint(bank.shape[0], (count,), generator=generator)], None
         prompts = self.prompt_embeddings[target]
-        index = torch.randint(prompts.shape[0], (count,), generator=generator)
-        self._last_index = index if target == "appearance" else None
-        return prompts[index], self.neutral_embedding.expand(count, -1)
+        chosen = prompts[torch.randint(prompts.shape[0], (count,), generator=generator)]
+        return chosen, self.neutral_embedding.expand(count, -1)
 
     def mapper_losses(self, target: str, objects: list[int], generator: torch.Generator) -> Dict[str, Tensor]:
         count = self.config.views_per_step
         before = self.sample_codes(count, objects, generator)
-        self._last_index = None
         embedding, source = self.sample_targets(target, count, generator)
-        negatives = None
-        if self._last_index is not None:
-            negatives = (self.negatives[0][self._last_index], self.negatives[1][self._last_index].float())
         after = apply_change(before, target, self.mappers.change(target, embedding, before, self.nerf.code_prior()))
         azimuths, elevations = random_views(count, generator)
-        keep = None
-        if self._last_index is not None and self.keep is not None:
-            keep = (self.keep[0], self.keep[1], self.keep[2][self._last_index])
-        losses = edit_losses(self.nerf, self.clip, before, after, embedding, azimuths, elevations, self.config.loss, source,
-                             negatives, keep)
+        losses = edit_losses(self.nerf, self.clip, before, after, embedding, azimuths, elevations, self.config.loss, source)
         return {f"{target}_{key}": value for key, value in losses.items()}
 
     def target_at(self, step: int) -> str:

@@ -46,12 +46,6 @@ def pull_into_prior(
     return mean + (z - mean) * scale[..., None]
 
 
-def with_code(embedding: Float[Tensor, "*batch c"], units: Float[Tensor, "n d"]) -> Float[Tensor, "n c_plus_d"]:
-    """A mapper's input that also sees the object: the embedding beside the code in prior units over
-    sqrt(d), about unit norm as the CLIP embedding is, so neither input drowns the other."""
-    return torch.cat([embedding.expand(units.shape[0], -1), units / units.shape[-1] ** 0.5], -1)
-
-
 class CodeMapper(nn.Module):
     """Two-layer MLP from a CLIP embedding (and optionally a code) to a code offset. Its output
     layer starts at zero, so an untrained mapper is the identity edit."""
@@ -158,16 +152,15 @@ class Mappers(nn.Module):
 
     def __init__(self, clip_dim: int, shape_dim: int, appearance_dim: int, hidden: int = 256,
                  shape_sees_code: bool = False, max_prior_distance: Optional[float] = None,
-                 read_shape: Optional[dict] = None, appearance_sees_code: bool = False):
-        """`read_shape`: the options of a `ReadShapeMapper` (objects, percentile, ...) in place of the
-        trained shape mapper; `*_sees_code`: that mapper also sees the object's code of its kind."""
+                 read_shape: Optional[dict] = None):
+        """`read_shape`: the options of a `ReadShapeMapper` (objects, percentile, ...) in place of the trained shape mapper."""
         super().__init__()
         if read_shape is not None:
             self.shape = ReadShapeMapper(clip_dim, shape_dim, **read_shape)
         else:
             self.shape = CodeMapper(clip_dim + (shape_dim if shape_sees_code else 0), shape_dim, hidden)
-        self.appearance = CodeMapper(clip_dim + (appearance_dim if appearance_sees_code else 0), appearance_dim, hidden)
-        self.shape_sees_code, self.appearance_sees_code = shape_sees_code, appearance_sees_code
+        self.appearance = CodeMapper(clip_dim, appearance_dim, hidden)
+        self.shape_sees_code = shape_sees_code
         self.max_prior_distance = max_prior_distance
 
     @property
@@ -185,14 +178,16 @@ class Mappers(nn.Module):
         """The change of `codes` (n objects) that `embedding` (of a prompt, or of an exemplar image:
         `from_image`) asks for, at strength 1. `prior`: the NeRF's code prior (mean, std), in whose
         units the shape mapper sees and bounds codes."""
-        units_s, units_a = prior_units(*prior, codes)
         if target != "shape":
-            return self.appearance(with_code(embedding, units_a) if self.appearance_sees_code else embedding)
+            return self.appearance(embedding)
         mean, std = prior[0].z_s, prior[1].z_s
         z_s = codes.z_s
+        units = prior_units(*prior, codes)[0]
         if self.shape_is_read:
-            return self._bounded(z_s, self.shape(embedding, units_s, from_image) * std, mean, std)
-        inputs = with_code(embedding, units_s) if self.shape_sees_code else embedding
+            return self._bounded(z_s, self.shape(embedding, units, from_image) * std, mean, std)
+        # the code in prior units over sqrt(d): about unit norm, as the CLIP embedding is, so neither input drowns the other
+        scaled = units / z_s.shape[-1] ** 0.5
+        inputs = torch.cat([embedding.expand(z_s.shape[0], -1), scaled], -1) if self.shape_sees_code else embedding
         return self._bounded(z_s, self.shape(inputs), mean, std)
 
     def _bounded(self, z_s: Tensor, change: Tensor, mean: Tensor, std: Tensor) -> Tensor:

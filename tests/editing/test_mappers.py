@@ -10,7 +10,7 @@ from PIL import Image
 from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.editing.edit import Edit, Editor, apply_change, edited_targets, read_exemplar, render_views
-from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance, recoloured_share
+from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import CodeMapper, Mappers, prior_distance, pull_into_prior
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
@@ -111,13 +111,6 @@ def test_losses_by_hand():
     after = Codes(torch.full((1, 4), 2.0), torch.ones(1, 2))
     assert torch.allclose(code_change_penalty(before, after), torch.tensor([5.0]))
     assert torch.allclose(semi_transparency(torch.tensor([0.0, 0.5, 1.0, 0.25])), torch.tensor([0.0, 1.0, 0.0, 0.75]))
-    # one pixel of four turned from black to (0.6, 0.8, 0): its change has length 1, the mean 1/4
-    image = torch.zeros(1, 2, 2, 3)
-    recoloured = image.clone()
-    recoloured[0, 0, 0] = torch.tensor([0.6, 0.8, 0.0])
-    assert torch.allclose(recoloured_share(image, recoloured), torch.tensor([0.25]), atol=1e-4)
-    # the same squared change spread over the four pixels (length 1/2 each) costs twice as much: local edits pay less
-    assert torch.allclose(recoloured_share(image, image + torch.tensor([0.3, 0.4, 0.0])), torch.tensor([0.5]), atol=1e-4)
 
 
 def test_render_views_is_differentiable_in_both_codes():
@@ -151,24 +144,6 @@ def test_clip_views_render_at_the_clips_input_size_unless_told(clip):
     finally:
         clip.encode_image = encode
     assert clip.image_size == 128 and sizes == [(1, 128, 128, 3), (1, 24, 24, 3)]
-
-
-def test_recolour_term_is_paid_by_appearance_edits_only(clip):
-    """`recolour_weight`: an appearance edit pays for the pixels it recolours (nothing when it
-    changes nothing); a shape edit, whose pixels move, does not pay it."""
-    from clipnerf_ns.editing.edit import EditLossConfig, edit_losses
-
-    model = make_model()
-    model.eval()
-    before = Codes(torch.randn(1, TINY.shape_dim), torch.randn(1, TINY.appearance_dim))
-    target, view = clip.encode_text(["a chair with a red seat"]), (torch.tensor([30.0]), torch.tensor([20.0]))
-    config = EditLossConfig(resolution=16, recolour_weight=2.0)
-    unchanged = edit_losses(model, clip, before, before, target, *view, config)
-    recoloured = edit_losses(model, clip, before, Codes(before.z_s, before.z_a + 3.0), target, *view, config)
-    reshaped = edit_losses(model, clip, before, Codes(before.z_s + 1.0, before.z_a), target, *view, config)
-    assert float(unchanged["recolour"]) < 1e-3 < float(recoloured["recolour"])
-    assert "recolour" not in reshaped
-    assert "recolour" not in edit_losses(model, clip, before, before, target, *view, EditLossConfig(resolution=16))
 
 
 def test_editor_mapper_mode_identity_and_strength(clip):
