@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from clipnerf_ns.app.edit_evaluation import PART_COLOUR_QUESTIONS, judged_view, part_colour_verdicts
+from clipnerf_ns.app.edit_evaluation import PART_COLOUR_QUESTIONS, first_answers, judged_view, part_colour_verdicts
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import applies_judged
+from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.eval.judge import Judge, preprocess
 from clipnerf_ns.pipelines.runs import load_run
 
@@ -42,7 +43,7 @@ from clipnerf_ns.pipelines.runs import load_run
 @dataclass
 class Args:
     load_config: Path
-    """config.yml of a mapper run (ns-train clip-nerf-mappers) or of its stage-1 run's mappers."""
+    """config.yml of a mapper run (ns-train clip-nerf-mappers): its held-out and mapper chairs are edited."""
     objects: int = 8
     """Held-out chairs edited, and mapper chairs the shared change is optimised on."""
     steps: int = 30
@@ -60,14 +61,16 @@ class JudgedColours:
         self.nerf, self.judge = nerf, judge
         self.names = {q: list(a) for q, a in judge.questions[nerf.category]}
 
+    def view(self, codes: Codes) -> torch.Tensor:
+        return judged_view(self.nerf, codes, self.judge.image_size, self.judge.frame_extent(self.nerf.category))
+
     def logits(self, codes: Codes) -> dict[str, torch.Tensor]:
-        image = judged_view(self.nerf, codes, self.judge.image_size, self.judge.frame_extent(self.nerf.category))
-        features = self.judge.net.features(preprocess(image, self.judge.image_size))
+        features = self.judge.net.features(preprocess(self.view(codes), self.judge.image_size))
         return {q: self.judge.net.logits(features, self.nerf.category, q)[0] for q in self.names}
 
     def answers(self, codes: Codes) -> dict[str, str]:
         with torch.no_grad():
-            return {q: self.names[q][int(logit.argmax())] for q, logit in self.logits(codes).items()}
+            return first_answers(self.judge.answers(self.view(codes), self.nerf.category))
 
     def loss(self, codes: Codes, question: str, colour: str, before: dict) -> torch.Tensor:
         """Cross-entropy of the part in `colour` and of every other applicable part as `before`."""
@@ -99,18 +102,19 @@ def tally(counts: list[int], verdict: dict) -> None:
 
 def main(args: Args) -> None:
     start = time.perf_counter()
+    edits = [parsed_edit(edit) for edit in args.edits]  # before the run loads: a typo stops at once
     _, pipeline = load_run(args.load_config)
     nerf = pipeline.model.nerf
     judged = JudgedColours(nerf, Judge.load(None))
 
     def chairs(indices: list[int], question: str) -> list[tuple[Codes, dict]]:
-        out = [(nerf.object_codes(torch.tensor(i)).detach(),) for i in indices]
-        out = [(c[0], judged.answers(c[0])) for c in out]
+        """(codes, the judge's answers) of the objects whose part `question` asks of exists."""
+        codes = [nerf.object_codes(torch.tensor(i)).detach() for i in indices]
+        out = [(c, judged.answers(c)) for c in codes]
         return [(c, b) for c, b in out if applies_judged(question, b)]  # a stool has no back to colour
 
     pooled = {"per object": [0] * 4, "shared": [0] * 4}
-    for edit in args.edits:
-        part, colour = edit.split(":")
+    for edit, (part, colour) in zip(args.edits, edits):
         question = PART_COLOUR_QUESTIONS[part]
         held = chairs(pipeline.model.heldout[: args.objects], question)
         counts = {"per object": [0] * 4, "shared": [0] * 4}
@@ -125,6 +129,15 @@ def main(args: Args) -> None:
         print(json.dumps({"edit": edit, **{kind: rates(c) for kind, c in counts.items()}}), flush=True)
     print(json.dumps({"edit": "pooled", **{kind: rates(c) for kind, c in pooled.items()}}))
     print(f"{args.objects} chairs per set, {args.steps} steps, {time.perf_counter() - start:.0f} s")
+
+
+def parsed_edit(edit: str) -> tuple[str, str]:
+    """(part, colour) of a `--edits` entry such as "seat:red"; SystemExit with one line otherwise."""
+    part, _, colour = edit.partition(":")
+    if part not in PART_COLOUR_QUESTIONS or colour not in NAMED_COLORS:
+        raise SystemExit(f"--edits {edit!r}: want part:colour, part one of {', '.join(PART_COLOUR_QUESTIONS)}, "
+                         f"colour one of {', '.join(NAMED_COLORS)}")
+    return part, colour
 
 
 def rates(counts: list[int]) -> dict:
