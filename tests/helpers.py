@@ -68,8 +68,9 @@ def run_dir(out: Path, method: str = "clip-nerf-small") -> Path:
     return out / "e" / method / "t"
 
 
-def make_model(**overrides):
-    """A tiny untrained ClipNerfModel over TINY_OBJECTS in the unit box."""
+def make_model(attributes=None, **overrides):
+    """A tiny untrained ClipNerfModel over TINY_OBJECTS in the unit box (`attributes`: one dict per
+    object, as the collection dataparser passes them)."""
     import torch
     from nerfstudio.data.scene_box import SceneBox
 
@@ -78,7 +79,8 @@ def make_model(**overrides):
     torch.manual_seed(0)
     config = ClipNerfModelConfig(**{"field": TINY, "num_coarse_samples": 12, "num_fine_samples": 6, **overrides})
     box = SceneBox(aabb=torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]]))
-    return config.setup(scene_box=box, num_train_data=6, metadata={"object_ids": TINY_OBJECTS})
+    metadata = {"object_ids": TINY_OBJECTS, **({"attributes": attributes} if attributes is not None else {})}
+    return config.setup(scene_box=box, num_train_data=6, metadata=metadata)
 
 
 def clipnerf_in_process(capsys, *args) -> tuple[int, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Type, Union
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from clipnerf_ns.data.cameras import Orbit
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
+from clipnerf_ns.models.attribute_codes import attribute_code_loss, start_at_targets, tied_code_targets
 from clipnerf_ns.models.inbetween import inbetween_shape_codes
 from clipnerf_ns.models.meshing_config import no_sdf_field
 from clipnerf_ns.models.rendering import (
@@ -85,6 +86,10 @@ class ClipNerfModelConfig(ModelConfig):
     """Standard deviation of the initial codes."""
     code_prior_weight: float = 1e-4
     """Weight of the Gaussian prior (mean squared norm) on the code tables."""
+    code_attributes: Tuple[str, ...] = ()
+    """Collection attributes the first shape-code dimensions are held to (`models.attribute_codes`); none: all free."""
+    code_attribute_weight: float = 1.0
+    """Weight of holding those dimensions to the attributes (squared distance summed over them, mean over objects)."""
     background: Literal["random", "white", "black"] = "random"
     """Training background: a random colour per ray (needs RGBA data, alpha-color none) or a fixed one."""
     render_background: Literal["white", "black"] = "white"
@@ -127,8 +132,8 @@ class ClipNerfModelConfig(ModelConfig):
             found.append(f"occupancy_alpha_threshold must be in (0, 1), got {self.occupancy_alpha_threshold}")
         if min(self.occupancy_update_every, self.occupancy_objects_per_update, self.inbetween_rays) < 1:
             found.append("occupancy_update_every, occupancy_objects_per_update and inbetween_rays must be at least 1")
-        if self.inbetween_haze_weight < 0 or self.inbetween_reach <= 0:
-            found.append("inbetween_haze_weight must be at least 0 and inbetween_reach above 0")
+        if min(self.inbetween_haze_weight, self.code_attribute_weight) < 0 or self.inbetween_reach <= 0:
+            found.append("inbetween_haze_weight and code_attribute_weight must be at least 0, inbetween_reach above 0")
         if self.adversarial and (self.patch_size < 4 or self.patch_size & (self.patch_size - 1)):
             found.append(f"patch_size must be a power of two of at least 4, got {self.patch_size}")
         return found
@@ -160,6 +165,11 @@ class ClipNerfModel(Model):
         self.appearance_codes = nn.Embedding(count, sizes.appearance_dim)
         nn.init.normal_(self.shape_codes.weight, std=self.config.code_init_std)
         nn.init.normal_(self.appearance_codes.weight, std=self.config.code_init_std)
+        targets, mask, self.code_attribute_labels = tied_code_targets(
+            self.kwargs["metadata"].get("attributes") or [{}] * count, self.config.code_attributes, sizes.shape_dim)
+        self.register_buffer("code_targets", targets, persistent=False)  # None when no dimension is tied
+        self.register_buffer("code_target_mask", mask, persistent=False)
+        start_at_targets(self.shape_codes.weight, targets, mask)
 
         res = self.config.occupancy_resolution
         self.register_buffer("box_min", self.scene_box.aabb[0].float().clone(), persistent=False)
@@ -277,10 +287,7 @@ class ClipNerfModel(Model):
     # ----- nerfstudio Model interface -----------------------------------------------------------
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        groups = {
-            "fields": list(self.field.parameters()),
-            "codes": list(self.shape_codes.parameters()) + list(self.appearance_codes.parameters()),
-        }
+        groups = {"fields": list(self.field.parameters()), "codes": [self.shape_codes.weight, self.appearance_codes.weight]}
         if self.discriminator is not None:
             groups["discriminator"] = list(self.discriminator.parameters())
         return groups
@@ -452,9 +459,11 @@ class ClipNerfModel(Model):
             fake = outputs["rgb_fake"]
             real = target[: fake.shape[0] * self.config.patch_size**2].reshape(fake.shape)
             gan = adversarial_losses(self.discriminator, real, fake, self.config.r1_weight)
-            losses["adversarial_generator"] = self.config.adversarial_weight * gan["generator"]
-            losses["adversarial_discriminator"] = gan["discriminator"]
-            losses["adversarial_r1"] = gan["r1"]
+            losses.update(adversarial_discriminator=gan["discriminator"], adversarial_r1=gan["r1"],
+                          adversarial_generator=self.config.adversarial_weight * gan["generator"])
+        if self.code_targets is not None:
+            losses["code_attributes"] = self.config.code_attribute_weight * attribute_code_loss(
+                self.shape_codes.weight, self.code_targets, self.code_target_mask)
         if "accumulation_inbetween" in outputs:
             losses["inbetween_haze"] = self.config.inbetween_haze_weight * semi_transparency(outputs["accumulation_inbetween"]).mean()
         return losses

@@ -98,8 +98,9 @@ def test_impossible_configuration_is_named():
         make_model(num_coarse_samples=1)
     with pytest.raises(UserError, match="inbetween_rays must be at least 1"):
         make_model(inbetween_rays=0)
-    with pytest.raises(UserError, match="inbetween_haze_weight must be at least 0"):
-        make_model(inbetween_haze_weight=-0.01)
+    for negative in ({"inbetween_haze_weight": -0.01}, {"code_attribute_weight": -1.0}):
+        with pytest.raises(UserError, match="inbetween_haze_weight and code_attribute_weight must be at least 0"):
+            make_model(**negative)
 
 
 def test_adversarial_losses_move_only_their_own_player():
@@ -172,3 +173,47 @@ def test_inbetween_haze_term_trains_the_field_towards_solid_or_empty():
         term().backward()
         optimizer.step()
     assert first > 0.3 and term() < 0.5 * first.detach()
+
+
+def test_attribute_targets_encode_numbers_yes_no_and_choices_and_leave_unknowns_free():
+    from clipnerf_ns.models.attribute_codes import attribute_code_targets
+
+    attributes = [
+        {"armrests": True, "seat_width": 0.4, "back_style": "none", "seat_shape": "round"},
+        {"armrests": False, "seat_width": 0.6, "back_style": "solid", "seat_shape": "rectangular"},
+        {"armrests": None, "seat_width": 0.5, "back_style": "slatted", "seat_shape": "round"},
+    ]
+    targets, mask, labels = attribute_code_targets(attributes, ["armrests", "seat_width", "back_style", "seat_shape"])
+    assert labels == ["armrests", "seat_width", "back_style=none", "back_style=slatted", "back_style=solid", "seat_shape=round"]
+    assert targets[:, 0].tolist() == [1.0, -1.0, 0.0] and mask[:, 0].tolist() == [1.0, 1.0, 0.0]
+    assert targets[:, 1].mean().abs() < 1e-6 and abs(targets[:, 1].pow(2).mean().item() - 1.0) < 1e-5  # standardised
+    assert targets[:, 2:5].tolist() == [[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]]
+    assert targets[:, 5].tolist() == [1.0, -1.0, 1.0] and mask[:, 1:].min() == 1.0
+    with pytest.raises(UserError, match="no object of the collection has the attribute 'legs'"):
+        attribute_code_targets(attributes, ["legs"])
+
+
+def test_tied_code_dimensions_start_at_their_attributes_and_the_term_holds_them_there():
+    """Only the tied dimensions of objects that have the attribute are pulled; the rest stay free."""
+    from tests.helpers import TINY_OBJECTS
+
+    attributes = [{"armrests": True, "seat_width": 0.3}, {"armrests": False}, {"armrests": True, "seat_width": 0.5}]
+    assert len(attributes) == len(TINY_OBJECTS)
+
+    model = make_model(attributes, code_attributes=("armrests", "seat_width"), code_attribute_weight=2.0)
+    assert model.code_attribute_labels == ["armrests", "seat_width"]
+    assert model.shape_codes.weight[:, 0].tolist() == [1.0, -1.0, 1.0]
+    assert model.shape_codes.weight[0, 1] == -1.0 and model.shape_codes.weight[2, 1] == 1.0
+    assert model.shape_codes.weight[1, 1].abs() < 0.1  # unknown: left at its random start
+    with torch.no_grad():
+        model.shape_codes.weight[:, :2] += 0.5
+    loss = model.get_loss_dict(model.get_outputs(ray_bundle(1)), {"image": torch.rand(64, 4)})["code_attributes"]
+    loss.backward()
+    grad = model.shape_codes.weight.grad
+    assert abs(loss.item() - 2.0 * (3 * 0.25 + 2 * 0.25) / 3) < 1e-5
+    assert grad[1, 1] == 0 and (grad[:, 2:] == 0).all() and (grad[:, 0] > 0).all()
+    with pytest.raises(UserError, match="code_attributes need 2 shape-code dimensions .* but shape_dim is 1"):
+        from dataclasses import replace
+
+        make_model(attributes, code_attributes=("armrests", "seat_width"), field=replace(TINY, shape_dim=1))
+    assert "code_targets" not in make_model().state_dict()
