@@ -60,6 +60,10 @@ class MapperModelConfig(ModelConfig):
     read_hold_similarity: Annotated[float, Bounds(0, 1)] = 0.5
     """Library prompts whose code-space direction has this covariance cosine or more with the
     edit's (its synonyms, its opposite) are not held."""
+    read_clamp: bool = False
+    """Clamp each dimension of a read shape edit's code into the range the mapper objects' codes
+    span, so that no attribute goes past what some object has (measured on attribute-tied shape
+    codes, `--pipeline.model.code-attributes` of stage 1: README, "Sixth lever")."""
     read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
@@ -142,7 +146,7 @@ class MapperModel(Model):
         """The read shape mapper's options (`editing.mappers.ReadShapeMapper`)."""
         return {"objects": mapper_objects, "percentile": self.config.read_percentile,
                 "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
-                "similarity": self.config.read_hold_similarity}
+                "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp}
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -17,7 +17,8 @@ learnt objects (renders of their codes, or their training views) is reliable. A 
 from the learnt codes to those views' CLIP embeddings turns a prompt into a direction in code space, and an edit moves the object along it
 until it scores as the top objects do. The step may also hold the predicted scores of the other
 prompts of the library (`held_step`: InterFaceGAN's conditional manipulation, Shen et al. 2020, as
-a soft constraint), so that an armchair edit does not also change the legs.
+a soft constraint), so that an armchair edit does not also change the legs, and may be clamped into
+the box the learnt codes span (`clamp_into_learnt`).
 """
 
 from __future__ import annotations
@@ -112,16 +113,26 @@ def read_shape_change(
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
 
 
+def clamp_into_learnt(units: Float[Tensor, "n d"], change: Float[Tensor, "n d"],
+                      learnt: Float[Tensor, "m d"]) -> Float[Tensor, "n d"]:
+    """`change`, cut so that `units + change` stays, dimension by dimension, within the range of
+    the learnt codes (prior units); a dimension already outside it is not pushed further out."""
+    low = torch.minimum(learnt.min(0).values, units)
+    high = torch.maximum(learnt.max(0).values, units)
+    return torch.minimum(torch.maximum(units + change, low), high) - units
+
+
 class ReadShapeMapper(nn.Module):
     """A shape mapper with no trained weights: `fit` reads it off the learnt codes of the mapper
     objects and the CLIP embeddings of views of them (see the module docstring). Its state
     (buffers) is saved with the mappers'."""
 
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
-                 held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5):
-        """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see `held_step`)."""
+                 held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False):
+        """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
+        `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`)."""
         super().__init__()
-        self.percentile, self.hold, self.similarity = percentile, hold, similarity
+        self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
@@ -143,8 +154,9 @@ class ReadShapeMapper(nn.Module):
         """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
-        return read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile,
-                                 self.held, self.hold, self.similarity)
+        change = read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile,
+                                   self.held, self.hold, self.similarity)
+        return clamp_into_learnt(units, change, self.learnt) if self.clamp else change
 
 
 class Mappers(nn.Module):

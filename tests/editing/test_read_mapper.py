@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from clipnerf_ns.codes import Codes
-from clipnerf_ns.editing.mappers import Mappers, fit_code_to_clip, held_step, prior_distance, read_shape_change
+from clipnerf_ns.editing.mappers import (
+    Mappers,
+    clamp_into_learnt,
+    fit_code_to_clip,
+    held_step,
+    prior_distance,
+    read_shape_change,
+)
 
 
 def attribute_world(count=400, seed=0):
@@ -123,3 +130,27 @@ def test_read_mappers_of_runs_before_held_prompts_load_and_hold_nothing():
     plain.load_state_dict(mappers.state_dict())
     assert torch.allclose(old.change("shape", prompt, codes, (mean, std)), plain.change("shape", prompt, codes, (mean, std)))
     assert not torch.allclose(mappers.change("shape", prompt, codes, (mean, std)), plain.change("shape", prompt, codes, (mean, std)))
+
+
+def test_clamped_edits_stay_in_the_learnt_codes_range_and_do_not_push_outliers_further():
+    learnt = torch.tensor([[-1.0, 0.0], [1.0, 2.0]])
+    units = torch.tensor([[0.0, 1.0], [0.0, 3.0]])  # the second lies past the learnt range in dimension 1
+    change = torch.tensor([[5.0, -5.0], [0.5, 1.0]])
+    assert torch.equal(clamp_into_learnt(units, change, learnt), torch.tensor([[1.0, -1.0], [0.5, 0.0]]))
+    assert torch.equal(clamp_into_learnt(units, -change, learnt)[1], torch.tensor([-0.5, -1.0]))  # back in: free
+
+
+def test_a_read_mapper_with_clamp_keeps_the_edit_within_the_learnt_objects():
+    """An object already high in the correlated dimension 1, asked for the most of dimension 0:
+    the plain step carries dimension 1 past every learnt object; the clamped mapper stops there."""
+    units, embeddings = attribute_world()
+    options = {"objects": units.shape[0], "percentile": 100.0}
+    clamped, free = (Mappers(3, 4, 2, read_shape={**options, "clamp": clamp}).shape for clamp in (True, False))
+    for mapper in (clamped, free):
+        mapper.fit(units, embeddings, torch.zeros(3), ridge=1.0)
+    subject, prompt = torch.tensor([[-2.0, 2.5, 0.5, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    low, high = units.min(0).values, units.max(0).values
+    free_edit, clamped_edit = subject + free(prompt, subject), subject + clamped(prompt, subject)
+    assert free_edit[0, 1] > high[1] + 1.0  # past every learnt object
+    assert torch.allclose(clamped_edit, torch.minimum(torch.maximum(free_edit, low), high))
+    assert clamped_edit[0, 0] > 0.5 * high[0]  # the asked dimension still moves most of the way
