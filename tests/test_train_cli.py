@@ -217,3 +217,25 @@ def test_unknown_object_is_refused(trained_run, tmp_path, capsys):
     code, err = clipnerf_in_process(capsys, "select-object", "--load-config", trained_run / "config.yml",
                                     "--object", "chair_9", "--output-dir", tmp_path / "sel")
     assert code == 2 and "object 'chair_9' is not in the run" in err.strip().splitlines()[-1]
+
+
+def test_attribute_tied_codes_train_through_ns_train_and_name_a_missing_attribute(tmp_path):
+    """`--pipeline.model.code-attributes` on procedural chairs: the saved run's first shape-code
+    dimensions hold the chairs' attributes (armrests +-1, standardised seat width); an attribute no
+    chair has is one line naming it."""
+    import json as json_module
+
+    from clipnerf_ns.models.attribute_codes import attribute_code_targets
+
+    data = tmp_path / "chairs"
+    run("clipnerf", "synth", "chairs", "--num-objects", "3", "--heldout-fraction", "0", "--out", str(data),
+        "--views", "4", "--eval-views", "2", "--resolution", "32", "--workers", "2")
+    tied = ["--pipeline.model.code-attributes", "armrests", "seat_width"]
+    train(data, tmp_path / "run", steps=3, extra=tied)
+    model = load_run(run_dir(tmp_path / "run") / "config.yml")[1].model
+    attributes = [o["attributes"] for o in json_module.loads((data / "collection.json").read_text())["objects"]]
+    targets, _, labels = attribute_code_targets([attributes[i] for i in range(3)], ["armrests", "seat_width"])
+    assert model.code_attribute_labels == labels == ["armrests", "seat_width"]
+    assert torch.allclose(model.shape_codes.weight[:, :2], targets, atol=0.05)
+    bad = train(data, tmp_path / "bad", steps=2, check=False, extra=["--pipeline.model.code-attributes", "wings"])
+    assert_user_error(bad, "no object of the collection has the attribute 'wings'")
