@@ -223,8 +223,6 @@ def test_attribute_tied_codes_train_through_ns_train_and_name_a_missing_attribut
     """`--pipeline.model.code-attributes` on procedural chairs: the saved run's first shape-code
     dimensions hold the chairs' attributes (armrests +-1, standardised seat width); an attribute no
     chair has is one line naming it."""
-    import json as json_module
-
     from clipnerf_ns.models.attribute_codes import attribute_code_targets
 
     data = tmp_path / "chairs"
@@ -233,8 +231,8 @@ def test_attribute_tied_codes_train_through_ns_train_and_name_a_missing_attribut
     tied = ["--pipeline.model.code-attributes", "armrests", "seat_width"]
     train(data, tmp_path / "run", steps=3, extra=tied)
     model = load_run(run_dir(tmp_path / "run") / "config.yml")[1].model
-    attributes = [o["attributes"] for o in json_module.loads((data / "collection.json").read_text())["objects"]]
-    targets, _, labels = attribute_code_targets([attributes[i] for i in range(3)], ["armrests", "seat_width"])
+    attributes = [o["attributes"] for o in json.loads((data / "collection.json").read_text())["objects"]]
+    targets, _, labels = attribute_code_targets(attributes, ["armrests", "seat_width"])
     assert model.code_attribute_labels == labels == ["armrests", "seat_width"]
     assert torch.allclose(model.shape_codes.weight[:, :2], targets, atol=0.05)
     bad = train(data, tmp_path / "bad", steps=2, check=False, extra=["--pipeline.model.code-attributes", "wings"])

@@ -21,21 +21,25 @@ from torch import Tensor
 from clipnerf_ns.errors import UserError
 
 
+def _signs(values: list, is_yes) -> list:
+    """+1 where `is_yes(value)`, -1 elsewhere, None where the value is unknown."""
+    return [None if v is None else (1.0 if is_yes(v) else -1.0) for v in values]
+
+
 def _column(values: list, name: str) -> list[tuple[str, list]]:
     """One attribute's columns: (label, per-object value or None), standardised or +-1."""
     known = [v for v in values if v is not None]
     if not known:
         raise UserError(f"no object of the collection has the attribute {name!r} that code_attributes names")
     if all(isinstance(v, bool) for v in known):
-        return [(name, [None if v is None else (1.0 if v else -1.0) for v in values])]
+        return [(name, _signs(values, bool))]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known):
         mean = sum(known) / len(known)
         std = (sum((v - mean) ** 2 for v in known) / len(known)) ** 0.5 or 1.0
         return [(name, [None if v is None else (v - mean) / std for v in values])]
     choices = sorted({str(v) for v in known})
-    if len(choices) == 2:  # one dimension for a choice of two
-        return [(f"{name}={choices[1]}", [None if v is None else (1.0 if str(v) == choices[1] else -1.0) for v in values])]
-    return [(f"{name}={c}", [None if v is None else (1.0 if str(v) == c else -1.0) for v in values]) for c in choices]
+    named = choices[1:] if len(choices) == 2 else choices  # one dimension for a choice of two
+    return [(f"{name}={c}", _signs(values, lambda v, c=c: str(v) == c)) for c in named]
 
 
 def attribute_code_targets(
