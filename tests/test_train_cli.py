@@ -74,15 +74,19 @@ def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run
 def test_read_shape_mapper_is_fitted_saved_and_edits(trained_run, marker_prompts, tmp_path, views):
     """`--pipeline.model.shape-mapper read`: fitted from the mapper objects' views (training views
     or renders of their codes) when training starts, saved with the checkpoint, and the reloaded
-    run edits shape with it (`--pipeline.model.read-clamp True`, on the training-view run, reaches
-    the saved mapper; what the clamp does is tested in tests/editing/test_read_mapper.py)."""
+    run edits shape with it (`--pipeline.model.read-clamp True` on the training-view run, and
+    `--pipeline.model.read-holders` on the other, reach the saved mapper; what they do is tested in
+    tests/editing/test_read_mapper.py)."""
     from clipnerf_ns.editing.edit import Edit, editor_for
 
-    clamp = ["--pipeline.model.read-clamp", "True"] if views == "training" else []
+    options = (["--pipeline.model.read-clamp", "True"] if views == "training" else
+               ["--pipeline.model.read-holders", "0.5", "--pipeline.model.read-shared", "0.2"])
     model = train_marker_mappers(trained_run, marker_prompts, tmp_path, 2, "--pipeline.model.shape-mapper", "read",
-                                 "--pipeline.model.read-percentile", "100", "--pipeline.model.read-views", views, *clamp)
+                                 "--pipeline.model.read-percentile", "100", "--pipeline.model.read-views", views, *options)
     assert model.mappers.shape_is_read and model.mappers.shape.code_to_clip.abs().sum() > 0
-    assert model.mappers.shape.clamp == bool(clamp)  # the option reaches the reloaded run's mapper
+    # the options reach the reloaded run's mapper
+    expected = (True, None, 0.1) if views == "training" else (False, 0.5, 0.2)
+    assert (model.mappers.shape.clamp, model.mappers.shape.holders, model.mappers.shape.shared) == expected
     mean, std = model.nerf.code_prior()
     learnt = model.nerf.object_codes(torch.arange(2)).z_s
     assert torch.allclose(model.mappers.shape.learnt, (learnt - mean.z_s) / std.z_s, atol=1e-5)

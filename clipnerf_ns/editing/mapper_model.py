@@ -64,6 +64,13 @@ class MapperModelConfig(ModelConfig):
     """Clamp each dimension of a read shape edit's code into the range the mapper objects' codes
     span, so that no attribute goes past what some object has (measured on attribute-tied shape
     codes, `--pipeline.model.code-attributes` of stage 1: README, "Sixth lever")."""
+    read_holders: Annotated[float, Bounds(0, 1)] = 0.0
+    """Before its step, a read shape edit first takes what this fraction of the mapper objects, those
+    with the highest predicted scores for the prompt, all share (arms come with a back: a stool asked
+    for arms gets one), keeping what they vary in (`editing.mappers.holders_step`). 0: no such step."""
+    read_shared: Annotated[float, Bounds(1e-6, 1e6)] = 0.1
+    """With `read_holders`: a direction along which the holders' codes vary by less than this
+    (variance, prior units) counts as shared."""
     read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
@@ -146,7 +153,8 @@ class MapperModel(Model):
         """The read shape mapper's options (`editing.mappers.ReadShapeMapper`)."""
         return {"objects": mapper_objects, "percentile": self.config.read_percentile,
                 "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
-                "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp}
+                "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp,
+                "holders": self.config.read_holders or None, "shared": self.config.read_shared}
 
     def train(self, mode: bool = True):
         super().train(mode)

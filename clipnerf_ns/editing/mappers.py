@@ -18,7 +18,10 @@ from the learnt codes to those views' CLIP embeddings turns a prompt into a dire
 until it scores as the top objects do. The step may also hold the predicted scores of the other
 prompts of the library (`held_step`: InterFaceGAN's conditional manipulation, Shen et al. 2020, as
 a soft constraint), so that an armchair edit does not also change the legs, and may be clamped into
-the box the learnt codes span (`clamp_into_learnt`).
+the box the learnt codes span (`clamp_into_learnt`). A straight step cannot add what an attribute
+needs but does not vary with linearly (arms need a back, and most chairs with a back have no
+arms), so the step may start by taking what the codes that hold the attribute all share
+(`holders_step`).
 """
 
 from __future__ import annotations
@@ -113,6 +116,29 @@ def read_shape_change(
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
 
 
+def holders_step(
+    units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
+) -> Float[Tensor, "n d"]:
+    """The step that gives each code what the codes holding the prompt's attribute share: the
+    `fraction` of learnt codes with the highest predicted score (`gradient`: the score's gradient
+    in code space) is fitted by a Gaussian (mean `mu`, covariance `S`), and a code `u` moves to the
+    mean of that Gaussian given `u` seen through isotropic noise of variance `shared`:
+    `u + shared (S + shared I)^-1 (mu - u)`. Along directions in which the holders vary less than
+    `shared` the code takes their value (an armchair's back, for a stool); along those in which
+    they vary more it keeps its own (its legs). Codes already scoring as the holders do not move."""
+    scores = gradient @ learnt.T
+    threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
+    weights = (scores >= threshold[:, None]).to(units.dtype)
+    weights = weights / weights.sum(-1, keepdim=True)
+    mean = weights @ learnt
+    centred = learnt[None] - mean[:, None]
+    spread = torch.einsum("nm,nmd,nme->nde", weights, centred, centred)
+    noise = shared * torch.eye(units.shape[1], dtype=units.dtype, device=units.device)
+    step = shared * torch.linalg.solve(spread + noise, (mean - units)[..., None])[..., 0]
+    lacking = (units * gradient).sum(-1) < threshold
+    return step * lacking[:, None]
+
+
 def clamp_into_learnt(units: Float[Tensor, "n d"], change: Float[Tensor, "n d"],
                       learnt: Float[Tensor, "m d"]) -> Float[Tensor, "n d"]:
     """`change`, cut so that `units + change` stays, dimension by dimension, within the range of
@@ -128,11 +154,14 @@ class ReadShapeMapper(nn.Module):
     (buffers) is saved with the mappers'."""
 
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
-                 held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False):
+                 held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False,
+                 holders: Optional[float] = None, shared: float = 0.1):
         """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
-        `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`)."""
+        `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`);
+        `holders`, `shared`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
+        self.holders, self.shared = holders, shared
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
@@ -154,8 +183,11 @@ class ReadShapeMapper(nn.Module):
         """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
-        change = read_shape_change(units, direction, self.code_to_clip, self.learnt, self.covariance, self.percentile,
-                                   self.held, self.hold, self.similarity)
+        start = units
+        if self.holders is not None:
+            start = units + holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared)
+        change = start - units + read_shape_change(start, direction, self.code_to_clip, self.learnt, self.covariance,
+                                                   self.percentile, self.held, self.hold, self.similarity)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change
 
 

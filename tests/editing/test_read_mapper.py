@@ -10,6 +10,7 @@ from clipnerf_ns.editing.mappers import (
     clamp_into_learnt,
     fit_code_to_clip,
     held_step,
+    holders_step,
     prior_distance,
     read_shape_change,
 )
@@ -154,3 +155,47 @@ def test_a_read_mapper_with_clamp_keeps_the_edit_within_the_learnt_objects():
     assert free_edit[0, 1] > high[1] + 1.0  # past every learnt object
     assert torch.allclose(clamped_edit, torch.minimum(torch.maximum(free_edit, low), high))
     assert clamped_edit[0, 0] > 0.5 * high[0]  # the asked dimension still moves most of the way
+
+
+def armchair_world(count=400, seed=0):
+    """Codes of stools and chairs: dimension 0 is +1 with a back, -1 without; dimension 1 is +1 with
+    arms (only ever on chairs with a back), -1 without; dimension 2 a free attribute (leg length).
+    The 'embedding' of each object's views reads arms into channel 0."""
+    generator = torch.Generator().manual_seed(seed)
+    back = torch.rand(count, generator=generator) < 0.7
+    arms = back & (torch.rand(count, generator=generator) < 0.4)
+    legs = torch.randn(count, generator=generator)
+    units = torch.stack([back.float() * 2 - 1, arms.float() * 2 - 1, legs], -1)
+    embeddings = torch.stack([units[:, 1], torch.ones(count)], -1)
+    return units, embeddings
+
+
+def test_a_holders_step_adds_what_every_holder_has_and_keeps_what_they_vary_in():
+    """Arms asked of a stool: the straight step moves the arms dimension and only part of the way
+    to a back (a back comes with arms only in 40% of chairs); the holders' step adds the back every
+    armchair has, and keeps the stool's own legs."""
+    units, embeddings = armchair_world()
+    code_to_clip, covariance = fit_code_to_clip(units, embeddings, 1.0), torch.cov(units.T)
+    stool, chair_with_arms = torch.tensor([[-1.0, -1.0, 1.5]]), torch.tensor([[1.0, 1.0, -0.5]])
+    direction = torch.tensor([[1.0, 0.0]])
+    gradient = direction @ code_to_clip.T
+    straight = stool + read_shape_change(stool, direction, code_to_clip, units, covariance, 99.0)
+    assert straight[0, 0] < 0.5  # no back: what the edit needs is not there
+    into = stool + holders_step(stool, gradient, units, fraction=0.25, shared=0.1)
+    assert torch.allclose(into[0, :2], torch.tensor([1.0, 1.0]), atol=0.05)  # a back and arms, as every holder
+    assert 1.2 < float(into[0, 2]) < 1.5  # its own legs, nearly: holders' legs vary as everyone's do
+    assert torch.equal(holders_step(chair_with_arms, gradient, units, 0.25, 0.1), torch.zeros(1, 3))  # has them
+    # when everything counts as shared, the stool becomes an average armchair: its legs too
+    average = stool + holders_step(stool, gradient, units, 0.25, 1e6)
+    assert torch.allclose(average[0, :2], torch.tensor([1.0, 1.0]), atol=1e-4) and abs(float(average[0, 2])) < 0.5
+
+
+def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
+    units, embeddings = armchair_world()
+    options = {"objects": units.shape[0], "percentile": 99.0}
+    plain, holders = (Mappers(2, 3, 2, read_shape={**options, "holders": h}).shape for h in (None, 0.25))
+    for mapper in (plain, holders):
+        mapper.fit(units, embeddings, torch.tensor([0.0, 1.0]), ridge=1.0)
+    stool, prompt = torch.tensor([[-1.0, -1.0, 1.5]]), torch.tensor([[1.0, 1.0]])
+    assert float((stool + plain(prompt, stool))[0, 0]) < 0.5
+    assert float((stool + holders(prompt, stool))[0, 0]) > 0.9
