@@ -183,11 +183,11 @@ class ReadShapeMapper(nn.Module):
         """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
-        start = units
+        shared = torch.zeros_like(units)
         if self.holders is not None:
-            start = units + holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared)
-        change = start - units + read_shape_change(start, direction, self.code_to_clip, self.learnt, self.covariance,
-                                                   self.percentile, self.held, self.hold, self.similarity)
+            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared)
+        change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
+                                            self.percentile, self.held, self.hold, self.similarity)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change
 
 
