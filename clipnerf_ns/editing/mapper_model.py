@@ -21,6 +21,7 @@ from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, 
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.attribute_codes import choice_groups
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
 from clipnerf_ns.models.meshing_config import no_sdf_field
 from clipnerf_ns.validation import Bounds, check_numbers
@@ -67,7 +68,8 @@ class MapperModelConfig(ModelConfig):
     read_holders: Annotated[float, Bounds(0, 1)] = 0.0
     """Before its step, a read shape edit first takes what this fraction of the mapper objects, those
     with the highest predicted scores for the prompt, all share (arms come with a back: a stool asked
-    for arms gets one), keeping what they vary in (`editing.mappers.holders_step`). 0: no such step."""
+    for arms gets one), keeping what they vary in; a tied choice (leg style) takes the nearest holder's
+    value, so that an office chair given arms keeps a base (`editing.mappers.holders_step`). 0: no such step."""
     read_shared: Annotated[float, Bounds(1e-6, 1e6)] = 0.1
     """With `read_holders`: a direction along which the holders' codes vary by less than this
     (variance, prior units) counts as shared."""
@@ -154,7 +156,8 @@ class MapperModel(Model):
         return {"objects": mapper_objects, "percentile": self.config.read_percentile,
                 "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
                 "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp,
-                "holders": self.config.read_holders or None, "shared": self.config.read_shared}
+                "holders": self.config.read_holders or None, "shared": self.config.read_shared,
+                "choices": choice_groups(self.nerf.code_attribute_labels)}
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -21,12 +21,12 @@ a soft constraint), so that an armchair edit does not also change the legs, and 
 the box the learnt codes span (`clamp_into_learnt`). A straight step cannot add what an attribute
 needs but does not vary with linearly (arms need a back, and most chairs with a back have no
 arms), so the step may start by taking what the codes that hold the attribute all share
-(`holders_step`).
+(`holders_step`), a named choice (leg style) ending on one of its values.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from jaxtyping import Float
@@ -116,25 +116,47 @@ def read_shape_change(
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
 
 
-def holders_step(
-    units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
-) -> Float[Tensor, "n d"]:
-    """The step that gives each code what the codes holding the prompt's attribute share: the
-    `fraction` of learnt codes with the highest predicted score (`gradient`: the score's gradient
-    in code space) is fitted by a Gaussian (mean `mu`, covariance `S`), and a code `u` moves to the
-    mean of that Gaussian given `u` seen through isotropic noise of variance `shared`:
-    `u + shared (S + shared I)^-1 (mu - u)`. Along directions in which the holders vary less than
-    `shared` the code takes their value (an armchair's back, for a stool); along those in which
-    they vary more it keeps its own (its legs). Codes already scoring as the holders do not move."""
-    scores = gradient @ learnt.T
-    threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
-    weights = (scores >= threshold[:, None]).to(units.dtype)
-    weights = weights / weights.sum(-1, keepdim=True)
+def gaussian_step(units: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], weights: Float[Tensor, "n m"],
+                  shared: float) -> Float[Tensor, "n d"]:
+    """The step to the mean of the Gaussian fitted to the learnt codes (weighted by `weights`, one
+    row per code: mean `mu`, covariance `S`) given each code `u` seen through isotropic noise of
+    variance `shared`: `shared (S + shared I)^-1 (mu - u)`."""
     mean = weights @ learnt
     centred = learnt[None] - mean[:, None]
     spread = torch.einsum("nm,nmd,nme->nde", weights, centred, centred)
     noise = shared * torch.eye(units.shape[1], dtype=units.dtype, device=units.device)
-    step = shared * torch.linalg.solve(spread + noise, (mean - units)[..., None])[..., 0]
+    return shared * torch.linalg.solve(spread + noise, (mean - units)[..., None])[..., 0]
+
+
+def holders_step(
+    units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
+    choices: Sequence[Sequence[int]] = (),
+) -> Float[Tensor, "n d"]:
+    """The step that gives each code what the codes holding the prompt's attribute share: the
+    `fraction` of learnt codes with the highest predicted score (`gradient`: the score's gradient
+    in code space) is fitted by a Gaussian and each code moves to its mean given the code
+    (`gaussian_step`). Along directions in which the holders vary less than `shared` the code takes
+    their value (an armchair's back, for a stool); along those in which they vary more it keeps its
+    own (its legs). Codes already scoring as the holders do not move.
+
+    `choices`: groups of dimensions that are one named choice (one per value, the largest is the
+    value: `attribute_codes`). A Gaussian takes away a value no holder has (an office chair's
+    pedestal, for an armchair) but spreads the group over the rest, so that no value is on: the
+    group ends on the values of the holder nearest to it there, and a code whose value that changes
+    is fitted again to the holders with the new value (round-legged armchairs), so that what goes
+    with the value (four legs, not five) follows it."""
+    scores = gradient @ learnt.T
+    threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
+    holding = scores >= threshold[:, None]
+    step = gaussian_step(units, learnt, holding.to(units.dtype) / holding.sum(-1, keepdim=True), shared)
+    for group in map(list, choices):
+        distance = torch.cdist((units + step)[:, group], learnt[:, group]).masked_fill(~holding, float("inf"))
+        nearest = distance.argmin(-1)
+        values = learnt[:, group].argmax(-1)
+        with_value = holding & (values[None] == values[nearest][:, None])
+        refitted = gaussian_step(units, learnt, with_value.to(units.dtype) / with_value.sum(-1, keepdim=True), shared)
+        step = torch.where((values[nearest] != units[:, group].argmax(-1))[:, None], refitted, step)
+        step[:, group] = learnt[nearest][:, group] - units[:, group]
     lacking = (units * gradient).sum(-1) < threshold
     return step * lacking[:, None]
 
@@ -155,13 +177,13 @@ class ReadShapeMapper(nn.Module):
 
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
                  held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False,
-                 holders: Optional[float] = None, shared: float = 0.1):
+                 holders: Optional[float] = None, shared: float = 0.1, choices: Sequence[Sequence[int]] = ()):
         """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
         `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`);
-        `holders`, `shared`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
+        `holders`, `shared`, `choices`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
-        self.holders, self.shared = holders, shared
+        self.holders, self.shared, self.choices = holders, shared, [list(group) for group in choices]
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
@@ -185,7 +207,7 @@ class ReadShapeMapper(nn.Module):
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
         shared = torch.zeros_like(units)
         if self.holders is not None:
-            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared)
+            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared, self.choices)
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
                                             self.percentile, self.held, self.hold, self.similarity)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change

@@ -190,6 +190,32 @@ def test_a_holders_step_adds_what_every_holder_has_and_keeps_what_they_vary_in()
     assert torch.allclose(average[0, :2], torch.tensor([1.0, 1.0]), atol=1e-4) and abs(float(average[0, 2])) < 0.5
 
 
+def test_a_holders_step_takes_a_choice_value_away_by_giving_a_holders_value():
+    """Arms asked of an office chair where no armchair has a pedestal (leg style: one dimension per
+    value, pedestal / round / straight, +1 for the chair's own; leg count: five, four or three with
+    the style): a Gaussian takes the pedestal away and spreads the freed value over the others,
+    leaving no base at all; with the choice named, the chair ends on the leg style of the nearest
+    holder, one value on, and on the leg count that goes with it."""
+    generator = torch.Generator().manual_seed(0)
+    style = torch.multinomial(torch.tensor([0.3, 0.4, 0.3]), 400, replacement=True, generator=generator)
+    arms = (style != 0) & (torch.rand(400, generator=generator) < 0.5)
+    count = torch.tensor([1.0, 0.0, -1.0])[style]
+    units = torch.cat([(arms.float() * 2 - 1)[:, None], torch.nn.functional.one_hot(style, 3) * 2.0 - 1, count[:, None]], -1)
+    embeddings = torch.stack([units[:, 0], torch.ones(400)], -1)
+    gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, embeddings, 1.0).T
+    office_chair = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0]])
+    spread = office_chair + holders_step(office_chair, gradient, units, fraction=0.25, shared=0.1)
+    assert float(spread[0, 1]) < -0.9 and float(spread[0, 2:4].max()) < 0.5  # no pedestal, and no leg style on either
+    chosen = office_chair + holders_step(office_chair, gradient, units, 0.25, 0.1, choices=[[1, 2, 3]])
+    assert float(chosen[0, 0]) > 0.9  # arms
+    legs = chosen[0, 1:4].tolist()
+    assert sorted(legs) == [-1.0, -1.0, 1.0] and legs[0] == -1.0  # round or straight legs
+    assert abs(float(chosen[0, 4]) - (0.0 if legs[1] == 1.0 else -1.0)) < 0.05  # as many as the holders with them have
+    round_chair = torch.tensor([[-1.0, -1.0, 1.0, -1.0, 0.0]])  # keeps its own value: the plain Gaussian step
+    assert torch.equal(holders_step(round_chair, gradient, units, 0.25, 0.1, choices=[[1, 2, 3]])[:, [0, 4]],
+                       holders_step(round_chair, gradient, units, 0.25, 0.1)[:, [0, 4]])
+
+
 def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
     units, embeddings = armchair_world()
     options = {"objects": units.shape[0], "percentile": 99.0}
