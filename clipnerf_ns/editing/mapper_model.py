@@ -68,8 +68,9 @@ class MapperModelConfig(ModelConfig):
     read_holders: Annotated[float, Bounds(0, 1)] = 0.0
     """Before its step, a read shape edit first takes what this fraction of the mapper objects, those
     with the highest predicted scores for the prompt, all share (arms come with a back: a stool asked
-    for arms gets one), keeping what they vary in; a tied choice (leg style) takes the nearest holder's
-    value, so that an office chair given arms keeps a base (`editing.mappers.holders_step`). 0: no such step."""
+    for arms gets one), keeping what they vary in; a tied choice (leg style) ends on the nearest holder's
+    value, so that an office chair given arms gets an armchair's legs, not no base (`editing.mappers.holders_step`).
+    0: no such step."""
     read_shared: Annotated[float, Bounds(1e-6, 1e6)] = 0.1
     """With `read_holders`: a direction along which the holders' codes vary by less than this
     (variance, prior units) counts as shared."""

@@ -144,18 +144,20 @@ def holders_step(
     pedestal, for an armchair) but spreads the group over the rest, so that no value is on: the
     group ends on the values of the holder nearest to it there, and a code whose value that changes
     is fitted again to the holders with the new value (round-legged armchairs), so that what goes
-    with the value (four legs, not five) follows it."""
+    with the value (four legs, not five) follows it. The holders narrow choice by choice, so that a
+    later refit keeps the values chosen before it."""
     scores = gradient @ learnt.T
     threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
     holding = scores >= threshold[:, None]
     step = gaussian_step(units, learnt, holding.to(units.dtype) / holding.sum(-1, keepdim=True), shared)
-    for group in map(list, choices):
+    for group in map(list, choices):  # holders narrowed choice by choice, so that each refit keeps the values before
         distance = torch.cdist((units + step)[:, group], learnt[:, group]).masked_fill(~holding, float("inf"))
         nearest = distance.argmin(-1)
         values = learnt[:, group].argmax(-1)
-        with_value = holding & (values[None] == values[nearest][:, None])
-        refitted = gaussian_step(units, learnt, with_value.to(units.dtype) / with_value.sum(-1, keepdim=True), shared)
-        step = torch.where((values[nearest] != units[:, group].argmax(-1))[:, None], refitted, step)
+        changed = values[nearest] != units[:, group].argmax(-1)
+        holding = holding & ((values[None] == values[nearest][:, None]) | ~changed[:, None])
+        refitted = gaussian_step(units, learnt, holding.to(units.dtype) / holding.sum(-1, keepdim=True), shared)
+        step = torch.where(changed[:, None], refitted, step)
         step[:, group] = learnt[nearest][:, group] - units[:, group]
     lacking = (units * gradient).sum(-1) < threshold
     return step * lacking[:, None]

@@ -216,6 +216,27 @@ def test_a_holders_step_takes_a_choice_value_away_by_giving_a_holders_value():
                        holders_step(round_chair, gradient, units, 0.25, 0.1)[:, [0, 4]])
 
 
+def test_a_holders_step_changes_two_choices_and_ends_on_a_value_of_each():
+    """Arms asked of a backless stool on a pedestal, where every armchair has a slatted or solid back
+    on round or straight legs: both choices change, and the second refit keeps the first choice's
+    value (holders narrowed to those with it), so both groups end one value on, a pair some holder has."""
+    generator = torch.Generator().manual_seed(1)
+    back = torch.multinomial(torch.tensor([0.3, 0.35, 0.35]), 600, replacement=True, generator=generator)
+    legs = torch.multinomial(torch.tensor([0.3, 0.35, 0.35]), 600, replacement=True, generator=generator)
+    arms = (back != 0) & (legs != 0) & (torch.rand(600, generator=generator) < 0.6)
+    one_hot = torch.nn.functional.one_hot
+    units = torch.cat([(arms.float() * 2 - 1)[:, None], one_hot(back, 3) * 2.0 - 1, one_hot(legs, 3) * 2.0 - 1], -1)
+    embeddings = torch.stack([units[:, 0], torch.ones(600)], -1)
+    gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, embeddings, 1.0).T
+    stool = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0]])
+    edited = stool + holders_step(stool, gradient, units, 0.25, 0.1, choices=[[1, 2, 3], [4, 5, 6]])
+    assert float(edited[0, 0]) > 0.9
+    for group in ([1, 2, 3], [4, 5, 6]):
+        assert torch.allclose(edited[0, group].sort().values, torch.tensor([-1.0, -1.0, 1.0]), atol=1e-5)
+        assert float(edited[0, group[0]]) < -0.99  # not the stool's own value
+    assert ((units[arms][:, 1:] - edited[0, 1:]).abs() < 1e-4).all(-1).any()  # a back and legs some armchair has
+
+
 def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
     units, embeddings = armchair_world()
     options = {"objects": units.shape[0], "percentile": 99.0}
