@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from clipnerf_ns.codes import Codes, prior_units
@@ -116,11 +116,12 @@ def read_shape_change(
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
 
 
-def gaussian_step(units: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], weights: Float[Tensor, "n m"],
+def gaussian_step(units: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], members: Bool[Tensor, "n m"],
                   shared: float) -> Float[Tensor, "n d"]:
-    """The step to the mean of the Gaussian fitted to the learnt codes (weighted by `weights`, one
-    row per code: mean `mu`, covariance `S`) given each code `u` seen through isotropic noise of
+    """The step to the mean of the Gaussian fitted to each code's `members` among the learnt codes
+    (one row per code: mean `mu`, covariance `S`) given the code `u` seen through isotropic noise of
     variance `shared`: `shared (S + shared I)^-1 (mu - u)`."""
+    weights = members.to(units.dtype) / members.sum(-1, keepdim=True)
     mean = weights @ learnt
     centred = learnt[None] - mean[:, None]
     spread = torch.einsum("nm,nmd,nme->nde", weights, centred, centred)
@@ -149,14 +150,14 @@ def holders_step(
     scores = gradient @ learnt.T
     threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
     holding = scores >= threshold[:, None]
-    step = gaussian_step(units, learnt, holding.to(units.dtype) / holding.sum(-1, keepdim=True), shared)
-    for group in map(list, choices):  # holders narrowed choice by choice, so that each refit keeps the values before
+    step = gaussian_step(units, learnt, holding, shared)
+    for group in map(list, choices):
         distance = torch.cdist((units + step)[:, group], learnt[:, group]).masked_fill(~holding, float("inf"))
         nearest = distance.argmin(-1)
         values = learnt[:, group].argmax(-1)
         changed = values[nearest] != units[:, group].argmax(-1)
         holding = holding & ((values[None] == values[nearest][:, None]) | ~changed[:, None])
-        refitted = gaussian_step(units, learnt, holding.to(units.dtype) / holding.sum(-1, keepdim=True), shared)
+        refitted = gaussian_step(units, learnt, holding, shared)
         step = torch.where(changed[:, None], refitted, step)
         step[:, group] = learnt[nearest][:, group] - units[:, group]
     lacking = (units * gradient).sum(-1) < threshold
@@ -185,7 +186,7 @@ class ReadShapeMapper(nn.Module):
         `holders`, `shared`, `choices`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
-        self.holders, self.shared, self.choices = holders, shared, [list(group) for group in choices]
+        self.holders, self.shared, self.choices = holders, shared, choices
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
