@@ -263,8 +263,13 @@ def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:
 
 def other_questions(questions, asked: str, before: dict, after: dict) -> list[str]:
     """The `questions` other than `asked` that apply to the judge's answers both before and after
-    an edit (a stool has no back height): those whose answers an edit should keep."""
-    return [q for q in questions if q != asked and applies_judged(q, before) and applies_judged(q, after)]
+    an edit (a stool has no back height), less those whose change is what `asked` needs in order to
+    apply (a stool asked for armrests must get a back): those whose answers an edit should keep."""
+    def makes_asked_apply(q: str) -> bool:
+        return not applies_judged(asked, before) and applies_judged(asked, {**before, q: after[q]})
+
+    return [q for q in questions if q != asked and applies_judged(q, before) and applies_judged(q, after)
+            and not makes_asked_apply(q)]
 
 
 def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str], test_text, embeddings: tuple) -> dict:

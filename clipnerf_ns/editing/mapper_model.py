@@ -21,7 +21,7 @@ from clipnerf_ns.editing.edit import EditLossConfig, apply_change, edit_losses, 
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
-from clipnerf_ns.models.attribute_codes import choice_groups
+from clipnerf_ns.models.attribute_codes import attribute_groups
 from clipnerf_ns.models.clip_nerf import ClipNerfModel, ClipNerfModelConfig
 from clipnerf_ns.models.meshing_config import no_sdf_field
 from clipnerf_ns.validation import Bounds, check_numbers
@@ -68,12 +68,17 @@ class MapperModelConfig(ModelConfig):
     read_holders: Annotated[float, Bounds(0, 1)] = 0.0
     """Before its step, a read shape edit first takes what this fraction of the mapper objects, those
     with the highest predicted scores for the prompt, all share (arms come with a back: a stool asked
-    for arms gets one), keeping what they vary in; a tied choice (leg style) ends on the nearest holder's
-    value, so that an office chair given arms gets an armchair's legs, not no base (`editing.mappers.holders_step`).
-    0: no such step."""
+    for arms gets one), keeping what they vary in; a tied choice (leg style) ends on a holder's value,
+    never on no base at all (`editing.mappers.holders_step`). 0: no such step."""
     read_shared: Annotated[float, Bounds(1e-6, 1e6)] = 0.1
     """With `read_holders`: a direction along which the holders' codes vary by less than this
     (variance, prior units) counts as shared."""
+    read_named: Annotated[float, Bounds(0, 1)] = 0.6
+    """With `read_holders` and a stage 1 whose codes are tied to attributes: an attribute counts as
+    named by the prompt when its holders' mean moves at least this share of the most moved
+    attribute's shift; every mapper object that agrees with the holders on the named attributes then
+    holds the prompt (office armchairs too), and the edit keeps the object's own values of the others
+    (an armchair keeps its back height). 0: the top scorers alone hold it and nothing is kept."""
     read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
@@ -158,7 +163,7 @@ class MapperModel(Model):
                 "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
                 "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp,
                 "holders": self.config.read_holders or None, "shared": self.config.read_shared,
-                "choices": choice_groups(self.nerf.code_attribute_labels)}
+                "attributes": attribute_groups(self.nerf.code_attribute_labels), "named": self.config.read_named or None}
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -21,7 +21,9 @@ a soft constraint), so that an armchair edit does not also change the legs, and 
 the box the learnt codes span (`clamp_into_learnt`). A straight step cannot add what an attribute
 needs but does not vary with linearly (arms need a back, and most chairs with a back have no
 arms), so the step may start by taking what the codes that hold the attribute all share
-(`holders_step`), a named choice (leg style) ending on one of its values.
+(`holders_step`), a named choice (leg style) ending on one of its values. Where the code's first
+dimensions are tied to attributes, the holders are every code that agrees with the top scorers on
+the attributes the prompt names, and the object keeps its own values of the rest.
 """
 
 from __future__ import annotations
@@ -117,21 +119,78 @@ def read_shape_change(
 
 
 def gaussian_step(units: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], members: Bool[Tensor, "n m"],
-                  shared: float) -> Float[Tensor, "n d"]:
+                  noise: Union[float, Float[Tensor, "n d"]]) -> Float[Tensor, "n d"]:
     """The step to the mean of the Gaussian fitted to each code's `members` among the learnt codes
-    (one row per code: mean `mu`, covariance `S`) given the code `u` seen through isotropic noise of
-    variance `shared`: `shared (S + shared I)^-1 (mu - u)`."""
+    (one row per code: mean `mu`, covariance `S`) given the code `u` seen through independent noise
+    of variance `noise` per dimension (`D`, diagonal): `D (S + D)^-1 (mu - u)`. Where the noise is
+    near zero the code keeps its own value, and the rest moves as the members with that value do."""
     weights = members.to(units.dtype) / members.sum(-1, keepdim=True)
     mean = weights @ learnt
     centred = learnt[None] - mean[:, None]
     spread = torch.einsum("nm,nmd,nme->nde", weights, centred, centred)
-    noise = shared * torch.eye(units.shape[1], dtype=units.dtype, device=units.device)
-    return shared * torch.linalg.solve(spread + noise, (mean - units)[..., None])[..., 0]
+    noise = torch.diag_embed(torch.as_tensor(noise, dtype=units.dtype, device=units.device).expand_as(units))
+    return (noise @ torch.linalg.solve(spread + noise, (mean - units)[..., None]))[..., 0]
+
+
+def named_attributes(holding: Bool[Tensor, "n m"], learnt: Float[Tensor, "m d"], attributes: Sequence[Sequence[int]],
+                     ratio: float) -> Bool[Tensor, "n a"]:
+    """Which of the tied `attributes` (groups of dimensions) a prompt names: those whose mean among its
+    holders moves from the learnt codes' mean (in their standard deviations) by at least `ratio` of
+    the most moved attribute's shift. Armchair holders have arms (1.7) and, less so, taller backs (0.7)."""
+    weights = holding.to(learnt.dtype) / holding.sum(-1, keepdim=True)
+    shift = ((weights @ learnt) - learnt.mean(0)).abs() / learnt.std(0).clamp_min(1e-12)
+    moved = torch.stack([shift[:, list(group)].amax(-1) for group in attributes], -1)
+    return moved >= ratio * moved.amax(-1, keepdim=True)
+
+
+def agreeing_codes(holding: Bool[Tensor, "n m"], named: Bool[Tensor, "n a"], learnt: Float[Tensor, "m d"],
+                   attributes: Sequence[Sequence[int]], minimum: int = 8) -> Bool[Tensor, "n m"]:
+    """The learnt codes that agree with the holders on every named attribute: on a choice the holders'
+    most common value; on a number or a yes/no, nearer the holders' median than the learnt codes'
+    median. So every armchair holds "an armchair", office chairs among them, not only those whose
+    views the CLIP ranks highest (which share more than arms). A row with fewer than `minimum` such
+    codes keeps its holders."""
+    agree = torch.ones_like(holding)
+    for index, group in enumerate(map(list, attributes)):
+        if len(group) > 1:
+            values = learnt[:, group].argmax(-1)
+            common = (holding.to(learnt.dtype) @ nn.functional.one_hot(values, len(group)).to(learnt.dtype)).argmax(-1)
+            agrees = values[None] == common[:, None]
+        else:
+            column = learnt[:, group[0]]
+            holders_median = torch.where(holding, column[None], float("nan")).nanmedian(-1).values
+            agrees = (column[None] - holders_median[:, None]).abs() < (column - column.median()).abs()[None]
+        agree &= agrees | ~named[:, index:index + 1]
+    return torch.where(agree.sum(-1, keepdim=True) >= minimum, agree, holding)
+
+
+def held_noise(units: Float[Tensor, "n d"], holding: Bool[Tensor, "n m"], learnt: Float[Tensor, "m d"],
+               named: Bool[Tensor, "n a"], attributes: Sequence[Sequence[int]], shared: float,
+               held: float = 1e-4, taken: float = 1e4) -> Float[Tensor, "n d"]:
+    """The noise through which `gaussian_step` sees each code: `held` (near zero: the code keeps its
+    value) along the tied attributes the prompt does not name where the code's values lie within the
+    holders' range (an armchair keeps its back height); `taken` (the holders' value given the rest)
+    along an attribute whose value lies further outside that range than the holders' spread there,
+    a value no holder has (a stool's 'no back' height, asked for arms; a pedestal's five legs, asked
+    for slats); `shared` elsewhere."""
+    inf = torch.tensor(float("inf"), dtype=units.dtype, device=units.device)
+    low = torch.where(holding[..., None], learnt[None], inf).amin(1)
+    high = torch.where(holding[..., None], learnt[None], -inf).amax(1)
+    weights = holding.to(units.dtype) / holding.sum(-1, keepdim=True)
+    spread = (weights @ learnt.pow(2) - (weights @ learnt).pow(2)).clamp_min(0).sqrt()
+    outside = torch.maximum(low - units, units - high)  # > 0 outside the holders' range
+    noise = torch.full_like(units, shared)
+    for index, group in enumerate(map(list, attributes)):
+        within = (outside[:, group] <= 0).all(-1, keepdim=True)
+        foreign = (outside[:, group] > 2 * spread[:, group]).any(-1, keepdim=True)
+        keep = within & ~named[:, index:index + 1]
+        noise[:, group] = torch.where(foreign, taken, torch.where(keep, held, shared))
+    return noise
 
 
 def holders_step(
     units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
-    choices: Sequence[Sequence[int]] = (),
+    attributes: Sequence[Sequence[int]] = (), named: Optional[float] = None,
 ) -> Float[Tensor, "n d"]:
     """The step that gives each code what the codes holding the prompt's attribute share: the
     `fraction` of learnt codes with the highest predicted score (`gradient`: the score's gradient
@@ -140,25 +199,37 @@ def holders_step(
     their value (an armchair's back, for a stool); along those in which they vary more it keeps its
     own (its legs). Codes already scoring as the holders do not move.
 
-    `choices`: groups of dimensions that are one named choice (one per value, the largest is the
-    value: `attribute_codes`). A Gaussian takes away a value no holder has (an office chair's
-    pedestal, for an armchair) but spreads the group over the rest, so that no value is on: the
-    group ends on the values of the holder nearest to it there, and a code whose value that changes
-    is fitted again to the holders with the new value (round-legged armchairs), so that what goes
-    with the value (four legs, not five) follows it. The holders narrow choice by choice, so that a
-    later refit keeps the values chosen before it."""
+    `attributes`: the dimensions tied to each attribute of the code (`attribute_codes`). A named
+    choice (one dimension per value, the largest is the value) is something a Gaussian cannot say:
+    it takes away a value no holder has (an office chair's pedestal, for an armchair) but spreads
+    the group over the rest, so that no value is on. So each choice ends on the values of the
+    holder nearest to the code there, and a code whose value that changes is fitted again to the
+    holders with the new value (round-legged armchairs), so that what goes with the value (four
+    legs, not five) follows it; the holders narrow choice by choice, so that a later refit keeps
+    the values chosen before it.
+
+    `named` (a ratio, see `named_attributes`): the top scorers share more than the prompt names
+    (armchair holders have taller backs, slatted ones lower backs). The holders become every learnt
+    code that agrees with them on the attributes the prompt names (`agreeing_codes`), and the code
+    keeps its own values of the others (`held_noise`)."""
     scores = gradient @ learnt.T
     threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
     holding = scores >= threshold[:, None]
-    step = gaussian_step(units, learnt, holding, shared)
-    for group in map(list, choices):
+    noise: Union[float, Tensor] = shared
+    if attributes and named is not None:
+        names = named_attributes(holding, learnt, attributes, named)
+        holding = agreeing_codes(holding, names, learnt, attributes)
+        noise = held_noise(units, holding, learnt, names, attributes, shared)
+    step = gaussian_step(units, learnt, holding, noise)
+    for group in (list(group) for group in attributes if len(group) > 1):
         distance = torch.cdist((units + step)[:, group], learnt[:, group]).masked_fill(~holding, float("inf"))
         nearest = distance.argmin(-1)
         values = learnt[:, group].argmax(-1)
         changed = values[nearest] != units[:, group].argmax(-1)
         holding = holding & ((values[None] == values[nearest][:, None]) | ~changed[:, None])
-        refitted = gaussian_step(units, learnt, holding, shared)
-        step = torch.where(changed[:, None], refitted, step)
+        if isinstance(noise, Tensor):  # a value that changes is not held
+            noise[:, group] = torch.where(changed[:, None], shared, noise[:, group])
+        step = torch.where(changed[:, None], gaussian_step(units, learnt, holding, noise), step)
         step[:, group] = learnt[nearest][:, group] - units[:, group]
     lacking = (units * gradient).sum(-1) < threshold
     return step * lacking[:, None]
@@ -180,13 +251,14 @@ class ReadShapeMapper(nn.Module):
 
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
                  held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False,
-                 holders: Optional[float] = None, shared: float = 0.1, choices: Sequence[Sequence[int]] = ()):
+                 holders: Optional[float] = None, shared: float = 0.1, attributes: Sequence[Sequence[int]] = (),
+                 named: Optional[float] = None):
         """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
         `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`);
-        `holders`, `shared`, `choices`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
+        `holders`, `shared`, `attributes`, `named`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
-        self.holders, self.shared, self.choices = holders, shared, choices
+        self.holders, self.shared, self.attributes, self.named = holders, shared, attributes, named
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
@@ -210,7 +282,8 @@ class ReadShapeMapper(nn.Module):
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
         shared = torch.zeros_like(units)
         if self.holders is not None:
-            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared, self.choices)
+            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
+                                  self.attributes, self.named)
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
                                             self.percentile, self.held, self.hold, self.similarity)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change

@@ -59,14 +59,13 @@ def attribute_code_targets(
     return targets.reshape(len(attributes), len(labels)), mask.reshape(len(attributes), len(labels)), labels
 
 
-def choice_groups(labels: Sequence[str]) -> list[list[int]]:
-    """The dimensions (indices into `labels`) of each named choice that has one per value
-    ("leg_style=round", "leg_style=swivel", ...); a choice of two is one yes/no dimension, not a group."""
+def attribute_groups(labels: Sequence[str]) -> list[list[int]]:
+    """The dimensions (indices into `labels`) of each attribute tied to the code: one for a number or
+    a yes/no ("armrests"), one per value of a named choice ("leg_style=round", "leg_style=swivel", ...)."""
     groups: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
-        if "=" in label:
-            groups.setdefault(label.split("=")[0], []).append(index)
-    return [group for group in groups.values() if len(group) > 1]
+        groups.setdefault(label.split("=")[0], []).append(index)
+    return list(groups.values())
 
 
 def attribute_code_loss(

@@ -103,3 +103,17 @@ def test_a_stool_focused_on_its_back_is_contrasted_with_a_chair():
     positive, negative = focused_pair("chairs", STOOL, question("chairs", "back_style"), np.random.default_rng(3))
     assert "stool" in positive or "backless" in positive
     assert "stool" not in negative and "chair" in negative and "back" in negative
+
+
+def test_an_edit_is_not_charged_for_changing_what_the_asked_question_needs_in_order_to_apply():
+    from clipnerf_ns.app.edit_evaluation import other_questions
+
+    questions = ["back_style", "back_height", "armrests", "leg_style", "leg_count"]
+    stool = {"back_style": "none", "back_height": "short", "armrests": "no", "leg_style": "vertical", "leg_count": "4"}
+    armchair = {**stool, "back_style": "solid", "armrests": "yes", "leg_count": "3"}
+    # arms need a back: the stool's back style changing is not a side effect; its leg count is
+    assert other_questions(questions, "armrests", stool, armchair) == ["leg_style", "leg_count"]
+    dining = {**stool, "back_style": "solid"}
+    # a chair that had a back already is charged for changing its style (and its back height now applies)
+    assert other_questions(questions, "armrests", dining, {**armchair, "back_style": "slatted"}) == \
+        ["back_style", "back_height", "leg_style", "leg_count"]

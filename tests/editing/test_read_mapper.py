@@ -11,6 +11,7 @@ from clipnerf_ns.editing.mappers import (
     fit_code_to_clip,
     held_step,
     holders_step,
+    named_attributes,
     prior_distance,
     read_shape_change,
 )
@@ -206,13 +207,13 @@ def test_a_holders_step_takes_a_choice_value_away_by_giving_a_holders_value():
     office_chair = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0]])
     spread = office_chair + holders_step(office_chair, gradient, units, fraction=0.25, shared=0.1)
     assert float(spread[0, 1]) < -0.9 and float(spread[0, 2:4].max()) < 0.5  # no pedestal, and no leg style on either
-    chosen = office_chair + holders_step(office_chair, gradient, units, 0.25, 0.1, choices=[[1, 2, 3]])
+    chosen = office_chair + holders_step(office_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])
     assert float(chosen[0, 0]) > 0.9  # arms
     legs = chosen[0, 1:4].tolist()
     assert sorted(legs) == [-1.0, -1.0, 1.0] and legs[0] == -1.0  # round or straight legs
     assert abs(float(chosen[0, 4]) - (0.0 if legs[1] == 1.0 else -1.0)) < 0.05  # as many as the holders with them have
     round_chair = torch.tensor([[-1.0, -1.0, 1.0, -1.0, 0.0]])  # keeps its own value: the plain Gaussian step
-    assert torch.equal(holders_step(round_chair, gradient, units, 0.25, 0.1, choices=[[1, 2, 3]])[:, [0, 4]],
+    assert torch.equal(holders_step(round_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])[:, [0, 4]],
                        holders_step(round_chair, gradient, units, 0.25, 0.1)[:, [0, 4]])
 
 
@@ -229,12 +230,57 @@ def test_a_holders_step_changes_two_choices_and_ends_on_a_value_of_each():
     embeddings = torch.stack([units[:, 0], torch.ones(600)], -1)
     gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, embeddings, 1.0).T
     stool = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0]])
-    edited = stool + holders_step(stool, gradient, units, 0.25, 0.1, choices=[[1, 2, 3], [4, 5, 6]])
+    edited = stool + holders_step(stool, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3], [4, 5, 6]])
     assert float(edited[0, 0]) > 0.9
     for group in ([1, 2, 3], [4, 5, 6]):
         assert torch.allclose(edited[0, group].sort().values, torch.tensor([-1.0, -1.0, 1.0]), atol=1e-5)
         assert float(edited[0, group[0]]) < -0.99  # not the stool's own value
     assert ((units[arms][:, 1:] - edited[0, 1:]).abs() < 1e-4).all(-1).any()  # a back and legs some armchair has
+
+
+def test_a_holders_step_keeps_what_the_prompt_does_not_name_though_the_top_scorers_share_it():
+    """Arms asked of an office chair with a short back, where the CLIP ranks armchairs on four legs
+    and with taller backs highest (as the shipped CLIP does): the top scorers' step also takes the
+    pedestal away and raises the back. With the named attributes found, every chair with arms holds
+    the prompt (office armchairs too), and the chair keeps its pedestal and its back height."""
+    generator = torch.Generator().manual_seed(0)
+    arms, pedestal = (torch.rand(400, generator=generator) < 0.3 for _ in range(2))
+    height = torch.randn(400, generator=generator)
+    legs = torch.stack([pedestal, ~pedestal], -1).float() * 2 - 1  # a choice: pedestal or four legs
+    units = torch.cat([(arms.float() * 2 - 1)[:, None], height[:, None], legs, torch.randn(400, 1, generator=generator)], -1)
+    score = 2 * units[:, 0] - 1.5 * pedestal.float() + 0.5 * height  # the CLIP's bias
+    gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, torch.stack([score, torch.ones(400)], -1), 1.0).T
+    attributes = [[0], [1], [2, 3]]
+    top = gradient @ units.T >= torch.quantile(gradient @ units.T, 0.85)
+    assert named_attributes(top, units, attributes, 0.6).tolist() == [[True, False, False]]  # arms only
+    office_chair = torch.tensor([[-1.0, -1.0, 1.0, -1.0, 0.3]])
+    top_scorers = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes)
+    assert float(top_scorers[0, 0]) > 0.99 and float(top_scorers[0, 1]) > -0.8  # arms, and a taller back
+    assert top_scorers[0, 2:4].tolist() == [-1.0, 1.0]  # four legs: no top scorer has a pedestal
+    named = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes, named=0.6)
+    assert float(named[0, 0]) > 0.99 and abs(float(named[0, 1]) + 1.0) < 1e-3  # arms, its own back height
+    assert named[0, 2:4].tolist() == [1.0, -1.0]  # its pedestal
+
+
+def test_a_holders_step_replaces_a_value_no_holder_has_and_keeps_one_they_have():
+    """Arms asked of a stool, whose back height is the 'no back' value (-2) no chair with arms has:
+    its back and back height, not named by the prompt, become the holders' (a back of their usual
+    height); a chair with a back keeps its own back height, which holders have too."""
+    generator = torch.Generator().manual_seed(2)
+    back = torch.rand(400, generator=generator) < 0.7
+    arms = back & (torch.rand(400, generator=generator) < 0.4)
+    height = torch.where(back, 0.5 + 0.3 * torch.randn(400, generator=generator), torch.full((400,), -2.0))
+    units = torch.stack([back.float() * 2 - 1, height, arms.float() * 2 - 1, torch.randn(400, generator=generator)], -1)
+    gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, torch.stack([units[:, 2], torch.ones(400)], -1), 1.0).T
+    attributes = [[0], [1], [2]]
+    top = gradient @ units.T >= torch.quantile(gradient @ units.T, 0.85)
+    assert named_attributes(top, units, attributes, 0.6).tolist() == [[False, False, True]]  # arms only
+    stool, chair = torch.tensor([[-1.0, -2.0, -1.0, 0.4]]), torch.tensor([[1.0, 0.9, -1.0, 0.4]])
+    stool_after = stool + holders_step(stool, gradient, units, 0.15, 0.03, attributes, named=0.6)
+    assert float(stool_after[0, 0]) > 0.99 and float(stool_after[0, 2]) > 0.99  # a back, and arms
+    assert abs(float(stool_after[0, 1]) - float(units[arms, 1].mean())) < 0.1  # the holders' back height
+    chair_after = chair + holders_step(chair, gradient, units, 0.15, 0.03, attributes, named=0.6)
+    assert float(chair_after[0, 2]) > 0.99 and abs(float(chair_after[0, 1]) - 0.9) < 1e-3  # arms, its own height
 
 
 def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():

@@ -176,7 +176,7 @@ def test_inbetween_haze_term_trains_the_field_towards_solid_or_empty():
 
 
 def test_attribute_targets_encode_numbers_yes_no_and_choices_and_leave_unknowns_free():
-    from clipnerf_ns.models.attribute_codes import attribute_code_targets, choice_groups
+    from clipnerf_ns.models.attribute_codes import attribute_code_targets, attribute_groups
 
     attributes = [
         {"armrests": True, "seat_width": 0.4, "back_style": "none", "seat_shape": "round"},
@@ -189,7 +189,8 @@ def test_attribute_targets_encode_numbers_yes_no_and_choices_and_leave_unknowns_
     assert targets[:, 1].mean().abs() < 1e-6 and abs(targets[:, 1].pow(2).mean().item() - 1.0) < 1e-5  # standardised
     assert targets[:, 2:5].tolist() == [[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]]
     assert targets[:, 5].tolist() == [1.0, -1.0, 1.0] and mask[:, 1:].min() == 1.0
-    assert choice_groups(labels) == [[2, 3, 4]]  # seat shape, a choice of two, is one yes/no dimension
+    # one group per attribute; seat shape, a choice of two, is one yes/no dimension
+    assert attribute_groups(labels) == [[0], [1], [2, 3, 4], [5]]
     with pytest.raises(UserError, match="no object of the collection has the attribute 'legs'"):
         attribute_code_targets(attributes, ["legs"])
 
