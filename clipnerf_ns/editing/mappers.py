@@ -170,8 +170,8 @@ def held_noise(units: Float[Tensor, "n d"], holding: Bool[Tensor, "n m"], learnt
     """The noise through which `gaussian_step` sees each code: `held` (near zero: the code keeps its
     value) along the tied attributes the prompt does not name where the code's values lie within the
     holders' range (an armchair keeps its back height); `taken` (the holders' value given the rest)
-    along an attribute whose value lies further outside that range than the holders' spread there,
-    a value no holder has (a stool's 'no back' height, asked for arms; a pedestal's five legs, asked
+    along an attribute whose value lies further outside that range than twice the holders' standard
+    deviation there, a value no holder has (a stool's 'no back' height, asked for arms; a pedestal's five legs, asked
     for slats); `shared` elsewhere."""
     inf = torch.tensor(float("inf"), dtype=units.dtype, device=units.device)
     low = torch.where(holding[..., None], learnt[None], inf).amin(1)
@@ -211,7 +211,8 @@ def holders_step(
     `named` (a ratio, see `named_attributes`): the top scorers share more than the prompt names
     (armchair holders have taller backs, slatted ones lower backs). The holders become every learnt
     code that agrees with them on the attributes the prompt names (`agreeing_codes`), and the code
-    keeps its own values of the others (`held_noise`)."""
+    keeps its own values of the others where some holder has them; a value none has becomes theirs
+    (`held_noise`)."""
     scores = gradient @ learnt.T
     threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
     holding = scores >= threshold[:, None]
