@@ -188,10 +188,26 @@ def held_noise(units: Float[Tensor, "n d"], holding: Bool[Tensor, "n m"], learnt
     return noise
 
 
+def fixed_by_value(learnt: Float[Tensor, "m d"], group: Sequence[int], attributes: Sequence[Sequence[int]],
+                   tolerance: float = 0.1) -> Bool[Tensor, "k a"]:
+    """For each value of the choice `group`, which of the other `attributes` every learnt code with
+    that value shares (spread at most `tolerance` of the attribute's spread over all codes): what the
+    value fixes. No back fixes the back height and no arms; a pedestal fixes the leg count; a
+    pedestal does not fix the back style (office chairs have solid backs or none)."""
+    values = learnt[:, list(group)].argmax(-1)
+    overall = learnt.std(0)
+    rows = []
+    for value in range(len(group)):
+        members = learnt[values == value]
+        alike = members.std(0) <= tolerance * overall if members.shape[0] > 1 else torch.zeros_like(overall, dtype=torch.bool)
+        rows.append(torch.stack([alike[list(other)].all() & (list(other) != list(group)) for other in attributes]))
+    return torch.stack(rows)
+
+
 def holders_step(
     units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
     attributes: Sequence[Sequence[int]] = (), named: Optional[float] = None,
-) -> Float[Tensor, "n d"]:
+) -> tuple[Float[Tensor, "n d"], Bool[Tensor, "n d"]]:
     """The step that gives each code what the codes holding the prompt's attribute share: the
     `fraction` of learnt codes with the highest predicted score (`gradient`: the score's gradient
     in code space) is fitted by a Gaussian and each code moves to its mean given the code
@@ -212,28 +228,40 @@ def holders_step(
     (armchair holders have taller backs, slatted ones lower backs). The holders become every learnt
     code that agrees with them on the attributes the prompt names (`agreeing_codes`), and the code
     keeps its own values of the others where some holder has them; a value none has becomes theirs
-    (`held_noise`)."""
+    (`held_noise`). A choice value none has that the named attributes do not need changed (an office
+    chair's pedestal, for slats; not a stool's missing back, for arms, which fixes 'no arms':
+    `fixed_by_value`) is kept, with what it fixes, through the rest of the edit: the tied space
+    composes a slatted office chair though the collection has none.
+
+    Returns the step and a mask of the dimensions the rest of the edit must leave as they are."""
     scores = gradient @ learnt.T
     threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
     holding = scores >= threshold[:, None]
     noise: Union[float, Tensor] = shared
+    names: Optional[Tensor] = None  # (n, a): the attributes each prompt names, when asked to find them
     if attributes and named is not None:
         names = named_attributes(holding, learnt, attributes, named)
         holding = agreeing_codes(holding, names, learnt, attributes)
         noise = held_noise(units, holding, learnt, names, attributes, shared)
     step = gaussian_step(units, learnt, holding, noise)
-    for group in (list(group) for group in attributes if len(group) > 1):
+    keep = torch.zeros_like(units, dtype=torch.bool)
+    for index, group in ((i, list(g)) for i, g in enumerate(attributes) if len(g) > 1):
         distance = torch.cdist((units + step)[:, group], learnt[:, group]).masked_fill(~holding, float("inf"))
         nearest = distance.argmin(-1)
         values = learnt[:, group].argmax(-1)
-        changed = values[nearest] != units[:, group].argmax(-1)
+        own = units[:, group].argmax(-1)
+        changed = values[nearest] != own
         holding = holding & ((values[None] == values[nearest][:, None]) | ~changed[:, None])
-        if isinstance(noise, Tensor):  # a value that changes is not held
+        if names is not None:  # a value that changes is not held
             noise[:, group] = torch.where(changed[:, None], shared, noise[:, group])
+            fixes = fixed_by_value(learnt, group, attributes)[own]
+            kept = changed & ~names[:, index] & ~(fixes & names).any(-1)
+            for row in kept.nonzero()[:, 0].tolist():
+                keep[row, [d for a, g in enumerate(attributes) if a == index or fixes[row, a] for d in g]] = True
         step = torch.where(changed[:, None], gaussian_step(units, learnt, holding, noise), step)
         step[:, group] = learnt[nearest][:, group] - units[:, group]
     lacking = (units * gradient).sum(-1) < threshold
-    return step * lacking[:, None]
+    return step * lacking[:, None], keep & lacking[:, None]
 
 
 def clamp_into_learnt(units: Float[Tensor, "n d"], change: Float[Tensor, "n d"],
@@ -281,12 +309,13 @@ class ReadShapeMapper(nn.Module):
         """The change of `units` (prior units) that `embedding` asks for: measured from the neutral
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
-        shared = torch.zeros_like(units)
+        shared, keep = torch.zeros_like(units), torch.zeros_like(units, dtype=torch.bool)
         if self.holders is not None:
-            shared = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
-                                  self.attributes, self.named)
+            shared, keep = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
+                                        self.attributes, self.named)
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
                                             self.percentile, self.held, self.hold, self.similarity)
+        change = change.masked_fill(keep, 0.0)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change
 
 

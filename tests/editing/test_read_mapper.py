@@ -9,6 +9,7 @@ from clipnerf_ns.editing.mappers import (
     Mappers,
     clamp_into_learnt,
     fit_code_to_clip,
+    fixed_by_value,
     held_step,
     holders_step,
     named_attributes,
@@ -182,12 +183,12 @@ def test_a_holders_step_adds_what_every_holder_has_and_keeps_what_they_vary_in()
     gradient = direction @ code_to_clip.T
     straight = stool + read_shape_change(stool, direction, code_to_clip, units, covariance, 99.0)
     assert straight[0, 0] < 0.5  # no back: what the edit needs is not there
-    into = stool + holders_step(stool, gradient, units, fraction=0.25, shared=0.1)
+    into = stool + holders_step(stool, gradient, units, fraction=0.25, shared=0.1)[0]
     assert torch.allclose(into[0, :2], torch.tensor([1.0, 1.0]), atol=0.05)  # a back and arms, as every holder
     assert 1.2 < float(into[0, 2]) < 1.5  # its own legs, nearly: holders' legs vary as everyone's do
-    assert torch.equal(holders_step(chair_with_arms, gradient, units, 0.25, 0.1), torch.zeros(1, 3))  # has them
+    assert torch.equal(holders_step(chair_with_arms, gradient, units, 0.25, 0.1)[0], torch.zeros(1, 3))  # has them
     # when everything counts as shared, the stool becomes an average armchair: its legs too
-    average = stool + holders_step(stool, gradient, units, 0.25, 1e6)
+    average = stool + holders_step(stool, gradient, units, 0.25, 1e6)[0]
     assert torch.allclose(average[0, :2], torch.tensor([1.0, 1.0]), atol=1e-4) and abs(float(average[0, 2])) < 0.5
 
 
@@ -205,16 +206,16 @@ def test_a_holders_step_takes_a_choice_value_away_by_giving_a_holders_value():
     embeddings = torch.stack([units[:, 0], torch.ones(400)], -1)
     gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, embeddings, 1.0).T
     office_chair = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0]])
-    spread = office_chair + holders_step(office_chair, gradient, units, fraction=0.25, shared=0.1)
+    spread = office_chair + holders_step(office_chair, gradient, units, fraction=0.25, shared=0.1)[0]
     assert float(spread[0, 1]) < -0.9 and float(spread[0, 2:4].max()) < 0.5  # no pedestal, and no leg style on either
-    chosen = office_chair + holders_step(office_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])
+    chosen = office_chair + holders_step(office_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])[0]
     assert float(chosen[0, 0]) > 0.9  # arms
     legs = chosen[0, 1:4].tolist()
     assert sorted(legs) == [-1.0, -1.0, 1.0] and legs[0] == -1.0  # round or straight legs
     assert abs(float(chosen[0, 4]) - (0.0 if legs[1] == 1.0 else -1.0)) < 0.05  # as many as the holders with them have
     round_chair = torch.tensor([[-1.0, -1.0, 1.0, -1.0, 0.0]])  # keeps its own value: the plain Gaussian step
-    assert torch.equal(holders_step(round_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])[:, [0, 4]],
-                       holders_step(round_chair, gradient, units, 0.25, 0.1)[:, [0, 4]])
+    assert torch.equal(holders_step(round_chair, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3]])[0][:, [0, 4]],
+                       holders_step(round_chair, gradient, units, 0.25, 0.1)[0][:, [0, 4]])
 
 
 def test_a_holders_step_changes_two_choices_and_ends_on_a_value_of_each():
@@ -230,7 +231,7 @@ def test_a_holders_step_changes_two_choices_and_ends_on_a_value_of_each():
     embeddings = torch.stack([units[:, 0], torch.ones(600)], -1)
     gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, embeddings, 1.0).T
     stool = torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0]])
-    edited = stool + holders_step(stool, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3], [4, 5, 6]])
+    edited = stool + holders_step(stool, gradient, units, 0.25, 0.1, attributes=[[1, 2, 3], [4, 5, 6]])[0]
     assert float(edited[0, 0]) > 0.9
     for group in ([1, 2, 3], [4, 5, 6]):
         assert torch.allclose(edited[0, group].sort().values, torch.tensor([-1.0, -1.0, 1.0]), atol=1e-5)
@@ -254,10 +255,10 @@ def test_a_holders_step_keeps_what_the_prompt_does_not_name_though_the_top_score
     top = gradient @ units.T >= torch.quantile(gradient @ units.T, 0.85)
     assert named_attributes(top, units, attributes, 0.6).tolist() == [[True, False, False]]  # arms only
     office_chair = torch.tensor([[-1.0, -1.0, 1.0, -1.0, 0.3]])
-    top_scorers = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes)
+    top_scorers = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes)[0]
     assert float(top_scorers[0, 0]) > 0.99 and float(top_scorers[0, 1]) > -0.8  # arms, and a taller back
     assert top_scorers[0, 2:4].tolist() == [-1.0, 1.0]  # four legs: no top scorer has a pedestal
-    named = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes, named=0.6)
+    named = office_chair + holders_step(office_chair, gradient, units, 0.15, 0.1, attributes, named=0.6)[0]
     assert float(named[0, 0]) > 0.99 and abs(float(named[0, 1]) + 1.0) < 1e-3  # arms, its own back height
     assert named[0, 2:4].tolist() == [1.0, -1.0]  # its pedestal
 
@@ -276,11 +277,34 @@ def test_a_holders_step_replaces_a_value_no_holder_has_and_keeps_one_they_have()
     top = gradient @ units.T >= torch.quantile(gradient @ units.T, 0.85)
     assert named_attributes(top, units, attributes, 0.6).tolist() == [[False, False, True]]  # arms only
     stool, chair = torch.tensor([[-1.0, -2.0, -1.0, 0.4]]), torch.tensor([[1.0, 0.9, -1.0, 0.4]])
-    stool_after = stool + holders_step(stool, gradient, units, 0.15, 0.03, attributes, named=0.6)
+    stool_after = stool + holders_step(stool, gradient, units, 0.15, 0.03, attributes, named=0.6)[0]
     assert float(stool_after[0, 0]) > 0.99 and float(stool_after[0, 2]) > 0.99  # a back, and arms
     assert abs(float(stool_after[0, 1]) - float(units[arms, 1].mean())) < 0.1  # the holders' back height
-    chair_after = chair + holders_step(chair, gradient, units, 0.15, 0.03, attributes, named=0.6)
+    chair_after = chair + holders_step(chair, gradient, units, 0.15, 0.03, attributes, named=0.6)[0]
     assert float(chair_after[0, 2]) > 0.99 and abs(float(chair_after[0, 1]) - 0.9) < 1e-3  # arms, its own height
+
+
+def test_a_choice_value_the_prompt_does_not_need_changed_is_kept_with_what_it_fixes():
+    """Slats asked of an office chair where no slatted chair has a pedestal (back style and leg style
+    are choices; a pedestal fixes the leg count): the back becomes slatted, and the
+    pedestal and its leg count are kept through the rest of the edit (the tied space composes what
+    the collection never paired), not replaced by a slatted holder's legs."""
+    generator = torch.Generator().manual_seed(3)
+    back = torch.multinomial(torch.tensor([0.3, 0.3, 0.4]), 600, replacement=True, generator=generator)
+    pedestal = (back != 1) & (torch.rand(600, generator=generator) < 0.2)
+    count = torch.where(pedestal, torch.tensor(0.8), -0.14 + 0.3 * torch.randn(600, generator=generator))
+    one_hot = torch.nn.functional.one_hot
+    units = torch.cat([one_hot(back, 3) * 2.0 - 1, one_hot(pedestal.long(), 2).flip(-1) * 2.0 - 1, count[:, None],
+                       torch.randn(600, 1, generator=generator)], -1)
+    attributes = [[0, 1, 2], [3, 4], [5]]
+    assert fixed_by_value(units, [3, 4], attributes).tolist() == [[False, False, True], [False, False, False]]
+    gradient = torch.tensor([[1.0, 0.0]]) @ fit_code_to_clip(units, torch.stack([units[:, 1], torch.ones(600)], -1), 1.0).T
+    office_chair = torch.tensor([[-1.0, -1.0, 1.0, 1.0, -1.0, 0.8, 0.0]])
+    step, keep = holders_step(office_chair, gradient, units, 0.15, 0.03, attributes, named=0.6)
+    assert torch.allclose((office_chair + step)[0, :3], torch.tensor([-1.0, 1.0, -1.0]), atol=1e-5)  # slatted
+    assert keep[0].tolist() == [False, False, False, True, True, True, False]  # its pedestal and five legs
+    step, keep = holders_step(office_chair, gradient, units, 0.15, 0.03, attributes)  # without named attributes
+    assert not keep.any() and float((office_chair + step)[0, 3]) < -0.99  # a slatted holder's legs
 
 
 def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
