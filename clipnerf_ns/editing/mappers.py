@@ -171,8 +171,8 @@ def held_noise(units: Float[Tensor, "n d"], holding: Bool[Tensor, "n m"], learnt
     value) along the tied attributes the prompt does not name where the code's values lie within the
     holders' range (an armchair keeps its back height); `taken` (the holders' value given the rest)
     along an attribute whose value lies further outside that range than twice the holders' standard
-    deviation there, a value no holder has (a stool's 'no back' height, asked for arms; a pedestal's five legs, asked
-    for slats); `shared` elsewhere."""
+    deviation there, a value no holder has (a stool's 'no back' height, asked for arms; `holders_step`
+    restores a pedestal's leg count, asked for slats, after the step); `shared` elsewhere."""
     inf = torch.tensor(float("inf"), dtype=units.dtype, device=units.device)
     low = torch.where(holding[..., None], learnt[None], inf).amin(1)
     high = torch.where(holding[..., None], learnt[None], -inf).amax(1)

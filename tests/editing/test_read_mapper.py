@@ -305,6 +305,12 @@ def test_a_choice_value_the_prompt_does_not_need_changed_is_kept_with_what_it_fi
     assert keep[0].tolist() == [False, False, False, True, True, True, False]  # its pedestal and five legs
     step, keep = holders_step(office_chair, gradient, units, 0.15, 0.03, attributes)  # without named attributes
     assert not keep.any() and float((office_chair + step)[0, 3]) < -0.99  # a slatted holder's legs
+    # the read mapper leaves them through its straight step and clamp too
+    mapper = Mappers(2, 7, 2, read_shape={"objects": 600, "percentile": 99.0, "clamp": True, "holders": 0.15,
+                                          "shared": 0.03, "attributes": attributes, "named": 0.6}).shape
+    mapper.fit(units, torch.stack([units[:, 1], torch.ones(600)], -1), torch.tensor([0.0, 1.0]), ridge=1.0)
+    edited = office_chair + mapper(torch.tensor([[1.0, 1.0]]), office_chair)
+    assert float(edited[0, 1]) > 0.9 and torch.equal(edited[0, 3:6], office_chair[0, 3:6])
 
 
 def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
