@@ -12,6 +12,9 @@ pixels; a space that clears its fog by decoding to nothing shows there):
 - the run's own objects, with their learnt codes;
 - the midpoints of random pairs of them (shape codes halfway, the first object's appearance):
   where a shape edit passes on its way from one object to another;
+- for a space with attribute-tied dimensions, attribute swaps of random pairs (each tied attribute
+  taken from the second object at a rate drawn per pair, the rest the first's; a random object's appearance):
+  where a tied space's shape edits land (the read mapper keeps the attributes the prompt does not name);
 - draws from the code prior (a diagonal Gaussian fit to the learnt codes), as the viewer's
   "prior sample" and `clipnerf eval --prior-objects` draw them;
 - the same draws with their deviation scaled (`--scales`): haze against the distance from the
@@ -42,6 +45,7 @@ from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.editing.edit import apply_change
 from clipnerf_ns.editing.mappers import prior_distance, pull_into_prior
 from clipnerf_ns.eval.metrics import haze
+from clipnerf_ns.models.attribute_codes import attribute_groups
 from clipnerf_ns.pipelines.runs import load_run, nerf_of
 
 
@@ -82,6 +86,18 @@ def mapper_edits(model, nerf, prior: tuple[Codes, Codes], count: int = 8) -> tup
     return edits, pulled
 
 
+def attribute_swaps(learnt: torch.Tensor, groups: list[list[int]], count: int, generator) -> torch.Tensor:
+    """`count` shape codes mixing two random learnt codes attribute by attribute: each tied group
+    taken from the second at a rate drawn uniformly per code, the free dimensions the first's."""
+    pick = torch.randint(learnt.shape[0], (2, count), generator=generator)
+    share = torch.rand(count, 1, generator=generator)
+    taken_groups = torch.rand(count, len(groups), generator=generator) < share
+    taken = torch.zeros(count, learnt.shape[1], dtype=torch.bool)
+    for column, dims in enumerate(groups):
+        taken[:, dims] = taken_groups[:, column : column + 1]
+    return torch.where(taken, learnt[pick[1]], learnt[pick[0]])
+
+
 def strip(nerf, camera, a: Codes, b: Codes, steps: int = 8) -> np.ndarray:
     """One row: the shape code going from a's to b's in `steps` steps, a's appearance throughout."""
     tiles = [to_uint8(nerf.render_view(camera, Codes(torch.lerp(a.z_s, b.z_s, t), a.z_a))["rgb"])
@@ -104,6 +120,12 @@ def main(args: Args) -> None:
         "pair midpoints": [Codes(0.5 * (learnt[i].z_s + learnt[j].z_s), learnt[i].z_a) for i, j in pairs],
         "prior draws": [Codes(drawn.z_s[k], drawn.z_a[k]) for k in range(args.draws)],
     }
+    tied = attribute_groups(getattr(nerf, "code_attribute_labels", []))
+    if tied:
+        first = [learnt[i] for i in torch.randint(count, (args.pairs,), generator=generator).tolist()]
+        table = torch.stack([c.z_s for c in learnt])
+        swapped = attribute_swaps(table, tied, args.pairs, generator)
+        groups["attribute swaps"] = [Codes(z, c.z_a) for z, c in zip(swapped, first)]
     mean, std = nerf.code_prior()
     for scale in args.scales:
         groups[f"prior draws x{scale:g}"] = [Codes(mean.z_s + scale * (c.z_s - mean.z_s), c.z_a) for c in groups["prior draws"]]

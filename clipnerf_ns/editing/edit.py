@@ -24,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from clipnerf_ns.codes import BACKGROUNDS, Codes, over_background
-from clipnerf_ns.data.cameras import make_cameras, orbit_pose
+from clipnerf_ns.data.cameras import make_cameras, orbit_camera, orbit_pose
 from clipnerf_ns.data.images import frame_on_object, pad_to_fill, read_rgba
 from clipnerf_ns.data.photos import has_alpha, threshold_mask
 from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
@@ -32,6 +32,7 @@ from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, direc
 from clipnerf_ns.editing.mappers import Mappers
 from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.eval.metrics import haze
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.models.rendering import occupied_bounds, semi_transparency
 
@@ -168,6 +169,13 @@ def edited_targets(target: Target) -> list[str]:
     return ["shape", "appearance"] if target == "both" else [target]
 
 
+CLEAN_VIEW = (130.0, 25.0)
+"""(azimuth, elevation) of the view a shape edit's variants are compared in (`Editor._cleanest`): a
+rear three-quarter view, so that the view `clipnerf eval` measures haze from is not the one chosen on."""
+CLEAN_RESOLUTION = 32
+"""Side (pixels) of those renders: fog shows at any size, and 32 px of each variant cost a few ms."""
+
+
 SIZED_EXEMPLAR_FILL = 0.7
 """Share of the frame an exemplar (framed on its object) is shrunk to for a CLIP that sees sizes.
 A photo has no scale; the median procedural object spans about this share of its category's
@@ -253,9 +261,23 @@ class Editor:
                 raise UserError("this run has no mappers: train them with ns-train clip-nerf-mappers, or use --mode optimize")
             batch, prior = Codes(codes.z_s[None], codes.z_a[None]), self.nerf.code_prior()
             with torch.no_grad():
-                return {target: self.mappers.change(target, embedding, batch, prior, edit.exemplar is not None)[0]
-                        for target in edited_targets(edit.target)}
+                changes = {target: self.mappers.change(target, embedding, batch, prior, edit.exemplar is not None)[0]
+                           for target in edited_targets(edit.target)}
+                if "shape" in changes:
+                    changes["shape"] = self._cleanest(codes, self.mappers.shape_variants(codes.z_s, changes["shape"], prior))
+            return changes
         return self._optimize(edit, codes, embedding)
+
+    def _cleanest(self, codes: Codes, changes: Float[Tensor, "k d"]) -> Tensor:
+        """Of the shape changes (rows), the one whose `CLEAN_VIEW` render is least hazy: the first
+        (the mapper's own) when it is the only one. All are rendered in the first's occupancy grid."""
+        if len(changes) == 1:
+            return changes[0]
+        camera = orbit_camera(CLEAN_RESOLUTION, *CLEAN_VIEW, self.nerf.orbit)
+        grid = self.nerf.occupancy_for_codes(codes.z_s + changes[0])
+        hazes = [haze(self.nerf.render_view(camera, Codes(codes.z_s + change, codes.z_a), grid)["accumulation"])
+                 for change in changes]
+        return changes[int(np.argmin(np.nan_to_num(hazes, nan=np.inf)))]
 
     def _optimize(self, edit: Edit, codes: Codes, embedding: Tensor) -> dict[str, Tensor]:
         """Optimise the code change of one object: shape first, then appearance (steps split)."""

@@ -79,6 +79,11 @@ class MapperModelConfig(ModelConfig):
     attribute's shift; every mapper object that agrees with the holders on the named attributes then
     holds the prompt (office armchairs too), and the edit keeps the object's own values of the others
     (an armchair keeps its back height). 0: the top scorers alone hold it and nothing is kept."""
+    read_clean: Annotated[int, Bounds(0, 64)] = 6
+    """With a stage 1 whose codes are tied to attributes: an edit's free dimensions are also tried half
+    way to those of this many mapper objects nearest it on the tied ones, and the editor keeps the
+    variant whose small render (`editing.edit.CLEAN_VIEW`) is least hazy (README, "Tenth lever"). 0: the
+    read step's code as it is."""
     read_views: Literal["training", "rendered"] = "rendered"
     """What the read shape mapper's regression reads: the CLIP embeddings of each mapper object's
     first `exemplar_views` training views, or of five renders of its learnt code around the orbit
@@ -163,7 +168,8 @@ class MapperModel(Model):
                 "held_prompts": len(self.library.shape), "hold": self.config.read_hold,
                 "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp,
                 "holders": self.config.read_holders or None, "shared": self.config.read_shared,
-                "attributes": attribute_groups(self.nerf.code_attribute_labels), "named": self.config.read_named or None}
+                "attributes": attribute_groups(self.nerf.code_attribute_labels), "named": self.config.read_named or None,
+                "clean": self.config.read_clean}
 
     def train(self, mode: bool = True):
         super().train(mode)

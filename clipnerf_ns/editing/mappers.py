@@ -264,6 +264,18 @@ def holders_step(
     return step * lacking[:, None], keep & lacking[:, None]
 
 
+def free_blends(edited: Float[Tensor, " d"], learnt: Float[Tensor, "m d"], tied: int, count: int) -> Float[Tensor, "k d"]:
+    """The edited code (prior units) and up to `count` variants of it whose free dimensions (those
+    after the first `tied`) lie half way to those of the learnt codes nearest it on the tied ones:
+    the same attributes, realised as chairs that have them realise the rest (`Editor` keeps the one
+    that renders cleanest). The free dimensions say what the tied ones do not, so a tied edit that
+    keeps the object's own can land where no learnt chair is, and decode to fog."""
+    nearest = torch.cdist(edited[None, :tied], learnt[:, :tied])[0].argsort()[:count]
+    variants = edited.expand(len(nearest), -1).clone()
+    variants[:, tied:] = 0.5 * (variants[:, tied:] + learnt[nearest, tied:])
+    return torch.cat([edited[None], variants])
+
+
 def clamp_into_learnt(units: Float[Tensor, "n d"], change: Float[Tensor, "n d"],
                       learnt: Float[Tensor, "m d"]) -> Float[Tensor, "n d"]:
     """`change`, cut so that `units + change` stays, dimension by dimension, within the range of
@@ -281,13 +293,15 @@ class ReadShapeMapper(nn.Module):
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
                  held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False,
                  holders: Optional[float] = None, shared: float = 0.1, attributes: Sequence[Sequence[int]] = (),
-                 named: Optional[float] = None):
+                 named: Optional[float] = None, clean: int = 0):
         """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
         `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`);
-        `holders`, `shared`, `attributes`, `named`: first give edits what the top `holders` fraction of codes share (`holders_step`)."""
+        `holders`, `shared`, `attributes`, `named`: first give edits what the top `holders` fraction of codes share (`holders_step`);
+        `clean`: how many `free_blends` variants an edit of tied codes offers the editor."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
         self.holders, self.shared, self.attributes, self.named = holders, shared, attributes, named
+        self.clean = clean if attributes else 0  # the variants keep the tied dimensions: none without them
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
         self.register_buffer("learnt", torch.zeros(objects, code_dim))  # in prior units
         self.register_buffer("covariance", torch.zeros(code_dim, code_dim))
@@ -361,6 +375,17 @@ class Mappers(nn.Module):
         scaled = units / z_s.shape[-1] ** 0.5
         inputs = torch.cat([embedding.expand(z_s.shape[0], -1), scaled], -1) if self.shape_sees_code else embedding
         return self._bounded(z_s, self.shape(inputs), mean, std)
+
+    def shape_variants(self, z_s: Float[Tensor, " d"], change: Float[Tensor, " d"], prior: tuple[Codes, Codes]) -> Tensor:
+        """The read shape mapper's `change` of one code `z_s`, and its `free_blends` variants (rows;
+        the first is `change`), within the same bound; just `change` when it offers none."""
+        clean = self.shape.clean if self.shape_is_read else 0
+        if not clean:
+            return change[None]
+        mean, std = prior[0].z_s, prior[1].z_s
+        tied = sum(len(group) for group in self.shape.attributes)
+        variants = free_blends((z_s + change - mean) / std, self.shape.learnt, tied, clean)[1:] * std + mean
+        return torch.cat([change[None], self._bounded(z_s.expand(len(variants), -1), variants - z_s, mean, std)])
 
     def _bounded(self, z_s: Tensor, change: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         """`change`, pulled back within `max_prior_distance` when set."""

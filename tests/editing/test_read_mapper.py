@@ -10,6 +10,7 @@ from clipnerf_ns.editing.mappers import (
     clamp_into_learnt,
     fit_code_to_clip,
     fixed_by_value,
+    free_blends,
     held_step,
     holders_step,
     named_attributes,
@@ -322,3 +323,37 @@ def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
     stool, prompt = torch.tensor([[-1.0, -1.0, 1.5]]), torch.tensor([[1.0, 1.0]])
     assert float((stool + plain(prompt, stool))[0, 0]) < 0.5
     assert float((stool + holders(prompt, stool))[0, 0]) > 0.9
+
+
+def test_free_blends_keep_the_tied_dimensions_and_move_the_free_ones_half_way_to_the_nearest_learnt_codes():
+    # two tied dimensions, two free ones; learnt codes 1 and 3 are nearest the edit on the tied ones
+    learnt = torch.tensor([[5.0, 5.0, 9.0, 9.0], [1.0, 0.0, 2.0, -2.0], [-4.0, 0.0, 7.0, 7.0], [1.0, 0.5, 4.0, 0.0]])
+    edited = torch.tensor([1.0, 0.2, 0.0, 0.0])
+    blends = free_blends(edited, learnt, tied=2, count=2)
+    assert torch.equal(blends[0], edited)  # the edit itself comes first
+    assert torch.equal(blends[1:, :2], edited[:2].expand(2, -1))  # the attributes are the edit's
+    assert torch.equal(blends[1:, 2:], torch.tensor([[1.0, -1.0], [2.0, 0.0]]))  # half way to codes 1, then 3
+    assert free_blends(edited, learnt, tied=2, count=9).shape == (5, 4)  # no more variants than learnt codes
+
+
+def test_a_read_mapper_offers_variants_of_a_tied_edit_within_its_bound_and_none_without_ties():
+    units, embeddings = attribute_world()
+    mean, std = Codes(torch.full((4,), 0.5), torch.zeros(2)), Codes(torch.full((4,), 2.0), torch.ones(2))
+    options = {"objects": len(units), "percentile": 95.0, "holders": 0.15, "attributes": [[0]], "clean": 3}
+    mappers = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape=options)
+    mappers.shape.fit(units, embeddings, torch.tensor([0.0, 0.0, 1.0]), ridge=1.0)
+    z_s = mean.z_s + std.z_s * torch.tensor([-1.0, -0.8, 0.0, 0.0])
+    prompt = torch.tensor([[0.7, 0.0, 0.7]])
+    change = mappers.change("shape", prompt, Codes(z_s[None], torch.zeros(1, 2)), (mean, std))[0]
+    variants = mappers.shape_variants(z_s, change, (mean, std))
+    assert variants.shape == (4, 4) and torch.equal(variants[0], change)
+    assert torch.allclose(variants[:, 0], change[0].expand(4))  # the tied dimension is the edit's
+    assert not torch.allclose(variants[1:, 1:], change[1:].expand(3, -1))  # the free ones vary
+    # with a bound, every variant stays within it too
+    bounded = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, max_prior_distance=0.8, read_shape=options)
+    bounded.load_state_dict(mappers.state_dict())
+    change = bounded.change("shape", prompt, Codes(z_s[None], torch.zeros(1, 2)), (mean, std))[0]
+    distances = prior_distance(z_s + bounded.shape_variants(z_s, change, (mean, std)), mean.z_s, std.z_s)
+    assert (distances <= max(0.8, float(prior_distance(z_s, mean.z_s, std.z_s))) + 1e-5).all()
+    untied = Mappers(clip_dim=3, shape_dim=4, appearance_dim=2, read_shape={**options, "attributes": []})
+    assert untied.shape_variants(z_s, change, (mean, std)).shape == (1, 4)

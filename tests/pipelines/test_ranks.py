@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -93,6 +94,7 @@ def run_ranks(world_size: int, out: Path, extra: tuple, steps: int = STEPS, meth
     return [{**json.loads((out / f"rank{r}.json").read_text()), "state": torch.load(out / f"rank{r}.pt")} for r in range(world_size)]
 
 
+@pytest.mark.slow  # 50 s; keeps make test within 15 min (test_two_ranks_train_the_mappers_alike_from_different_draws runs two ranks there)
 def test_two_ranks_train_as_one_with_the_same_total_batch(marker_collection, tmp_path):
     two = run_ranks(2, tmp_path / "two", nerf_options(marker_collection, RAYS))
     assert two[0]["first_rays"] != two[1]["first_rays"]  # seeded by rank: different rays
