@@ -110,13 +110,46 @@ def test_shipped_shape_edits_keep_the_variant_that_renders_cleanest(pretrained_r
             own = model.mappers.change("shape", editor.embed(edit), Codes(codes.z_s[None], codes.z_a[None]), prior)[0]
             variants = model.mappers.shape_variants(codes.z_s, own, prior)
             chosen = editor.changes(edit, codes)["shape"]
-            assert len(variants) == 7 and any(torch.equal(chosen, v) for v in variants)
+            assert len(variants) == 9 and any(torch.equal(chosen, v) for v in variants)
             differ += not torch.equal(chosen, own)
             for change, hazes in ((own, own_hazes), (chosen, chosen_hazes)):
                 hazes.append(haze(nerf.render_view(camera, Codes(codes.z_s + change, codes.z_a))["accumulation"]))
     assert differ >= 3 and sum(chosen_hazes) < sum(own_hazes), (differ, own_hazes, chosen_hazes)
     model.mappers.shape.clean = 0
     assert model.mappers.shape_variants(codes.z_s, own, prior).shape[0] == 1
+
+
+def test_variant_hazes_are_each_variants_own_coarse_render_whatever_the_chunks(pretrained_runs):
+    """`variant_hazes` renders a shape edit's variants as one batch of rays, split into chunks: each
+    haze is that of the variant's own coarse-pass render from `CLEAN_VIEW` in the first variant's
+    grid, also when a chunk ends mid-view."""
+    import numpy as np
+
+    from clipnerf_ns.codes import BACKGROUNDS, Codes
+    from clipnerf_ns.data.cameras import orbit_camera
+    from clipnerf_ns.editing.edit import CLEAN_RESOLUTION, CLEAN_VIEW, Edit, editor_for, variant_hazes
+    from clipnerf_ns.eval.metrics import haze
+
+    _, pipeline = load_run(pretrained_runs.mappers)
+    model, nerf = pipeline.model, nerf_of(pipeline)
+    editor, prior = editor_for(model), nerf.code_prior()
+    codes = nerf.object_codes(torch.tensor(model.heldout[0])).detach()
+    own = model.mappers.change("shape", editor.embed(Edit(prompt="a chair with a slatted back", target="shape")),
+                               Codes(codes.z_s[None], codes.z_a[None]), prior)[0]
+    variants = model.mappers.shape_variants(codes.z_s, own, prior)[:3]
+    batched = variant_hazes(nerf, codes, variants)
+    nerf.config.eval_num_rays_per_chunk = 1000  # 48 x 48 views: chunks end mid-view
+    chunked = variant_hazes(nerf, codes, variants)
+    bundle = orbit_camera(CLEAN_RESOLUTION, *CLEAN_VIEW, nerf.orbit).generate_rays(camera_indices=0, keep_shape=True)
+    origins, directions = bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3)
+    grid, rays = nerf.occupancy_for_codes(codes.z_s + variants[0]), len(origins)
+    background = nerf.box_min.new_tensor(BACKGROUNDS[nerf.config.render_background]).expand(rays, 3)
+    with torch.no_grad():
+        alone = [haze(nerf.render_rays(origins, directions, Codes((codes.z_s + v)[None], codes.z_a[None]), grid,
+                                       torch.zeros(rays, dtype=torch.long), background, fine=False)["accumulation"]
+                      .reshape(CLEAN_RESOLUTION, CLEAN_RESOLUTION, 1)) for v in variants]
+    assert np.allclose(batched, alone, atol=1e-4) and np.allclose(chunked, alone, atol=1e-4), (batched, chunked, alone)
+    assert len({round(h, 3) for h in alone}) == 3, alone  # three variants, three renders
 
 
 def test_the_haze_term_clears_a_foggy_prior_draw(pretrained_runs):

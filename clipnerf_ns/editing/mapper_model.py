@@ -79,7 +79,7 @@ class MapperModelConfig(ModelConfig):
     attribute's shift; every mapper object that agrees with the holders on the named attributes then
     holds the prompt (office armchairs too), and the edit keeps the object's own values of the others
     (an armchair keeps its back height). 0: the top scorers alone hold it and nothing is kept."""
-    read_clean: Annotated[int, Bounds(0, 64)] = 6
+    read_clean: Annotated[int, Bounds(0, 64)] = 8
     """With a stage 1 whose codes are tied to attributes: an edit's free dimensions are also tried half
     way to those of this many mapper objects nearest it on the tied ones, and the editor keeps the
     variant whose small render (`editing.edit.CLEAN_VIEW`) is least hazy (README, "Tenth lever"). 0: the
