@@ -20,6 +20,7 @@ from clipnerf_ns.app.edit_command import EditCommand
 from clipnerf_ns.app.eval_command import EvalCommand
 from clipnerf_ns.app.export import ExportCommand
 from clipnerf_ns.app.invert_command import Invert, TrainEncoder
+from clipnerf_ns.app.part_training import TrainParts
 from clipnerf_ns.app.pretrained import Pack
 from clipnerf_ns.app.runs import Interpolate, SelectObject, Turntable
 from clipnerf_ns.app.training import TrainClip, TrainJudge
@@ -39,6 +40,7 @@ Command = Union[
     Annotated[EditCommand, tyro.conf.subcommand("edit")],
     Annotated[Invert, tyro.conf.subcommand("invert")],
     Annotated[TrainEncoder, tyro.conf.subcommand("train-encoder")],
+    Annotated[TrainParts, tyro.conf.subcommand("train-parts")],
     Annotated[EvalCommand, tyro.conf.subcommand("eval")],
     Annotated[ExportCommand, tyro.conf.subcommand("export")],
     Annotated[Pack, tyro.conf.subcommand("pack")],

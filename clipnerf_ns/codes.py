@@ -1,4 +1,4 @@
-"""Latent codes: `Codes` (one or more objects' shape and appearance codes), the backgrounds they
+"""Latent codes: `Codes` (one or more objects' shape and appearance codes, and a part edit's changes), the backgrounds they
 are rendered over, PSNR, and codes files: one object's `(z_s, z_a)` as safetensors, tied to the
 model that can render them.
 
@@ -35,15 +35,36 @@ class Codes:
 
     z_s: Float[Tensor, "*batch d_shape"]
     z_a: Float[Tensor, "*batch d_app"]
+    part_changes: Optional[Float[Tensor, "*batch parts d_app"]] = None
+    """A part edit: the change of the appearance code on each semantic part of the run's part head
+    (`models.part_head`), which each point takes weighted by its part probabilities; None: no part edit."""
 
     def to(self, device: Union[torch.device, str]) -> "Codes":
-        return Codes(self.z_s.to(device), self.z_a.to(device))
+        return Codes(self.z_s.to(device), self.z_a.to(device), _maybe(self.part_changes, lambda p: p.to(device)))
 
     def detach(self) -> "Codes":
-        return Codes(self.z_s.detach(), self.z_a.detach())
+        return Codes(self.z_s.detach(), self.z_a.detach(), _maybe(self.part_changes, Tensor.detach))
 
     def lerp(self, other: "Codes", weight: float) -> "Codes":
-        return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight))
+        mine, theirs = self.part_changes, other.part_changes
+        parts = None
+        if mine is not None or theirs is not None:  # no part edit is a zero one
+            parts = torch.lerp(torch.zeros_like(theirs) if mine is None else mine,
+                               torch.zeros_like(mine) if theirs is None else theirs, weight)
+        return Codes(torch.lerp(self.z_s, other.z_s, weight), torch.lerp(self.z_a, other.z_a, weight), parts)
+
+    def take(self, index: Tensor) -> "Codes":
+        """Rows `index` of a batch of codes (each ray's object, say)."""
+        return Codes(self.z_s[index], self.z_a[index], _maybe(self.part_changes, lambda p: p[index]))
+
+    def shared(self) -> "Codes":
+        """One object's codes with a leading size 1: shared by every ray of a render."""
+        return Codes(self.z_s.reshape(1, -1), self.z_a.reshape(1, -1),
+                     _maybe(self.part_changes, lambda p: p.reshape(1, *p.shape[-2:])))
+
+
+def _maybe(value: Optional[Tensor], fn) -> Optional[Tensor]:
+    return None if value is None else fn(value)
 
 
 def prior_codes(mean: Codes, std: Codes, u_s: Float[Tensor, "*batch d_shape"], u_a: Float[Tensor, "*batch d_app"]) -> Codes:
@@ -86,6 +107,8 @@ def save_codes(path: Path, codes: Codes, fingerprint: str, info: Optional[dict] 
     `extra` holds further tensors (e.g. a recovered camera pose)."""
     path = Path(path)
     tensors = {"z_s": codes.z_s.detach().reshape(-1).cpu().contiguous(), "z_a": codes.z_a.detach().reshape(-1).cpu().contiguous()}
+    if codes.part_changes is not None:
+        tensors["part_changes"] = codes.part_changes.detach().reshape(-1, codes.z_a.shape[-1]).cpu().contiguous()
     for key, value in (extra or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "model": fingerprint, "info": json.dumps(info or {})}
@@ -129,4 +152,7 @@ def load_codes(path: Path, fingerprint: str, shape_dim: int, appearance_dim: int
             f"{path}: these codes were made for another trained model (fingerprint {metadata.get('model')}, "
             f"this model's is {fingerprint}); codes only mean something to the field they were made with"
         )
-    return Codes(z_s.float(), z_a.float()), metadata["info"]
+    part_changes = tensors.get("part_changes")
+    if part_changes is not None and (part_changes.ndim != 2 or part_changes.shape[1] != appearance_dim):
+        raise UserError(f"{path}: its part_changes of shape {tuple(part_changes.shape)} do not fit this model (parts x {appearance_dim})")
+    return Codes(z_s.float(), z_a.float(), None if part_changes is None else part_changes.float()), metadata["info"]

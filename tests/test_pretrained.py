@@ -219,3 +219,50 @@ def test_building_the_stage1_pipeline_flushes_denormals(pretrained_runs):
     ten times as much; the stage-1 pipeline makes them zero."""
     load_run(pretrained_runs.stage1)
     assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0.0
+
+
+def test_a_part_prompt_recolours_that_part_alone_with_the_shipped_part_head(pretrained_runs, tmp_path):
+    """"a chair with a red seat" on the green chair: the shipped part head keeps the mapper's change
+    to the seat, so the seat's pixels (the chair's own mesh labels, seen from the same camera) turn
+    red and the back's stay green, where the mapper's change alone reddens both. The part edit
+    renders the same after a trip through a codes file."""
+    from safetensors import safe_open
+
+    from clipnerf_ns.app.collections import synth_object_again
+    from clipnerf_ns.codes import Codes, load_codes, model_fingerprint, save_codes
+    from clipnerf_ns.data.cameras import make_cameras, orbit_pose
+    from clipnerf_ns.data.render import Intrinsics, part_masks
+    from clipnerf_ns.editing.edit import Edit, editor_for, render_views
+
+    _, pipeline = load_run(pretrained_runs.mappers)
+    nerf = nerf_of(pipeline)
+    assert nerf.part_head is not None and set(nerf.part_head.parts) == {"arms", "back", "base", "seat"}
+    codes = nerf.object_codes(torch.tensor(nerf.object_ids.index(GREEN_CHAIR))).detach()
+    edit, editor = Edit(prompt="a chair with a red seat", target="appearance"), editor_for(pipeline.model)
+    changes = editor.changes(edit, codes)
+    assert set(changes) == {"parts"} and changes["parts"].abs().sum(-1).nonzero().flatten().tolist() == [nerf.part_head.parts.index("seat")]
+    local = editor.apply(edit, codes)
+    whole = Codes(codes.z_s, codes.z_a + changes["parts"].sum(0))
+    with safe_open(str(CHAIRS_SMALL), "pt") as handle:
+        generator = json.loads(handle.metadata()["collection"])["options"]
+    mesh = synth_object_again(generator, int(GREEN_CHAIR.split("_")[1])).mesh
+    c2w, k = orbit_pose(nerf.orbit.distance, 40.0, 25.0), Intrinsics.from_fov(64, 64, nerf.orbit.fov_deg)
+    camera = make_cameras(c2w[None], [(k.fx, k.fy, k.cx, k.cy, k.width, k.height)])
+    masks = {part: torch.from_numpy(mask) for part, mask in part_masks(mesh, c2w, k).items()}
+    renders = {name: nerf.render_view(camera, c)["rgb"] for name, c in (("before", codes), ("local", local), ("whole", whole))}
+    colour = {(name, part): renders[name][masks[part]].mean(0) for name in renders for part in ("seat", "back")}
+    redness = {key: float(c[0] - c[1]) for key, c in colour.items()}
+    assert redness["before", "seat"] < 0 and redness["before", "back"] < 0  # green
+    assert redness["local", "seat"] > 0.3 and redness["whole", "seat"] > 0.3, redness
+    assert redness["whole", "back"] > 0.3, redness  # the mapper's change alone: the back too
+    assert float((colour["local", "back"] - colour["before", "back"]).abs().max()) < 0.05, colour
+    # the CLIP's and the judge's views (a batch of objects, one ray batch) carry the part edit too
+    views = render_views(nerf, Codes(torch.stack([codes.z_s, local.z_s]), torch.stack([codes.z_a, local.z_a]),
+                                     torch.stack([torch.zeros_like(local.part_changes), local.part_changes])),
+                         torch.tensor([40.0, 40.0]), torch.tensor([25.0, 25.0]), 32)
+    assert torch.allclose(views[0], render_views(nerf, codes.shared(), torch.tensor([40.0]), torch.tensor([25.0]), 32)[0], atol=1e-5)
+    assert (views[1] - views[0]).abs().amax() > 0.3
+    fingerprint = model_fingerprint(nerf.field)
+    path = save_codes(tmp_path / "red-seat.safetensors", local, fingerprint)
+    again, _ = load_codes(path, fingerprint, codes.z_s.numel(), codes.z_a.numel())
+    assert torch.allclose(nerf.render_view(camera, again)["rgb"], renders["local"], atol=1e-5)

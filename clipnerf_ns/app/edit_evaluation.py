@@ -27,7 +27,7 @@ def judged_view(nerf, codes: Codes, size: int, extent: Optional[tuple]) -> torch
     """The one judged view of `codes` (the commands' view direction), `size` pixels framed on
     `extent` (a judge's or evaluator's `frame_extent`; None: on the object)."""
     direction = (torch.tensor([VIEW_DEG[0]]), torch.tensor([VIEW_DEG[1]]))
-    return render_views(nerf, Codes(codes.z_s[None], codes.z_a[None]), *direction, size, extent)
+    return render_views(nerf, codes.shared(), *direction, size, extent)
 
 
 def judged_shape(nerf, judge: Judge, codes: Codes) -> dict[str, str]:

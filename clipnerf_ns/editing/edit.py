@@ -8,7 +8,9 @@ Two modes:
 - `optimize`: optimise the code change of this one object against the prompt or exemplar for a
   few steps, with no mapper (for prompts outside the mappers' library, or single scenes).
 
-A combined edit (`target="both"`) changes the shape code first, then the appearance code.
+A combined edit (`target="both"`) changes the shape code first, then the appearance code. A prompt
+that names one part of the category (the prompt library's part words: "a chair with a red seat")
+changes the appearance of that part alone, where the run has a part head (`models.part_head`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from clipnerf_ns.data.photos import has_alpha, threshold_mask
 from clipnerf_ns.data.render import FRAMING_MARGIN, framing_corners, framing_intrinsics
 from clipnerf_ns.editing.losses import clip_distance, code_change_penalty, directional_clip_distance
 from clipnerf_ns.editing.mappers import Mappers
-from clipnerf_ns.editing.prompts import load_prompt_library
+from clipnerf_ns.editing.prompts import PromptLibrary, load_prompt_library
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.metrics import haze
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
@@ -144,21 +146,24 @@ def render_views_with_opacity(
     views, pixels = len(origins), resolution * resolution
     origins, directions = torch.cat(origins).to(device), torch.cat(directions).to(device)
     view_of_ray = torch.arange(views, device=device).repeat_interleave(pixels)
-    per_ray = Codes(codes.z_s[view_of_ray], codes.z_a[view_of_ray])
+    per_ray = codes.take(view_of_ray)
     background = nerf.box_min.new_tensor(BACKGROUNDS[nerf.config.render_background]).expand(views * pixels, 3)
     out = nerf.render_rays(origins, directions, per_ray, grids, view_of_ray, background)
     return out["rgb"].reshape(views, resolution, resolution, 3), out["accumulation"].reshape(views, resolution, resolution)
 
 
-def apply_change(codes: Codes, target: Literal["shape", "appearance"], change: Tensor, strength: float = 1.0) -> Codes:
-    """Codes with one of them moved by `strength * change`; the other is untouched."""
+def apply_change(codes: Codes, target: Literal["shape", "appearance", "parts"], change: Tensor, strength: float = 1.0) -> Codes:
+    """Codes with one of them moved by `strength * change` ("parts": the appearance change of each
+    part, (parts, d_app), added to the codes' part changes); the others are untouched."""
     if target == "shape":
-        return Codes(codes.z_s + strength * change, codes.z_a)
-    return Codes(codes.z_s, codes.z_a + strength * change)
+        return Codes(codes.z_s + strength * change, codes.z_a, codes.part_changes)
+    if target == "parts":
+        return Codes(codes.z_s, codes.z_a, strength * change + (0.0 if codes.part_changes is None else codes.part_changes))
+    return Codes(codes.z_s, codes.z_a + strength * change, codes.part_changes)
 
 
 def with_changes(codes: Codes, changes: dict[str, Tensor], strength: float = 1.0) -> Codes:
-    """Codes moved by `strength` times each change (keys "shape" and/or "appearance")."""
+    """Codes moved by `strength` times each change (keys "shape", "appearance" and/or "parts")."""
     for target, change in changes.items():
         codes = apply_change(codes, target, change, strength)
     return codes
@@ -257,6 +262,8 @@ class Editor:
     loss: EditLossConfig = field(default_factory=EditLossConfig)
     neutral_prompt: Optional[str] = None
     """The category's plain prompt ("a chair"), the source of directional losses."""
+    library: Optional[PromptLibrary] = None
+    """The category's prompt library: its part words make a colour prompt that names one part a part edit."""
     optimize_lr: float = 0.05
     views_per_step: int = 2
 
@@ -286,8 +293,22 @@ class Editor:
                            for target in edited_targets(edit.target)}
                 if "shape" in changes:
                     changes["shape"] = self._cleanest(codes, self.mappers.shape_variants(codes.z_s, changes["shape"], prior))
+            return self._on_named_part(edit, changes)
+        return self._on_named_part(edit, self._optimize(edit, codes, embedding))
+
+    def _on_named_part(self, edit: Edit, changes: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The appearance change of a prompt that names one part (the library's part words) as a
+        change of that part alone, where the NeRF has a part head: the mapper's change for "a chair
+        with a red seat" reddens the whole chair (the CLIPs do not tie a colour to a part), so it is
+        kept only where the part head finds the seat."""
+        head = self.nerf.part_head
+        part = self.library.named_part(edit.prompt) if self.library is not None and edit.prompt else None
+        if "appearance" not in changes or head is None or part not in head.parts:
             return changes
-        return self._optimize(edit, codes, embedding)
+        change = changes["appearance"]
+        parts = change.new_zeros(len(head.parts), change.shape[-1])
+        parts[head.parts.index(part)] = change
+        return {**{k: v for k, v in changes.items() if k != "appearance"}, "parts": parts}
 
     def _cleanest(self, codes: Codes, changes: Float[Tensor, "k d"]) -> Tensor:
         """Of the shape changes (rows), the one whose `CLEAN_VIEW` render is least hazy
@@ -332,10 +353,10 @@ def editor_for(model, clip_config=None) -> Editor:
     from clipnerf_ns.clip.encoder import ClipConfig, ClipEncoder  # deferred: open_clip is slow to import
 
     if hasattr(model, "mappers"):
-        return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral)
+        return Editor(model.nerf, model.clip, model.mappers, model.config.loss, model.library.neutral, model.library)
     clip = ClipEncoder.load(clip_config or ClipConfig(), device=model.box_min.device)
     try:
-        neutral = load_prompt_library(None, model.category).neutral
+        library = load_prompt_library(None, model.category)
     except UserError:
-        neutral = None
-    return Editor(model, clip, None, EditLossConfig(), neutral)
+        library = None
+    return Editor(model, clip, None, EditLossConfig(), library and library.neutral, library)

@@ -2,11 +2,14 @@
 what the mappers are trained to follow.
 
 A library names the category's neutral prompt (the source of directional losses) and two lists
-of prompts: shape edits for the shape mapper, appearance edits for the appearance mapper.
+of prompts: shape edits for the shape mapper, appearance edits for the appearance mapper; and,
+optionally, the words that name each semantic part, which make a colour prompt that names one part
+a part edit.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -51,9 +54,16 @@ class PromptLibrary:
     appearance: tuple[str, ...]
     tests: tuple[BinaryTest, ...] = ()
     """Binary tests of the library's shape prompts (empty when the file has none)."""
+    parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The category's semantic parts (as its part head names them) and the words that name each."""
 
     def for_target(self, target: str) -> tuple[str, ...]:
         return self.shape if target == "shape" else self.appearance
+
+    def named_part(self, prompt: str) -> Optional[str]:
+        """The one part a prompt names ("a chair with a red seat" -> "seat"), else None (no part, or several)."""
+        named = {part for part, words in self.parts for word in words if re.search(rf"\b{re.escape(word)}\b", prompt.lower())}
+        return named.pop() if len(named) == 1 else None
 
 
 def load_prompt_library(path: Optional[Path], category: str) -> PromptLibrary:
@@ -73,7 +83,15 @@ def load_prompt_library(path: Optional[Path], category: str) -> PromptLibrary:
         if not isinstance(items, list) or not items or not all(isinstance(p, str) and p.strip() for p in items):
             raise UserError(f"{path}: '{key}' must be a non-empty list of prompts")
         lists[key] = tuple(items)
-    return PromptLibrary(raw["neutral"], lists["shape"], lists["appearance"], _tests(path, raw.get("tests") or [], category))
+    return PromptLibrary(raw["neutral"], lists["shape"], lists["appearance"], _tests(path, raw.get("tests") or [], category),
+                         _parts(path, raw.get("parts") or {}))
+
+
+def _parts(path: Path, raw) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(raw, dict) or not all(isinstance(words, list) and words and all(isinstance(w, str) and w.strip() for w in words)
+                                            for words in raw.values()):
+        raise UserError(f"{path}: 'parts' must map each part's name to a list of the words that name it")
+    return tuple((str(part), tuple(w.strip().lower() for w in words)) for part, words in raw.items())
 
 
 def _tests(path: Path, items, category: str) -> tuple[BinaryTest, ...]:

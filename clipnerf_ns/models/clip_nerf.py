@@ -37,8 +37,9 @@ from clipnerf_ns.errors import UserError
 from clipnerf_ns.fields.conditional_field import ConditionalField, FieldSizes
 from clipnerf_ns.models.adversarial import PatchDiscriminator, adversarial_losses
 from clipnerf_ns.models.attribute_codes import attribute_code_loss, start_at_targets, tied_code_targets
-from clipnerf_ns.models.inbetween import inbetween_shape_codes
+from clipnerf_ns.models.inbetween import inbetween_opacity
 from clipnerf_ns.models.meshing_config import no_sdf_field
+from clipnerf_ns.models.part_head import PartHead, part_appearance
 from clipnerf_ns.models.rendering import (
     grid_cell_centers,
     occupancy_from_density,
@@ -145,6 +146,10 @@ class ClipNerfModel(Model):
     """Conditional NeRF over a category; see the module docstring."""
 
     config: ClipNerfModelConfig
+    part_head: Optional[PartHead] = None  # which part each point is on, for part edits (`attach_part_head`)
+
+    def attach_part_head(self, head: PartHead) -> None:  # not a submodule: it ships in its own file, not in checkpoints
+        object.__setattr__(self, "part_head", head.to(self.box_min.device).eval())
 
     def populate_modules(self):
         super().populate_modules()
@@ -316,7 +321,10 @@ class ClipNerfModel(Model):
             return code if code.shape[0] == 1 else code[ray]
 
         def point_fn(points: Tensor, ray: Tensor) -> tuple[Tensor, Tensor]:
-            return self.field(points, directions[ray], per_point(codes.z_s, ray), per_point(codes.z_a, ray))
+            z_s, z_a = per_point(codes.z_s, ray), per_point(codes.z_a, ray)
+            if codes.part_changes is not None:
+                z_a = part_appearance(self.part_head, points, z_s, z_a, per_point(codes.part_changes, ray))
+            return self.field(points, directions[ray], z_s, z_a)
 
         return render_rays(
             point_fn, origins, directions, self.box_min, self.box_max, grids, grid_index,
@@ -339,7 +347,7 @@ class ClipNerfModel(Model):
         directions = bundle.directions.reshape(-1, 3).to(self.box_min.device)
         chunk = self.config.eval_num_rays_per_chunk
         background = self.box_min.new_tensor(BACKGROUNDS[self.config.render_background])
-        shared = Codes(codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1))
+        shared = codes.shared()
         pieces: Dict[str, list] = {}
         for start in range(0, origins.shape[0], chunk):
             rays = origins[start : start + chunk].shape[0]
@@ -372,7 +380,7 @@ class ClipNerfModel(Model):
             codes, grids, grid_index = self.object_codes(index), self.occupancy, index
         else:
             display, grid = self.display_codes()
-            codes = Codes(display.z_s.reshape(1, -1), display.z_a.reshape(1, -1))
+            codes = display.shared()
             grids, grid_index = grid, torch.zeros(rays, dtype=torch.long, device=origins.device)
         outputs = self.render_rays(origins, directions, codes, grids, grid_index, background)
         if not self.training:  # for the viewer and ns-export (its point clouds and poisson meshes take normals)
@@ -391,7 +399,7 @@ class ClipNerfModel(Model):
             if self.discriminator is not None:
                 outputs["rgb_fake"] = self._render_fake_patches(origins, directions, background)
             if self.config.inbetween_haze_weight > 0 and self.training_step >= self.config.inbetween_start_step:
-                outputs["accumulation_inbetween"] = self._inbetween_opacity(origins, directions, background)
+                outputs["accumulation_inbetween"] = inbetween_opacity(self, origins, directions, background)
         return outputs
 
     def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
@@ -418,14 +426,6 @@ class ClipNerfModel(Model):
         drawn = Codes(drawn.z_s.repeat_interleave(patch_rays, 0), drawn.z_a.repeat_interleave(patch_rays, 0))
         fake = self._render_new_codes(origins[:rays], directions[:rays], drawn, background[:rays])["rgb"]
         return fake.reshape(patches, self.config.patch_size, self.config.patch_size, 3)
-
-    def _inbetween_opacity(self, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
-        """Opacity of the first `inbetween_rays` rays under in-between shape codes (one per ray; coarse pass)."""
-        rays = min(self.config.inbetween_rays, origins.shape[0])
-        mean, std = self.code_prior()
-        z_s = inbetween_shape_codes(self.shape_codes.weight, mean.z_s, std.z_s, rays, reach=self.config.inbetween_reach)
-        codes = Codes(z_s, mean.z_a.expand(rays, -1))
-        return self._render_new_codes(origins[:rays], directions[:rays], codes, background[:rays], fine=False)["accumulation"]
 
     def _target(self, batch: Dict[str, Tensor], background: Tensor) -> Tensor:
         image = batch["image"].to(background.device)

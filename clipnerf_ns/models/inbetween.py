@@ -1,6 +1,7 @@
 """Shape codes off the learnt ones, for the stage-1 in-between haze term: an auto-decoder is only
 trained at its objects' codes, so without it the codes between them decode to fog (the edits of
-the mappers land there). A pure function; the model renders the codes and weighs the term."""
+the mappers land there). The codes are a pure function; `inbetween_opacity` renders them for the
+model, which weighs the term."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from clipnerf_ns.codes import Codes
 
 
 def inbetween_shape_codes(
@@ -33,3 +36,13 @@ def inbetween_shape_codes(
     scale = 1.0 + (reach - 1.0) * torch.rand(count - between, 1, generator=generator)
     drawn = prior_mean.detach() + prior_std.detach() * (noise * scale).to(learnt.device)
     return torch.cat([segments, drawn])
+
+
+def inbetween_opacity(model, origins: Tensor, directions: Tensor, background: Tensor) -> Tensor:
+    """Opacity of the first `inbetween_rays` rays of a stage-1 model's batch under in-between shape
+    codes (one per ray; coarse pass)."""
+    rays = min(model.config.inbetween_rays, origins.shape[0])
+    mean, std = model.code_prior()
+    z_s = inbetween_shape_codes(model.shape_codes.weight, mean.z_s, std.z_s, rays, reach=model.config.inbetween_reach)
+    codes = Codes(z_s, mean.z_a.expand(rays, -1))
+    return model._render_new_codes(origins[:rays], directions[:rays], codes, background[:rays], fine=False)["accumulation"]

@@ -19,6 +19,7 @@ from clipnerf_ns.data.render import ColoredMesh
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.models.clip_nerf import ClipNerfModel
 from clipnerf_ns.models.meshing_config import MeshExtraction
+from clipnerf_ns.models.part_head import part_appearance
 from clipnerf_ns.models.rendering import composite_weights, normalize_points, occupied, occupied_bounds
 from clipnerf_ns.progress import progress_bar
 from clipnerf_ns.validation import check_numbers
@@ -76,7 +77,8 @@ def surface_colors(nerf: ClipNerfModel, codes: Codes, vertices: np.ndarray, norm
     device = nerf.box_min.device
     step = 2.0 * reach / COLOR_SAMPLES
     t = (torch.arange(COLOR_SAMPLES, device=device, dtype=torch.float32) + 0.5) * step
-    z_s, z_a = codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1)
+    shared = codes.shared()
+    z_s, z_a, part_changes = shared.z_s, shared.z_a, shared.part_changes
     per_chunk = max(1, DENSITY_CHUNK // COLOR_SAMPLES)
     colours = []
     starts = range(0, len(vertices), per_chunk)
@@ -86,8 +88,10 @@ def surface_colors(nerf: ClipNerfModel, codes: Codes, vertices: np.ndarray, norm
         n = torch.tensor(normals[start : start + per_chunk], dtype=torch.float32, device=device)
         direction = -torch.nn.functional.normalize(n, dim=-1)
         points = (v - direction * reach)[:, None] + t[None, :, None] * direction[:, None]
-        sigma, rgb = nerf.field(normalize_points(points, nerf.box_min, nerf.box_max).reshape(-1, 3),
-                                direction[:, None].expand(-1, COLOR_SAMPLES, -1).reshape(-1, 3), z_s, z_a)
+        points = normalize_points(points, nerf.box_min, nerf.box_max).reshape(-1, 3)
+        # a part edit's appearance code varies from point to point
+        point_z_a = z_a if part_changes is None else part_appearance(nerf.part_head, points, z_s, z_a, part_changes)
+        sigma, rgb = nerf.field(points, direction[:, None].expand(-1, COLOR_SAMPLES, -1).reshape(-1, 3), z_s, point_z_a)
         sigma, rgb = sigma.reshape(-1, COLOR_SAMPLES), rgb.reshape(-1, COLOR_SAMPLES, 3)
         weights = composite_weights(sigma, torch.full_like(sigma, step))
         total = weights.sum(-1, keepdim=True)

@@ -6,7 +6,8 @@ only when the pipeline is one of ours (other methods keep nerfstudio's behaviour
 - `eval_setup`'s checkpoint load (ns-render, ns-eval, ns-viewer, ns-export and our commands) and
   the trainer's `--load-dir` / `--load-checkpoint` resume read with `weights_only=True` and fall
   back to an older checkpoint when the newest is truncated (`checkpoints.py`);
-- the viewer binds to 127.0.0.1 unless serving other hosts is asked for (`viewer_host`).
+- the viewer binds to 127.0.0.1 unless serving other hosts is asked for (`viewer_host`);
+- after `eval_setup`'s load, the run's part head (if it has one) is attached to its NeRF.
 
 Installed when one of our pipelines is built, which nerfstudio does before it loads a checkpoint
 or starts a viewer.
@@ -70,7 +71,26 @@ def _safe_eval_load_checkpoint(original, config, pipeline):
     except UserError as err:
         _exit_with(err)
     pipeline.load_pipeline(state["pipeline"], state["step"])
+    attach_run_part_head(pipeline, Path(config.load_dir).parent)
     return path, int(state["step"])
+
+
+def attach_run_part_head(pipeline, run_folder: Path) -> None:
+    """Give the run's NeRF the part head beside its stage-1 config.yml, when there is one (part edits
+    need it; everything else renders without). A mapper run's NeRF is its stage-1 run's."""
+    # deferred: this module is imported before torch is needed (nerfstudio's commands start with it)
+    from clipnerf_ns.codes import model_fingerprint
+    from clipnerf_ns.models.part_head import load_part_head
+    from clipnerf_ns.models.part_head_config import PART_HEAD_FILE
+
+    model = pipeline.model
+    nerf, folder = (model.nerf, Path(pipeline.config.stage1).parent) if hasattr(model, "nerf") else (model, run_folder)
+    if not (folder / PART_HEAD_FILE).is_file():
+        return
+    try:
+        nerf.attach_part_head(load_part_head(folder / PART_HEAD_FILE, model_fingerprint(nerf.field)))
+    except UserError as err:  # a stale or broken head turns part edits off, not the whole run
+        print(f"warning: part edits are off: {err}", file=sys.stderr)
 
 
 def _safe_trainer_load_checkpoint(original, trainer) -> None:

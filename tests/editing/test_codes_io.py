@@ -26,3 +26,20 @@ def test_codes_round_trip_and_refusals(tmp_path):
         load_codes(tmp_path / "junk.safetensors", fingerprint, 6, 5)
     with pytest.raises(UserError, match="no such codes file"):
         load_codes(tmp_path / "missing.safetensors", fingerprint, 6, 5)
+
+
+def test_a_part_edit_travels_in_codes_files_and_interpolates(tmp_path):
+    fingerprint = model_fingerprint(torch.nn.Linear(3, 4))
+    parts = torch.zeros(4, 5)
+    parts[2] = torch.randn(5)
+    codes = Codes(torch.randn(6), torch.randn(5), parts)
+    loaded, _ = load_codes(save_codes(tmp_path / "c.safetensors", codes, fingerprint), fingerprint, 6, 5)
+    assert torch.equal(loaded.part_changes, parts)
+    plain, _ = load_codes(save_codes(tmp_path / "p.safetensors", Codes(codes.z_s, codes.z_a), fingerprint), fingerprint, 6, 5)
+    assert plain.part_changes is None
+    assert torch.allclose(plain.lerp(codes, 0.25).part_changes, 0.25 * parts)  # no part edit is a zero one
+    assert plain.lerp(plain, 0.5).part_changes is None
+    assert codes.shared().part_changes.shape == (1, 4, 5) and codes.shared().z_a.shape == (1, 5)
+    odd = save_codes(tmp_path / "odd.safetensors", Codes(codes.z_s, codes.z_a), fingerprint, extra={"part_changes": torch.zeros(4, 3)})
+    with pytest.raises(UserError, match=r"part_changes of shape \(4, 3\) do not fit this model \(parts x 5\)"):
+        load_codes(odd, fingerprint, 6, 5)

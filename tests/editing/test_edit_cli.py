@@ -178,3 +178,34 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     code, err = clipnerf(capsys, "eval", *quick, "--pictured", "a purple chair", "--output-dir", tmp_path / "bad")
     assert code == 2 and "'a purple chair' is not in" in err.strip().splitlines()[-1], err
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_parts_on_a_synth_run_and_its_refusals(trained_run, tmp_path, capsys):
+    """`clipnerf train-parts` remakes a synth run's chairs, learns their parts and writes the head
+    beside config.yml, where every loader of the run finds it; a run over another collection, a
+    mapper run and an existing head (without --overwrite) are refused in one line, and a broken
+    head only turns part edits off."""
+    from clipnerf_ns.app.pretrained import materialize
+    from clipnerf_ns.models.part_head_config import PART_HEAD_FILE
+
+    runs = materialize(tmp_path / "pretrained", views=1)
+    head = runs.stage1.parent / PART_HEAD_FILE
+    assert head.is_file()  # the shipped head comes with the materialized run
+    for args, fragments in (((runs.stage1,), ("has a part head already", "--overwrite")),
+                            ((trained_run / "config.yml",), ("not made by clipnerf synth",)),
+                            ((runs.mappers, "--overwrite"), ("a mapper run",))):
+        code, err = clipnerf(capsys, "train-parts", "--load-config", *args)
+        assert code == 2 and all(f in err.strip().splitlines()[-1] for f in fragments), err
+    shipped = head.read_bytes()
+    result = run("clipnerf", "train-parts", "--load-config", str(runs.stage1), "--max-objects", "24", "--check-objects", "6",
+                 "--steps", "400", "--views", "2", "--overwrite", timeout=600)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("part accuracy"))
+    accuracy = dict(item.rsplit(" ", 1) for item in line.split(": ", 1)[1].split(", "))
+    assert float(accuracy["all"]) > 0.8 and float(accuracy["seat"]) > 0.8, line
+    assert head.read_bytes() != shipped
+    _, pipeline = load_run(runs.stage1)
+    assert nerf_of(pipeline).part_head is not None
+    head.write_bytes(b"not a part head")  # a broken (or stale) head turns part edits off, not the run
+    capsys.readouterr()
+    _, pipeline = load_run(runs.stage1)
+    assert nerf_of(pipeline).part_head is None and "warning: part edits are off" in capsys.readouterr().err

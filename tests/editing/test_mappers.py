@@ -224,6 +224,19 @@ def test_prompt_libraries(tmp_path):
     assert example.neutral == "a lamp" and len(example.shape) == 5  # the README's own-category example
 
 
+def test_a_prompt_names_a_part_by_the_librarys_part_words(tmp_path):
+    chairs = load_prompt_library(None, "chairs")
+    assert dict(chairs.parts).keys() == {"seat", "back", "base", "arms"}
+    named = {p: chairs.named_part(p) for p in ("a chair with a red seat", "a chair with black legs", "A chair with a WHITE backrest",
+                                                 "a red chair", "a chair with a red back and blue legs", "a chair with a red seatbelt")}
+    assert named == {"a chair with a red seat": "seat", "a chair with black legs": "base", "A chair with a WHITE backrest": "back",
+                     "a red chair": None, "a chair with a red back and blue legs": None, "a chair with a red seatbelt": None}
+    assert load_prompt_library(None, "cars").named_part("a car with red wheels") is None  # no part words: no part edits
+    (tmp_path / "bad.yaml").write_text("neutral: a chair\nshape: [a stool]\nappearance: [a red chair]\nparts: {seat: seat}\n")
+    with pytest.raises(UserError, match="'parts' must map each part's name to a list"):
+        load_prompt_library(tmp_path / "bad.yaml", "chairs")
+
+
 def test_binary_tests_of_the_libraries(tmp_path):
     chairs = load_prompt_library(None, "chairs")
     by_prompt = {t.prompt: t for t in chairs.tests}

@@ -5,6 +5,8 @@
   CLIP (which ships in `clip/weights/`), the shape mapper read off the category with it;
 - `chairs-small-encoder.safetensors`: the chairs model's inversion encoder (`clipnerf
   train-encoder`), which `clipnerf invert` starts from;
+- `chairs-small-parts.safetensors`: the chairs model's part head (`clipnerf train-parts`), which
+  makes colour prompts that name a part recolour that part alone;
 - `unseen-chair.png`: a view of a chair of the same collection's held-out split, which neither the
   NeRF nor the mappers ever saw (the demo inverts it).
 
@@ -30,11 +32,15 @@ from clipnerf_ns.config_yaml import load_config_yaml
 from clipnerf_ns.data.build import ViewPlan
 from clipnerf_ns.editing.invert_config import ENCODER_FILE
 from clipnerf_ns.errors import UserError
+from clipnerf_ns.models.part_head_config import PART_HEAD_FILE
 
 PRETRAINED_DIR = Path(__file__).parent
 CHAIRS_SMALL = PRETRAINED_DIR / "chairs-small.safetensors"
 CHAIRS_SMALL_MAPPERS = PRETRAINED_DIR / "chairs-small-mappers.safetensors"
 CHAIRS_SMALL_ENCODER = PRETRAINED_DIR / "chairs-small-encoder.safetensors"
+CHAIRS_SMALL_PARTS = PRETRAINED_DIR / "chairs-small-parts.safetensors"
+SHIPPED_BESIDE_STAGE1 = {CHAIRS_SMALL_ENCODER: ENCODER_FILE, CHAIRS_SMALL_PARTS: PART_HEAD_FILE}
+"""Files that ship beside the stage-1 weights, and their names in a run folder (beside config.yml)."""
 UNSEEN_CHAIR = PRETRAINED_DIR / "unseen-chair.png"
 UNSEEN_CHAIR_ID = "chair_0386"
 """The held-out chair `unseen-chair.png` shows (view 006 of its collection)."""
@@ -86,10 +92,10 @@ def pack(mapper_config: Path, out_dir: Path) -> tuple[Path, Path]:
         "step": str(latest_checkpoint(stage1)[1]["step"]),
     }, stage1_file)
     save_safetensors(mappers, {"config": Path(mapper_config).read_text(), "step": str(state["step"])}, mappers_file)
-    encoder = stage1_path.parent / ENCODER_FILE
-    if encoder.is_file():  # the stage-1 run's inversion encoder ships with it
-        with atomic_file(out_dir / CHAIRS_SMALL_ENCODER.name) as partial:
-            shutil.copyfile(encoder, partial)
+    for shipped, in_run in SHIPPED_BESIDE_STAGE1.items():  # the stage-1 run's encoder and part head ship with it
+        if (stage1_path.parent / in_run).is_file():
+            with atomic_file(out_dir / shipped.name) as partial:
+                shutil.copyfile(stage1_path.parent / in_run, partial)
     return stage1_file, mappers_file
 
 
@@ -187,8 +193,9 @@ def materialize(out_dir: Path, views: int = 4, eval_views: int = 1, overwrite: b
     stage1.data = stage1.pipeline.datamanager.data = Path(data).resolve()
     stage1_path = _write_run(stage1, {"_model." + k: v for k, v in nerf.items()}, int(stage1_meta["step"]),
                              (out_dir / "runs").resolve(), "pretrained")
-    if CHAIRS_SMALL_ENCODER.is_file():  # `clipnerf invert` finds a run's encoder beside its config.yml
-        shutil.copyfile(CHAIRS_SMALL_ENCODER, stage1_path.parent / ENCODER_FILE)
+    for shipped, in_run in SHIPPED_BESIDE_STAGE1.items():  # commands find them beside the run's config.yml
+        if shipped.is_file():
+            shutil.copyfile(shipped, stage1_path.parent / in_run)
     mapper.pipeline.stage1 = stage1_path
     mapper.data = mapper.pipeline.datamanager.data = Path(data).resolve()
     state = {"_model.nerf." + k: v for k, v in nerf.items()} | {"_model.mappers." + k: v for k, v in mappers.items()}
