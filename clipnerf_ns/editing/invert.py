@@ -172,7 +172,7 @@ class Inversion:
                       focal: float) -> dict[str, Tensor]:
         origins, directions = camera_rays(orbit_c2w(pose), focal, resolution, pixels)
         rays = origins.shape[0]
-        shared = Codes(codes.z_s.reshape(1, -1), codes.z_a.reshape(1, -1))
+        shared = codes.shared()  # with a part edit's changes, when it has them (an edit of the inversion)
         chunk = self.model.config.eval_num_rays_per_chunk if not torch.is_grad_enabled() else rays
         pieces: dict[str, list] = {}
         for start in range(0, rays, chunk):

@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from clipnerf_ns.codes import load_codes, model_fingerprint, read_codes_file
+from clipnerf_ns.codes import Codes, load_codes, model_fingerprint, read_codes_file
 from clipnerf_ns.data.cameras import camera_rays, orbit_c2w, orbit_camera, orbit_pose, orbit_vector, pixel_grid
 from clipnerf_ns.data.photos import Photo, make_target, object_window, read_photo
 from clipnerf_ns.editing.invert import (
@@ -195,6 +195,24 @@ def test_same_seed_same_codes_other_seed_other_codes(markers):
     first, again, other = (invert(markers, photo, steps=12, seed=seed).result_codes() for seed in (3, 3, 4))
     assert torch.equal(first.z_s, again.z_s) and torch.equal(first.z_a, again.z_a)
     assert not torch.equal(first.z_s, other.z_s)
+
+
+def test_an_inversions_renders_show_a_part_edit_of_its_codes(markers):
+    """Edits of an inverted photo are seen as the photo frames them (`Inversion.render`), part edits
+    too: a change given to every part is the plain appearance change (part weights sum to one)."""
+    from clipnerf_ns.models.part_head import PartHead
+
+    _, model = markers
+    inversion = invert(markers, render_photo(model, 0, 200.0, 20.0), steps=4)
+    codes, change = inversion.result_codes(), torch.full((model.config.field.appearance_dim,), 3.0)
+    model.attach_part_head(PartHead(("one", "other"), model.config.field.shape_dim))
+    try:
+        part_edit = inversion.render(codes=Codes(codes.z_s, codes.z_a, change.expand(2, -1)))["rgb"]
+        plain_edit = inversion.render(codes=Codes(codes.z_s, codes.z_a + change))["rgb"]
+    finally:
+        object.__setattr__(model, "part_head", None)
+    assert torch.allclose(part_edit, plain_edit, atol=1e-4)
+    assert (part_edit - inversion.render(codes=codes)["rgb"]).abs().amax() > 0.1
 
 
 def test_the_trainer_pipeline_takes_the_same_steps(markers, trained_run, tmp_path):
