@@ -243,6 +243,13 @@ def test_a_part_prompt_recolours_that_part_alone_with_the_shipped_part_head(pret
     assert set(changes) == {"parts"} and changes["parts"].abs().sum(-1).nonzero().flatten().tolist() == [nerf.part_head.parts.index("seat")]
     local = editor.apply(edit, codes)
     whole = Codes(codes.z_s, codes.z_a + changes["parts"].sum(0))
+    # a part can be given (`clipnerf edit --part`), or the whole object asked for
+    given = editor.changes(Edit(prompt="a red chair", target="appearance", part="back"), codes)
+    assert given["parts"].abs().sum(-1).nonzero().flatten().tolist() == [nerf.part_head.parts.index("back")]
+    assert torch.equal(editor.changes(Edit(prompt=edit.prompt, target="appearance", part="whole"), codes)["appearance"],
+                       changes["parts"].sum(0))
+    with pytest.raises(UserError, match="part 'wings': .* its part head knows arms, back, base, seat"):
+        editor.changes(Edit(prompt="a red chair", target="appearance", part="wings"), codes)
     with safe_open(str(CHAIRS_SMALL), "pt") as handle:
         generator = json.loads(handle.metadata()["collection"])["options"]
     mesh = synth_object_again(generator, int(GREEN_CHAIR.split("_")[1])).mesh

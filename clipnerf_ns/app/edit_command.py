@@ -41,6 +41,9 @@ class EditCommand:
     """Scale of the code change (0 = no edit; above 1 exaggerates; negative: the opposite way)."""
     mode: Literal["mapper", "optimize"] = "mapper"
     """`mapper`: one forward pass through the trained mappers; `optimize`: optimise this object's code change."""
+    part: Optional[str] = None
+    """Keep the appearance change to this part (seat, back, base or arms for the chairs; needs the run's part
+    head, clipnerf train-parts); `whole`: the whole object; default: the part the prompt names, if any."""
     steps: Annotated[int, Bounds(1, MAX_COUNT)] = 40
     """Optimisation steps (optimize mode)."""
     seed: int = 0
@@ -89,7 +92,7 @@ class EditCommand:
                 codes = nerf.object_codes(torch.tensor(index, device=nerf.box_min.device)).detach()
                 source = {"object": nerf.object_ids[index]}
             editor = editor_for(pipeline.model, self.clip)
-            edit = Edit(self.prompt, exemplar, self.target, self.strength, self.mode, self.steps, self.seed)
+            edit = Edit(self.prompt, exemplar, self.target, self.strength, self.mode, self.steps, self.seed, self.part)
             start = time.perf_counter()
             edited = editor.apply(edit, codes)
             seconds = time.perf_counter() - start

@@ -56,6 +56,9 @@ class Edit:
     mode: Literal["mapper", "optimize"] = "mapper"
     steps: int = 40
     seed: int = 0
+    part: Optional[str] = None
+    """The part an appearance change is kept to (a part of the run's part head); None: the part the
+    prompt names, if it names one; "whole": the whole object."""
 
     def check(self) -> None:
         if (self.prompt is None) == (self.exemplar is None):
@@ -73,6 +76,7 @@ class Edit:
         return {
             "prompt": self.prompt, "exemplar": self.exemplar is not None, "target": self.target,
             "strength": self.strength, "mode": self.mode, "steps": self.steps if self.mode == "optimize" else 0,
+            "part": self.part,
         }
 
 
@@ -297,12 +301,16 @@ class Editor:
         return self._on_named_part(edit, self._optimize(edit, codes, embedding))
 
     def _on_named_part(self, edit: Edit, changes: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The appearance change of a prompt that names one part (the library's part words) as a
-        change of that part alone, where the NeRF has a part head: the mapper's change for "a chair
+        """The appearance change of a prompt that names one part (the library's part words), or of
+        an edit given a part, as a change of that part alone, where the NeRF has a part head: the mapper's change for "a chair
         with a red seat" reddens the whole chair (the CLIPs do not tie a colour to a part), so it is
         kept only where the part head finds the seat."""
-        head = self.nerf.part_head
-        part = self.library.named_part(edit.prompt) if self.library is not None and edit.prompt else None
+        head, part = self.nerf.part_head, edit.part
+        if part is None:
+            part = self.library.named_part(edit.prompt) if self.library is not None and edit.prompt else None
+        elif part != "whole" and part not in (head.parts if head is not None else ()):
+            known = f"its part head knows {', '.join(head.parts)}" if head is not None else "it has no part head (clipnerf train-parts)"
+            raise UserError(f"part {part!r}: the edit cannot be kept to it, as {known}; or pass 'whole'")
         if "appearance" not in changes or head is None or part not in head.parts:
             return changes
         change = changes["appearance"]
