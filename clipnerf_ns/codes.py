@@ -1,6 +1,6 @@
-"""Latent codes: `Codes` (one or more objects' shape and appearance codes, and a part edit's changes), the backgrounds they
-are rendered over, PSNR, and codes files: one object's `(z_s, z_a)` as safetensors, tied to the
-model that can render them.
+"""Latent codes: `Codes` (one or more objects' shape and appearance codes, and a part edit's
+changes), the backgrounds they are rendered over, PSNR, and codes files: one object's codes as
+safetensors, tied to the model that can render them.
 
 `clipnerf edit`, `clipnerf invert`, the viewer and ns-render configs all exchange codes through
 these two functions. The file records a fingerprint of the field's weights, so codes are never

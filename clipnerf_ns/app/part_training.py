@@ -133,7 +133,7 @@ def labelled_surface(nerf, index: int, mesh, views: int, resolution: int, rng: n
         opacity = render["accumulation"][..., 0].cpu()
         keep = (opacity > SURFACE_OPACITY) & torch.from_numpy(labels != "")
         rays = camera.generate_rays(camera_indices=0, keep_shape=True)
-        surface = rays.origins + rays.directions * (render["depth"].cpu() / opacity.clamp(min=1e-6)[..., None])
+        surface = rays.origins + rays.directions * render["depth"].cpu()  # the render's depth is already the expected one
         points.append(normalize_points(surface[keep].to(nerf.box_min.device), nerf.box_min, nerf.box_max))
         names += labels[keep.numpy()].tolist()
     return torch.cat(points), codes.z_s, names

@@ -302,9 +302,9 @@ class Editor:
 
     def _on_named_part(self, edit: Edit, changes: dict[str, Tensor]) -> dict[str, Tensor]:
         """The appearance change of a prompt that names one part (the library's part words), or of
-        an edit given a part, as a change of that part alone, where the NeRF has a part head: the mapper's change for "a chair
-        with a red seat" reddens the whole chair (the CLIPs do not tie a colour to a part), so it is
-        kept only where the part head finds the seat."""
+        an edit given a part, as a change of that part alone, where the NeRF has a part head: the
+        mapper's change for "a chair with a red seat" reddens the whole chair (the CLIPs do not tie
+        a colour to a part), so it is kept only where the part head finds the seat."""
         head, part = self.nerf.part_head, edit.part
         if part is None:
             part = self.library.named_part(edit.prompt) if self.library is not None and edit.prompt else None
