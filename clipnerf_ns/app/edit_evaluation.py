@@ -15,6 +15,7 @@ from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.clip.encoder import ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import QUESTIONS, applies_judged
+from clipnerf_ns.data.attributes import question as question_of
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
@@ -48,6 +49,7 @@ class EditJudges:
     judge: object  # Judge
     tests: dict  # prompt -> the library's binary test of it
     test_texts: dict  # prompt -> evaluator embeddings of (prompt, opposite)
+    meanings: dict  # prompt -> what the judge sees when the prompt holds (`prompt_meanings`)
 
     @staticmethod
     def load(evaluator_config: ClipConfig, judge_path: Optional[Path], nerf, library) -> "EditJudges":
@@ -55,7 +57,7 @@ class EditJudges:
         tests = {t.prompt: t for t in library.tests}
         with torch.no_grad():
             texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
-        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts)
+        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, prompt_meanings(library, nerf.category))
 
     def framing(self, of: str) -> tuple[int, Optional[tuple]]:
         """(view size, framing box) of the evaluator's or the judge's training views."""
@@ -93,11 +95,13 @@ def edit_subjects(nerf, heldout: list[int], prior_objects: int, generator) -> li
 
 
 def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: str, codes, resolution: int,
-                generator) -> tuple[np.ndarray, list[dict]]:
+                generators: tuple) -> tuple[np.ndarray, list[dict]]:
     """Every prompt of the library applied to one object: a record per edit, and the row of
-    edits.png (before, then the pictured prompts' edits)."""
+    edits.png (before, then the pictured prompts' edits). `generators` draw the five-way candidates:
+    any of the library's prompts, and distinct ones (`distinct_distractors`)."""
 
     nerf, evaluator = judges.nerf, judges.evaluator
+    any_generator, distinct_generator = generators
     camera = orbit_camera(resolution, *VIEW_DEG, nerf.orbit)
     before = nerf.render_view(camera, codes)
     with torch.no_grad():  # the unedited object, seen once for every prompt
@@ -114,20 +118,23 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
             if prompt in pictured:
                 tiles[prompt] = to_uint8(after["rgb"])
             others = [p for p in prompts if p != prompt]
-            candidates = [prompt] + [others[i] for i in torch.randperm(len(others), generator=generator)[:4].tolist()]
-            record = {"object": name, "target": target, "prompt": prompt, "candidates": candidates,
+            candidates_any = [prompt] + [others[i] for i in torch.randperm(len(others), generator=any_generator)[:4].tolist()]
+            record = {"object": name, "target": target, "prompt": prompt, "candidates_any": candidates_any,
                       **image_measures(before, after, named_color_of(prompt, library.neutral.split()[-1]))}
             with torch.no_grad():
                 seen = judges.view(edited, "evaluator")
+                answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen))) if answers_before else ()
+                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers[0] if answers else {})
+                drawn = torch.randperm(len(distinct), generator=distinct_generator)[:4].tolist()
+                record["candidates"] = [prompt] + [distinct[i] for i in drawn]
                 record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
-                              _text=evaluator.encode_text(candidates))
-                if prompt in judges.tests and answers_before:
-                    answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
+                              _text=evaluator.encode_text(record["candidates"]), _text_any=evaluator.encode_text(candidates_any))
+                record["evaluator_pick"] = record["candidates"][int((record["_text"] @ record["_image"]).argmax())]
+                if prompt in judges.tests and answers:
                     record.update(judge_verdicts(judges.tests[prompt], answers, shape_questions,
                                                  judges.test_texts[prompt], (image_before, record["_image"])))
                 part_colour = named_part_color_of(prompt, library.neutral.split()[-1]) if target == "appearance" else None
-                if part_colour is not None and answers_before:
-                    answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen)))
+                if part_colour is not None and answers:
                     record.update(part_colour_verdicts(*part_colour, answers))
             records.append(record)
     row = np.concatenate([to_uint8(before["rgb"])] + [tiles[p] for p in pictured], axis=1)
@@ -172,12 +179,12 @@ def part_measures(before: dict, after: dict, part: torch.Tensor, colour: str, mi
 def summarize_edits(records: list[dict], library, latency: dict) -> dict:
     """eval.json's summary of the edit records."""
 
-    def five_way(key: str, target: str, holders_only: bool = False) -> float:
+    def five_way(image: str, target: str, holders_only: bool = False, texts: str = "_text") -> float:
         chosen = [r for r in records if r["target"] == target and (r.get("judge_has_before") or not holders_only)]
         if not chosen:
             return float("nan")
-        return metrics.n_way_accuracy(torch.stack([r[key] for r in chosen]), torch.stack([r["_text"] for r in chosen]),
-                                      torch.zeros(len(chosen), dtype=torch.long))
+        one = torch.zeros(1, dtype=torch.long)  # candidates differ in number: one choice at a time
+        return float(np.mean([metrics.n_way_accuracy(r[image][None], r[texts][None], one) for r in chosen]))
 
     def mean(values) -> float:  # nan-aware: an edit may empty a silhouette
         return float(np.nanmean(values)) if values else float("nan")
@@ -187,13 +194,21 @@ def summarize_edits(records: list[dict], library, latency: dict) -> dict:
     return {
         "objects": len({r["object"] for r in records}), "edits": len(records),
         "latency_s": latency,
+        # The prompt among itself and four distinct others (`distinct_distractors`).
         "five_way_accuracy": {t: five_way("_image", t) for t in targets},
         "five_way_accuracy_unedited": {t: five_way("_image_before", t) for t in targets},
         # The ceiling of the figure above: unedited objects the judge sees with what the prompt
-        # asks already, among the same candidates (which may hold its synonyms).
+        # asks already, among the same candidates.
         "five_way_accuracy_of_holders": {t: five_way("_image_before", t, holders_only=True) for t in targets},
-        # Fewer than five when the library has fewer prompts for the target.
+        # At most five; fewer when the library has fewer, or fewer distinct ones, for the object.
         "candidates": {t: min(5, len(library.for_target(t))) for t in targets},
+        "candidates_mean": {t: mean([len(r["candidates"]) for r in records if r["target"] == t]) for t in targets},
+        # Until the night of 6 December: the prompt among four others of the library drawn at random, which
+        # may be its synonyms or already true of the object.
+        "five_way_any_candidates": {
+            "edited": {t: five_way("_image", t, texts="_text_any") for t in targets},
+            "unedited": {t: five_way("_image_before", t, texts="_text_any") for t in targets},
+            "of_holders": {t: five_way("_image_before", t, holders_only=True, texts="_text_any") for t in targets}},
         "color_delta_e_before": mean([r["delta_e_before"] for r in coloured]),
         "color_delta_e_after": mean([r["delta_e_after"] for r in coloured]),
         "color_closer_share": mean([float(r["delta_e_after"] < r["delta_e_before"]) for r in coloured]),
@@ -254,6 +269,67 @@ def named_part_color_of(prompt: str, noun: str) -> Optional[tuple[str, str]]:
                 if colour in synonyms:
                     return part, name
     return None
+
+
+Meaning = frozenset  # of (judge question, the answers that make a prompt hold)
+
+MATERIAL_COLORS = {"wooden": "brown"}
+"""Material words of colour prompts, as the captions use them: a chair of one colour with brown legs is wooden."""
+
+
+def prompt_meanings(library, category: str) -> dict[str, Meaning]:
+    """What the judge reads when each prompt of `library` holds, as (question, answers) pairs, all of
+    which must hold where they apply: a binary test's prompt its answer, its opposite any other
+    (within the test's `where` when that names the question: a solid back is not a stool's lack of
+    one), both the test's `where` on judged questions (a tall stool is a stool); a colour prompt
+    every colour question of the category (chairs: seat, back, legs, arms) and a part colour prompt
+    its part's. Prompts the judge cannot read are absent."""
+    pairs: dict[str, set] = {}
+    for test in library.tests:
+        answers = set(question_of(category, test.question).answers)
+        where = {key: answers_of(category, key) & set(values) for key, values in test.where if answers_of(category, key)}
+        within = where.get(test.question, answers) - {test.answer}
+        for prompt, values in ((test.prompt, {test.answer}), (test.opposite, within or answers - {test.answer})):
+            pairs.setdefault(prompt, set()).update({(test.question, frozenset(values))},
+                                                   {(key, frozenset(v)) for key, v in where.items() if v and key != test.question})
+    noun = library.neutral.split()[-1]
+    colour_questions = [q.name for q in QUESTIONS.get(category, ()) if not q.shape]
+    for prompt in library.appearance:
+        words = prompt.strip().lower().removeprefix("a ").removeprefix("an ").removesuffix(" " + noun)
+        colour, part = named_color_of(prompt, noun) or MATERIAL_COLORS.get(words), named_part_color_of(prompt, noun)
+        if colour is not None:
+            pairs[prompt] = {(q, frozenset({colour})) for q in colour_questions}
+        elif part is not None:
+            pairs[prompt] = {(PART_COLOUR_QUESTIONS[part[0]], frozenset({part[1]}))}
+    return {prompt: frozenset(p) for prompt, p in pairs.items()}
+
+
+def answers_of(category: str, name: str) -> set[str]:
+    """The answers of the judge's question `name` ({} when it asks no such question: "kind")."""
+    return {a for q in QUESTIONS.get(category, ()) if q.name == name for a in q.answers}
+
+
+def entails(meaning: Optional[Meaning], other: Optional[Meaning]) -> bool:
+    """Whether whatever shows `meaning` shows `other` too: each pair of `other` is narrowed by one
+    of `meaning` (a red chair has a red seat; a tall stool is a stool). Unknown meanings entail nothing."""
+    return bool(meaning) and bool(other) and all(
+        any(q == q2 and values <= values2 for q, values in meaning) for q2, values2 in other)
+
+
+def holds(meaning: Optional[Meaning], answers: dict[str, str]) -> bool:
+    """Whether the judge's `answers` show what a prompt of this `meaning` asks: every pair that
+    applies holds, and at least one applies."""
+    applying = [(q, values) for q, values in meaning or () if q in answers and applies_judged(q, answers)]
+    return bool(applying) and all(answers[q] in values for q, values in applying)
+
+
+def distinct_distractors(prompt: str, prompts, meanings: dict[str, Meaning], before: dict[str, str]) -> list[str]:
+    """The prompts a five-way choice may offer beside `prompt`: not true of whatever `prompt` is true
+    of (its synonyms, "a chair with a red seat" for "a red chair"), nor of the object before the edit
+    as the judge reads it (`before`: its answers; empty when it knows nothing of the category).
+    Either would make the choice a coin toss for a perfect edit."""
+    return [p for p in prompts if p != prompt and not entails(meanings.get(prompt), meanings.get(p))
+            and not holds(meanings.get(p), before)]
 
 
 def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:

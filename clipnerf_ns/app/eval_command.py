@@ -84,9 +84,10 @@ class EvalCommand:
         judges = EditJudges.load(self.evaluator, self.judge, model.nerf, library)
         generator = torch.Generator().manual_seed(self.seed)
         subjects = edit_subjects(model.nerf, heldout, self.prior_objects, generator)
+        generators = (generator, torch.Generator().manual_seed(self.seed + 1))  # five-way candidates: any, distinct
         rows, records = [], []
         for name, codes in track(subjects, description="editing held-out objects"):
-            row, edits = judge_edits(editor, judges, library, pictured, name, codes, self.resolution, generator)
+            row, edits = judge_edits(editor, judges, library, pictured, name, codes, self.resolution, generators)
             rows.append(row)
             records += edits
         latency = edit_latency(editor, subjects[0][1], library.appearance[0], self.latency_resolution, self.latency_repeats)

@@ -79,6 +79,12 @@ class MapperModelConfig(ModelConfig):
     attribute's shift; every mapper object that agrees with the holders on the named attributes then
     holds the prompt (office armchairs too), and the edit keeps the object's own values of the others
     (an armchair keeps its back height). 0: the top scorers alone hold it and nothing is kept."""
+    read_holders_rank: Literal["prompt", "direction"] = "prompt"
+    """With `read_holders`: what ranks the mapper objects for a text prompt. "prompt": the predicted
+    similarity to the prompt itself, so that the holders of "a chair with three legs" are chairs;
+    "direction": to the prompt minus the neutral one (the step's direction), whose top scorers for
+    "three legs" or "a reclined back" are stools, which the edits then followed (README, "Eleventh
+    lever"; the shipped mappers were measured so until the night of 6 December). Exemplar images rank by direction."""
     read_clean: Annotated[int, Bounds(0, 64)] = 8
     """With a stage 1 whose codes are tied to attributes: an edit's free dimensions are also tried half
     way to those of this many mapper objects nearest it on the tied ones, and the editor keeps the
@@ -169,7 +175,7 @@ class MapperModel(Model):
                 "similarity": self.config.read_hold_similarity, "clamp": self.config.read_clamp,
                 "holders": self.config.read_holders or None, "shared": self.config.read_shared,
                 "attributes": attribute_groups(self.nerf.code_attribute_labels), "named": self.config.read_named or None,
-                "clean": self.config.read_clean}
+                "clean": self.config.read_clean, "holders_rank": self.config.read_holders_rank}
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -293,13 +293,15 @@ class ReadShapeMapper(nn.Module):
     def __init__(self, clip_dim: int, code_dim: int, objects: int, percentile: float = 99.0,
                  held_prompts: int = 0, hold: float = 0.0, similarity: float = 0.5, clamp: bool = False,
                  holders: Optional[float] = None, shared: float = 0.1, attributes: Sequence[Sequence[int]] = (),
-                 named: Optional[float] = None, clean: int = 0):
+                 named: Optional[float] = None, clean: int = 0, holders_rank: str = "direction"):
         """`held_prompts`: how many prompts' directions the step may hold (`hold`, `similarity`: see
         `held_step`); `clamp`: edits stay within the learnt codes' range (`clamp_into_learnt`);
-        `holders`, `shared`, `attributes`, `named`: first give edits what the top `holders` fraction of codes share (`holders_step`);
+        `holders`, `shared`, `attributes`, `named`: first give edits what the top `holders` fraction of codes share (`holders_step`),
+        ranked for a text prompt by the prompt itself or by its direction (`holders_rank`: "prompt", "direction");
         `clean`: how many `free_blends` variants an edit of tied codes offers the editor."""
         super().__init__()
         self.percentile, self.hold, self.similarity, self.clamp = percentile, hold, similarity, clamp
+        self.holders_rank = holders_rank
         self.holders, self.shared, self.attributes, self.named = holders, shared, attributes, named
         self.clean = clean if attributes else 0  # the variants keep the tied dimensions: none without them
         self.register_buffer("code_to_clip", torch.zeros(code_dim, clip_dim))
@@ -325,7 +327,10 @@ class ReadShapeMapper(nn.Module):
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
         shared, keep = torch.zeros_like(units), torch.zeros_like(units, dtype=torch.bool)
         if self.holders is not None:
-            shared, keep = holders_step(units, direction @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
+            # the prompt itself: the top scorers along its direction from "a chair" to "a chair with
+            # a short back" are stools, as the linear score runs on past the shortest back
+            ranking = embedding.expand_as(direction) if self.holders_rank == "prompt" and not from_image else direction
+            shared, keep = holders_step(units, ranking @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
                                         self.attributes, self.named)
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
                                             self.percentile, self.held, self.hold, self.similarity)

@@ -153,8 +153,11 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     assert objects == 1 and summary["edits"] == 6  # one held-out chair, each prompt once
     assert {e["prompt"] for e in edits} == {"a chair with a tall back", "an armchair", "a red chair", "a blue chair",
                                             "a green chair", "a chair with a red seat"}
-    assert {len(e["candidates"]) for e in edits if e["target"] == "shape"} == {2}
+    assert {len(e["candidates_any"]) for e in edits if e["target"] == "shape"} == {2}
     assert summary["candidates"] == {"appearance": 4, "shape": 2}
+    red = next(e for e in edits if e["prompt"] == "a red chair")  # distinct candidates: never what the chair shows
+    assert red["candidates"][0] == "a red chair" and set(red["candidates"]) <= {"a red chair", "a blue chair", "a green chair"}
+    assert 1 <= summary["candidates_mean"]["shape"] <= 2 and 0.0 <= summary["five_way_any_candidates"]["edited"]["shape"] <= 1.0
     seat = next(e for e in edits if e["prompt"] == "a chair with a red seat")  # judged on the seat, the other parts apart
     assert seat["part_question"] == "seat_color" and "seat_color" not in seat["part_others_compared"]
     assert "leg_color" in seat["part_others_compared"]

@@ -325,6 +325,29 @@ def test_a_read_mapper_with_holders_gives_a_stool_a_back_with_its_arms():
     assert float((stool + holders(prompt, stool))[0, 0]) > 0.9
 
 
+def test_holders_ranked_by_the_prompt_are_chairs_where_its_direction_ranks_stools_first():
+    """Stools (dimension 1 at -1: no back) and chairs (+1) whose back height (dimension 0, 0 to 2;
+    a stool's -1) the 'embedding' reads into channel 0 as shortness; channel 1 reads having a back.
+    "a chair with a short back" is (1, 1), the neutral "a chair" (0, 1): along the direction (1, 0)
+    stools score highest, as "a chair with a short back" did for the shipped CLIP; the prompt itself
+    ranks short-backed chairs first. Percentile 0 leaves the holders' step alone to compare."""
+    generator = torch.Generator().manual_seed(0)
+    back = torch.rand(400, generator=generator) < 0.7
+    height = torch.where(back, 2 * torch.rand(400, generator=generator), torch.tensor(-1.0))
+    units = torch.stack([height, back.float() * 2 - 1, torch.randn(400, generator=generator)], -1)
+    embeddings = torch.stack([-height, back.float() * 2 - 1], -1)
+    options = {"objects": 400, "percentile": 0.0, "holders": 0.15, "shared": 0.05}
+    by_prompt, by_direction = (Mappers(2, 3, 2, read_shape={**options, "holders_rank": rank}).shape for rank in ("prompt", "direction"))
+    for mapper in (by_prompt, by_direction):
+        mapper.fit(units, embeddings, torch.tensor([0.0, 1.0]), ridge=1.0)
+    chair, prompt = torch.tensor([[1.8, 1.0, 0.3]]), torch.tensor([[1.0, 1.0]])
+    kept = chair + by_prompt(prompt, chair)
+    assert float(kept[0, 1]) > 0.9 and float(kept[0, 0]) < 0.6  # a chair still, its back lower
+    assert float((chair + by_direction(prompt, chair))[0, 1]) < -0.9  # a stool
+    exemplar = by_prompt(prompt, chair, from_image=True)  # an exemplar image ranks by its direction, as before
+    assert torch.equal(exemplar, by_direction(prompt, chair, from_image=True))
+
+
 def test_free_blends_keep_the_tied_dimensions_and_move_the_free_ones_half_way_to_the_nearest_learnt_codes():
     # two tied dimensions, two free ones; learnt codes 1 and 3 are nearest the edit on the tied ones
     learnt = torch.tensor([[5.0, 5.0, 9.0, 9.0], [1.0, 0.0, 2.0, -2.0], [-4.0, 0.0, 7.0, 7.0], [1.0, 0.5, 4.0, 0.0]])

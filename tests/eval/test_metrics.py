@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from clipnerf_ns.app.edit_evaluation import named_color_of, named_part_color_of, part_measures
+from clipnerf_ns.app.edit_evaluation import (
+    distinct_distractors,
+    holds,
+    named_color_of,
+    named_part_color_of,
+    part_measures,
+    prompt_meanings,
+)
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
+from clipnerf_ns.editing.prompts import load_prompt_library
 from clipnerf_ns.eval.metrics import delta_e, haze, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
 
 
@@ -72,3 +80,32 @@ def test_a_part_edit_is_measured_on_the_part_and_the_rest_apart():
     assert measures["rest_color_change"] == 0.0 and measures["iou"] == 1.0 and measures["part_pixels"] == 8
     hidden = part_measures(before, after, torch.zeros(4, 4, dtype=torch.bool), "red")
     assert hidden["delta_e_before"] is None and hidden["part_pixels"] == 0
+
+
+def test_five_way_distractors_are_neither_implied_by_the_prompt_nor_already_true():
+    """The shipped chairs library: what the judge reads for its prompts, and the distractors a
+    five-way choice may offer for edits of a green chair with brown legs."""
+    library = load_prompt_library(None, "chairs")
+    meanings = prompt_meanings(library, "chairs")
+    assert meanings["a chair with a tall back"] == meanings["a chair with a high back"] == {("back_height", frozenset({"high"}))}
+    assert meanings["a chair with a solid back"] == {("back_style", frozenset({"solid"}))}  # the test's `where`: not a stool
+    assert meanings["a chair with a star base"] == {("leg_style", frozenset({"pedestal"})), ("leg_count", frozenset({"4"}))}
+    assert meanings["a crimson chair"] == meanings["a red chair"] and len(meanings["a red chair"]) == 4
+    assert meanings["a wooden chair"] == meanings["a brown chair"]  # as the captions use the word
+    chair = {"back_style": "solid", "back_height": "high", "back_tilt": "upright", "armrests": "no", "leg_style": "vertical",
+             "leg_count": "4", "leg_thickness": "low", "stretchers": "no", "seat_shape": "rectangular", "seat_width": "low",
+             "stool_height": "low", "seat_color": "green", "back_color": "green", "leg_color": "brown", "arm_color": "green"}
+    assert holds(meanings["a chair with four legs"], chair) and not holds(meanings["a tall stool"], chair)  # no stool height
+    assert not holds(meanings["a green chair"], chair) and holds(meanings["a chair with brown legs"], chair)
+    assert not holds(meanings["a chair with four legs"], {**chair, "leg_style": "pedestal"})  # no leg count, and a pedestal
+    armchair = distinct_distractors("an armchair", library.shape, meanings, chair)
+    assert "a chair with armrests" not in armchair  # its synonym
+    assert not {"a chair with a tall back", "a chair with four legs", "a chair with thin legs"} & set(armchair)  # true already
+    assert {"a chair with a short back", "a stool", "a chair with three legs", "a chair with a star base"} <= set(armchair)
+    assert "a stool" not in distinct_distractors("a tall stool", library.shape, meanings, chair)  # a tall stool is a stool
+    assert "a chair with four legs" in distinct_distractors("a chair with a star base", library.shape, meanings, {})
+    red_seat = distinct_distractors("a chair with a red seat", library.appearance, meanings, chair)
+    assert "a chair with brown legs" not in red_seat and {"a red chair", "a crimson chair", "a chair with a red back"} <= set(red_seat)
+    red = distinct_distractors("a red chair", library.appearance, meanings, {})  # no judge: what the prompt implies
+    assert red == [p for p in library.appearance if p not in ("a red chair", "a crimson chair", "a chair with a red seat",
+                                                               "a chair with a red back")]
