@@ -104,15 +104,18 @@ def read_shape_change(
     units: Float[Tensor, "n d"], direction: Float[Tensor, "n c"], code_to_clip: Float[Tensor, "d c"],
     learnt: Float[Tensor, "m d"], covariance: Float[Tensor, "d d"], percentile: float,
     held: Optional[Float[Tensor, "k c"]] = None, hold: float = 0.0, similarity: float = 0.5,
+    among: Optional[Bool[Tensor, "n m"]] = None,
 ) -> Float[Tensor, "n d"]:
     """The change (prior units) that raises each code's predicted CLIP score along `direction`
-    (prompt minus source embedding) to the `percentile`-th of the learnt codes' predicted scores,
-    or nothing where it is already there. The step follows the learnt codes' covariance (`Sigma a`,
-    the code difference between objects that score high and low): straight along the score's
-    gradient `a` it leaves the learnt codes' span, and edits stop showing the attribute. `held`
-    (other prompts' directions in CLIP space), `hold`, `similarity`: see `held_step`."""
+    (prompt minus source embedding) to the `percentile`-th of the learnt codes' predicted scores
+    (of those in `among`, each code's row, when given), or nothing where it is already there. The
+    step follows the learnt codes' covariance (`Sigma a`, the code difference between objects that
+    score high and low): straight along the score's gradient `a` it leaves the learnt codes' span,
+    and edits stop showing the attribute. `held` (other prompts' directions in CLIP space), `hold`,
+    `similarity`: see `held_step`."""
     gradient = direction @ code_to_clip.T  # a: the predicted score's gradient in code space
-    target = torch.quantile(gradient @ learnt.T, percentile / 100.0, dim=-1)
+    scores = gradient @ learnt.T
+    target = torch.nanquantile(scores if among is None else scores.masked_fill(~among, float("nan")), percentile / 100.0, dim=-1)
     shortfall = (target - (units * gradient).sum(-1)).clamp_min(0.0)
     step = held_step(gradient, covariance, None if held is None else held @ code_to_clip.T, hold, similarity)
     return step * (shortfall / (gradient * step).sum(-1).clamp_min(1e-12))[:, None]
@@ -326,14 +329,19 @@ class ReadShapeMapper(nn.Module):
         prompt's embedding, or for an exemplar image from the mean view's."""
         direction = embedding.expand(units.shape[0], -1) - self.sources[int(from_image)]
         shared, keep = torch.zeros_like(units), torch.zeros_like(units, dtype=torch.bool)
+        among = None  # the learnt codes the step's target is taken among: all of them
         if self.holders is not None:
             # the prompt itself: the top scorers along its direction from "a chair" to "a chair with
-            # a short back" are stools, as the linear score runs on past the shortest back
-            ranking = embedding.expand_as(direction) if self.holders_rank == "prompt" and not from_image else direction
-            shared, keep = holders_step(units, ranking @ self.code_to_clip.T, self.learnt, self.holders, self.shared,
-                                        self.attributes, self.named)
+            # a short back" are stools, as the linear score runs on past the shortest back; the step
+            # then stops at the score of the prompt's holders, not at the stools'
+            by_prompt = self.holders_rank == "prompt" and not from_image
+            ranking = (embedding.expand_as(direction) if by_prompt else direction) @ self.code_to_clip.T
+            shared, keep = holders_step(units, ranking, self.learnt, self.holders, self.shared, self.attributes, self.named)
+            if by_prompt:
+                ranks = ranking @ self.learnt.T
+                among = ranks >= torch.quantile(ranks, 1.0 - self.holders, dim=-1, keepdim=True)
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
-                                            self.percentile, self.held, self.hold, self.similarity)
+                                            self.percentile, self.held, self.hold, self.similarity, among)
         change = change.masked_fill(keep, 0.0)
         return clamp_into_learnt(units, change, self.learnt) if self.clamp else change
 

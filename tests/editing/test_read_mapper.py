@@ -346,6 +346,14 @@ def test_holders_ranked_by_the_prompt_are_chairs_where_its_direction_ranks_stool
     assert float((chair + by_direction(prompt, chair))[0, 1]) < -0.9  # a stool
     exemplar = by_prompt(prompt, chair, from_image=True)  # an exemplar image ranks by its direction, as before
     assert torch.equal(exemplar, by_direction(prompt, chair, from_image=True))
+    # the whole edit (percentile 99): the step stops at the holders' score, not at the stools'
+    whole = {**options, "percentile": 99.0}
+    by_prompt, by_direction = (Mappers(2, 3, 2, read_shape={**whole, "holders_rank": rank}).shape for rank in ("prompt", "direction"))
+    for mapper in (by_prompt, by_direction):
+        mapper.fit(units, embeddings, torch.tensor([0.0, 1.0]), ridge=1.0)
+    short = chair + by_prompt(prompt, chair)
+    assert float(short[0, 1]) > 0.5 and float(short[0, 0]) < 0.6
+    assert float((chair + by_direction(prompt, chair))[0, 1]) < -0.5
 
 
 def test_free_blends_keep_the_tied_dimensions_and_move_the_free_ones_half_way_to_the_nearest_learnt_codes():
