@@ -43,6 +43,10 @@ class MapperModelConfig(ModelConfig):
     shape_mapper_sees_code: bool = False
     """Give the shape mapper the object's shape code as well as the CLIP embedding, so that one
     prompt moves each object its own way (the paper's mapper sees only the embedding)."""
+    appearance_mapper_sees_code: bool = False
+    """Give the appearance mapper the object's appearance code as well as the CLIP embedding, so
+    that one prompt changes each object's colours its own way (one change for every chair leaves a
+    tint of each chair's own hue under "a gray chair")."""
     shape_mapper: Literal["trained", "read"] = "trained"
     """`trained`: the paper's shape mapper, an MLP trained through renders of its edits. `read`: no
     training; fitted once from the CLIP's embeddings of views of the mapper objects (a ridge
@@ -158,7 +162,7 @@ class MapperModel(Model):
             raise UserError("the read shape mapper needs at least 2 mapper objects (stage 1 has too few objects)")
         self.mappers = Mappers(self.clip.embed_dim, sizes.shape_dim, sizes.appearance_dim, self.config.hidden_width,
                                self.config.shape_mapper_sees_code, self.config.max_prior_distance,
-                               self._read_options(mapper_objects) if read else None)
+                               self._read_options(mapper_objects) if read else None, self.config.appearance_mapper_sees_code)
         self.category = self.nerf.category
         with torch.no_grad():
             self.prompt_embeddings = {

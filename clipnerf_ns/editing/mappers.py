@@ -351,15 +351,15 @@ class Mappers(nn.Module):
 
     def __init__(self, clip_dim: int, shape_dim: int, appearance_dim: int, hidden: int = 256,
                  shape_sees_code: bool = False, max_prior_distance: Optional[float] = None,
-                 read_shape: Optional[dict] = None):
+                 read_shape: Optional[dict] = None, appearance_sees_code: bool = False):
         """`read_shape`: the options of a `ReadShapeMapper` (objects, percentile, ...) in place of the trained shape mapper."""
         super().__init__()
         if read_shape is not None:
             self.shape = ReadShapeMapper(clip_dim, shape_dim, **read_shape)
         else:
             self.shape = CodeMapper(clip_dim + (shape_dim if shape_sees_code else 0), shape_dim, hidden)
-        self.appearance = CodeMapper(clip_dim, appearance_dim, hidden)
-        self.shape_sees_code = shape_sees_code
+        self.appearance = CodeMapper(clip_dim + (appearance_dim if appearance_sees_code else 0), appearance_dim, hidden)
+        self.shape_sees_code, self.appearance_sees_code = shape_sees_code, appearance_sees_code
         self.max_prior_distance = max_prior_distance
 
     @property
@@ -378,7 +378,10 @@ class Mappers(nn.Module):
         `from_image`) asks for, at strength 1. `prior`: the NeRF's code prior (mean, std), in whose
         units the shape mapper sees and bounds codes."""
         if target != "shape":
-            return self.appearance(embedding)
+            if not self.appearance_sees_code:
+                return self.appearance(embedding)
+            scaled = prior_units(*prior, codes)[1] / codes.z_a.shape[-1] ** 0.5  # about unit norm, as the embedding
+            return self.appearance(torch.cat([embedding.expand(codes.z_a.shape[0], -1), scaled], -1))
         mean, std = prior[0].z_s, prior[1].z_s
         z_s = codes.z_s
         units = prior_units(*prior, codes)[0]

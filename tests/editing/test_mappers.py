@@ -100,6 +100,29 @@ def test_a_shape_mapper_that_sees_the_code_moves_each_object_its_own_way():
     assert errors[True] < 1e-3 and errors[False] > 0.2
 
 
+def test_an_appearance_mapper_that_sees_the_code_takes_every_object_to_one_colour():
+    """One prompt ("a gray chair"), two objects of different colours, one wanted appearance code:
+    the same change for both cannot reach it, the mapper that sees the code can; untrained, it
+    changes nothing."""
+    prior = (Codes(torch.zeros(4), torch.zeros(2)), Codes(torch.ones(4), torch.ones(2)))
+    codes = Codes(torch.zeros(2, 4), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    wanted = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    embedding = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
+    errors = {}
+    for sees_code in (False, True):
+        torch.manual_seed(0)
+        mappers = Mappers(clip_dim=8, shape_dim=4, appearance_dim=2, hidden=32, appearance_sees_code=sees_code)
+        assert not mappers.change("appearance", embedding, codes, prior).any()  # untrained: no change
+        optimizer = torch.optim.Adam(mappers.parameters(), lr=1e-2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            error = ((codes.z_a + mappers.change("appearance", embedding, codes, prior) - wanted) ** 2).mean()
+            error.backward()
+            optimizer.step()
+        errors[sees_code] = float(error.detach())
+    assert errors[True] < 1e-3 and errors[False] > 0.2
+
+
 def test_losses_by_hand():
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
     assert torch.allclose(clip_distance(a, a), torch.zeros(1))
