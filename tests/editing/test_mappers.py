@@ -79,47 +79,40 @@ def test_bounded_shape_mapper_keeps_edits_within_the_prior_and_identity_untraine
     assert torch.allclose(prior_distance(edited, prior[0].z_s, prior[1].z_s), torch.ones(5), atol=1e-5)
 
 
-def test_a_shape_mapper_that_sees_the_code_moves_each_object_its_own_way():
-    """One prompt, two objects, two different wanted codes: only the mapper that sees the code can
-    send each where it should go."""
+def fitted_errors(target: str, codes: Codes, wanted: torch.Tensor) -> dict[bool, float]:
+    """The squared error left after fitting the `target` mapper, blind to the code and seeing it,
+    to send `codes` to `wanted` under one prompt; an untrained one changes nothing."""
     prior = (Codes(torch.zeros(4), torch.zeros(2)), Codes(torch.ones(4), torch.ones(2)))
-    codes = Codes(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]), torch.zeros(2, 2))
-    wanted = torch.tensor([[0, 0, 1.0, 0], [0, 0, 0, 1.0]])
     embedding = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
     errors = {}
     for sees_code in (False, True):
         torch.manual_seed(0)
-        mappers = Mappers(clip_dim=8, shape_dim=4, appearance_dim=2, hidden=32, shape_sees_code=sees_code)
+        mappers = Mappers(clip_dim=8, shape_dim=4, appearance_dim=2, hidden=32, **{f"{target}_sees_code": sees_code})
+        assert not mappers.change(target, embedding, codes, prior).any()
         optimizer = torch.optim.Adam(mappers.parameters(), lr=1e-2)
+        own = codes.z_s if target == "shape" else codes.z_a
         for _ in range(300):
             optimizer.zero_grad()
-            error = ((codes.z_s + mappers.change("shape", embedding, codes, prior) - wanted) ** 2).mean()
+            error = ((own + mappers.change(target, embedding, codes, prior) - wanted) ** 2).mean()
             error.backward()
             optimizer.step()
         errors[sees_code] = float(error.detach())
+    return errors
+
+
+def test_a_shape_mapper_that_sees_the_code_moves_each_object_its_own_way():
+    """One prompt, two objects, two different wanted codes: only the mapper that sees the code can
+    send each where it should go."""
+    codes = Codes(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]), torch.zeros(2, 2))
+    errors = fitted_errors("shape", codes, torch.tensor([[0, 0, 1.0, 0], [0, 0, 0, 1.0]]))
     assert errors[True] < 1e-3 and errors[False] > 0.2
 
 
 def test_an_appearance_mapper_that_sees_the_code_takes_every_object_to_one_colour():
     """One prompt ("a gray chair"), two objects of different colours, one wanted appearance code:
-    the same change for both cannot reach it, the mapper that sees the code can; untrained, it
-    changes nothing."""
-    prior = (Codes(torch.zeros(4), torch.zeros(2)), Codes(torch.ones(4), torch.ones(2)))
+    the same change for both cannot reach it, the mapper that sees the code can."""
     codes = Codes(torch.zeros(2, 4), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    wanted = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
-    embedding = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
-    errors = {}
-    for sees_code in (False, True):
-        torch.manual_seed(0)
-        mappers = Mappers(clip_dim=8, shape_dim=4, appearance_dim=2, hidden=32, appearance_sees_code=sees_code)
-        assert not mappers.change("appearance", embedding, codes, prior).any()  # untrained: no change
-        optimizer = torch.optim.Adam(mappers.parameters(), lr=1e-2)
-        for _ in range(300):
-            optimizer.zero_grad()
-            error = ((codes.z_a + mappers.change("appearance", embedding, codes, prior) - wanted) ** 2).mean()
-            error.backward()
-            optimizer.step()
-        errors[sees_code] = float(error.detach())
+    errors = fitted_errors("appearance", codes, torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
     assert errors[True] < 1e-3 and errors[False] > 0.2
 
 
