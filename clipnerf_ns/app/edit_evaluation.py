@@ -15,7 +15,6 @@ from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.clip.encoder import ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import QUESTIONS, applies_judged
-from clipnerf_ns.data.attributes import question as question_of
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
@@ -107,7 +106,7 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
     with torch.no_grad():  # the unedited object, seen once for every prompt
         seen_before = judges.view(codes, "evaluator")
         image_before = evaluator.encode_image(seen_before)[0]
-        answers_before = judges.answers(codes, seen_before)
+        answers_before = first_answers(judges.answers(codes, seen_before))
     shape_questions = judges.shape_questions()
     tiles, records = {}, []
     for target in ("appearance", "shape"):
@@ -123,17 +122,18 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                       **image_measures(before, after, named_color_of(prompt, library.neutral.split()[-1]))}
             with torch.no_grad():
                 seen = judges.view(edited, "evaluator")
-                answers = (first_answers(answers_before), first_answers(judges.answers(edited, seen))) if answers_before else ()
-                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers[0] if answers else {})
+                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers_before)
                 drawn = torch.randperm(len(distinct), generator=distinct_generator)[:4].tolist()
                 record["candidates"] = [prompt] + [distinct[i] for i in drawn]
                 record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
                               _text=evaluator.encode_text(record["candidates"]), _text_any=evaluator.encode_text(candidates_any))
                 record["evaluator_pick"] = record["candidates"][int((record["_text"] @ record["_image"]).argmax())]
+                part_colour = named_part_color_of(prompt, library.neutral.split()[-1]) if target == "appearance" else None
+                judged = answers_before and (prompt in judges.tests or part_colour is not None)  # the judge reads the edit
+                answers = (answers_before, first_answers(judges.answers(edited, seen))) if judged else ()
                 if prompt in judges.tests and answers:
                     record.update(judge_verdicts(judges.tests[prompt], answers, shape_questions,
                                                  judges.test_texts[prompt], (image_before, record["_image"])))
-                part_colour = named_part_color_of(prompt, library.neutral.split()[-1]) if target == "appearance" else None
                 if part_colour is not None and answers:
                     record.update(part_colour_verdicts(*part_colour, answers))
             records.append(record)
@@ -286,7 +286,7 @@ def prompt_meanings(library, category: str) -> dict[str, Meaning]:
     its part's. Prompts the judge cannot read are absent."""
     pairs: dict[str, set] = {}
     for test in library.tests:
-        answers = set(question_of(category, test.question).answers)
+        answers = answers_of(category, test.question)
         where = {key: answers_of(category, key) & set(values) for key, values in test.where if answers_of(category, key)}
         within = where.get(test.question, answers) - {test.answer}
         for prompt, values in ((test.prompt, {test.answer}), (test.opposite, within or answers - {test.answer})):
