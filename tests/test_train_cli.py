@@ -46,6 +46,7 @@ def train_marker_mappers(trained_run, marker_prompts, tmp_path, steps: int, *opt
     return load_run(run_dir(tmp_path, "clip-nerf-mappers") / "config.yml")[1].model
 
 
+@pytest.mark.slow  # 31 s; keeps make test within 15 min (tests/editing/test_mappers.py checks the bound and the code input)
 def test_bounded_code_seeing_mappers_train_and_edit_within_the_bound(trained_run, marker_prompts, tmp_path):
     """`--pipeline.model.shape-mapper-sees-code` and `--pipeline.model.max-prior-distance` reach the
     trained run: its shape mapper reads the code, and its shape edits stay within the bound."""

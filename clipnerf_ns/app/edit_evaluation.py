@@ -4,7 +4,7 @@ evaluator CLIP and the attribute judge, and summarised (see `app.eval_command`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +49,8 @@ class EditJudges:
     tests: dict  # prompt -> the library's binary test of it
     test_texts: dict  # prompt -> evaluator embeddings of (prompt, opposite)
     meanings: dict  # prompt -> what the judge sees when the prompt holds (`prompt_meanings`)
+    claims: dict  # prompt -> what the prompt itself claims (`prompt_meanings(..., conditions=False)`)
+    text_cache: dict = field(default_factory=dict)  # prompt -> evaluator embedding
 
     @staticmethod
     def load(evaluator_config: ClipConfig, judge_path: Optional[Path], nerf, library) -> "EditJudges":
@@ -56,7 +58,8 @@ class EditJudges:
         tests = {t.prompt: t for t in library.tests}
         with torch.no_grad():
             texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
-        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, prompt_meanings(library, nerf.category))
+        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, prompt_meanings(library, nerf.category),
+                          prompt_meanings(library, nerf.category, conditions=False))
 
     def framing(self, of: str) -> tuple[int, Optional[tuple]]:
         """(view size, framing box) of the evaluator's or the judge's training views."""
@@ -75,6 +78,13 @@ class EditJudges:
         """The judge's shape questions of the category (not its colour questions)."""
         judged = {name for name, _ in self.judge.questions.get(self.nerf.category, ())}
         return [q.name for q in QUESTIONS.get(self.nerf.category, ()) if q.shape and q.name in judged]
+
+    def texts(self, prompts: list[str]) -> torch.Tensor:
+        """The evaluator's embeddings of `prompts` (rows), each prompt encoded once per evaluation."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self.text_cache]
+        if missing:
+            self.text_cache.update(zip(missing, self.evaluator.encode_text(missing)))
+        return torch.stack([self.text_cache[p] for p in prompts])
 
     def answers(self, codes, evaluator_view) -> dict:
         """The judge's answers for `codes` ({} when it knows nothing of the category)."""
@@ -122,12 +132,16 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                       **image_measures(before, after, named_color_of(prompt, library.neutral.split()[-1]))}
             with torch.no_grad():
                 seen = judges.view(edited, "evaluator")
-                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers_before)
+                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers_before, judges.claims)
                 drawn = torch.randperm(len(distinct), generator=distinct_generator)[:4].tolist()
                 record["candidates"] = [prompt] + [distinct[i] for i in drawn]
                 record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
-                              _text=evaluator.encode_text(record["candidates"]), _text_any=evaluator.encode_text(candidates_any))
+                              _text=judges.texts(record["candidates"]), _text_any=judges.texts(candidates_any),
+                              _text_distinct=judges.texts([prompt] + distinct))
                 record["evaluator_pick"] = record["candidates"][int((record["_text"] @ record["_image"]).argmax())]
+                record["five_way"] = metrics.expected_n_way_accuracy(record["_image"], record["_text_distinct"], 5)
+                meaning = judges.meanings.get(prompt)  # whether the judge saw what the prompt asks before the edit
+                record["prompt_held_before"] = holds(meaning, answers_before) if meaning and answers_before else None
                 part_colour = named_part_color_of(prompt, library.neutral.split()[-1]) if target == "appearance" else None
                 judged = answers_before and (prompt in judges.tests or part_colour is not None)  # the judge reads the edit
                 answers = (answers_before, first_answers(judges.answers(edited, seen))) if judged else ()
@@ -179,10 +193,12 @@ def part_measures(before: dict, after: dict, part: torch.Tensor, colour: str, mi
 def summarize_edits(records: list[dict], library, latency: dict) -> dict:
     """eval.json's summary of the edit records."""
 
-    def five_way(image: str, target: str, holders_only: bool = False, texts: str = "_text") -> float:
+    def five_way(image: str, target: str, holders_only: bool = False, texts: str = "_text_distinct") -> float:
         chosen = [r for r in records if r["target"] == target and (r.get("judge_has_before") or not holders_only)]
         if not chosen:
             return float("nan")
+        if texts == "_text_distinct":  # over every draw of four distinct distractors
+            return float(np.mean([metrics.expected_n_way_accuracy(r[image], r[texts], 5) for r in chosen]))
         one = torch.zeros(1, dtype=torch.long)  # candidates differ in number: one choice at a time
         return float(np.mean([metrics.n_way_accuracy(r[image][None], r[texts][None], one) for r in chosen]))
 
@@ -194,12 +210,24 @@ def summarize_edits(records: list[dict], library, latency: dict) -> dict:
     return {
         "objects": len({r["object"] for r in records}), "edits": len(records),
         "latency_s": latency,
-        # The prompt among itself and four distinct others (`distinct_distractors`).
+        # The prompt among itself and four distinct others (`distinct_distractors`), averaged exactly
+        # over every draw of the four (`expected_n_way_accuracy`); "five_way_accuracy_drawn" below is one draw.
         "five_way_accuracy": {t: five_way("_image", t) for t in targets},
+        "five_way_accuracy_by_prompt": {p: mean([r["five_way"] for r in records if r["prompt"] == p])
+                                        for p in dict.fromkeys(r["prompt"] for r in records)},
+        # Edits of objects the judge did not see with what the prompt asks (a stool asked for a back, not a
+        # chair asked for the back it has, which tests the evaluator's reading of an unedited chair).
+        "five_way_accuracy_where_new": {t: mean([r["five_way"] for r in records if r["target"] == t
+                                                 and r.get("prompt_held_before") is False]) for t in targets},
         "five_way_accuracy_unedited": {t: five_way("_image_before", t) for t in targets},
         # The ceiling of the figure above: unedited objects the judge sees with what the prompt
         # asks already, among the same candidates.
         "five_way_accuracy_of_holders": {t: five_way("_image_before", t, holders_only=True) for t in targets},
+        # One draw of the four (each edit's "candidates" and "evaluator_pick"): the figures until late on 6 December.
+        "five_way_accuracy_drawn": {
+            "edited": {t: five_way("_image", t, texts="_text") for t in targets},
+            "unedited": {t: five_way("_image_before", t, texts="_text") for t in targets},
+            "of_holders": {t: five_way("_image_before", t, holders_only=True, texts="_text") for t in targets}},
         # At most five; fewer when the library has fewer, or fewer distinct ones, for the object.
         "candidates": {t: min(5, len(library.for_target(t))) for t in targets},
         "candidates_mean": {t: mean([len(r["candidates"]) for r in records if r["target"] == t]) for t in targets},
@@ -277,21 +305,22 @@ MATERIAL_COLORS = {"wooden": "brown"}
 """Material words of colour prompts, as the captions use them: a chair of one colour with brown legs is wooden."""
 
 
-def prompt_meanings(library, category: str) -> dict[str, Meaning]:
+def prompt_meanings(library, category: str, conditions: bool = True) -> dict[str, Meaning]:
     """What the judge reads when each prompt of `library` holds, as (question, answers) pairs, all of
     which must hold where they apply: a binary test's prompt its answer, its opposite any other
     (within the test's `where` when that names the question: a solid back is not a stool's lack of
-    one), both the test's `where` on judged questions (a tall stool is a stool); a colour prompt
-    every colour question of the category (chairs: seat, back, legs, arms) and a part colour prompt
-    its part's. Prompts the judge cannot read are absent."""
+    one), both the test's `where` on other judged questions (a tall stool is a stool) unless
+    `conditions` is False (what the prompt itself claims: a star base is a pedestal, whatever its
+    leg count); a colour prompt every colour question of the category (chairs: seat, back, legs,
+    arms) and a part colour prompt its part's. Prompts the judge cannot read are absent."""
     pairs: dict[str, set] = {}
     for test in library.tests:
         answers = answers_of(category, test.question)
         where = {key: answers_of(category, key) & set(values) for key, values in test.where if answers_of(category, key)}
         within = where.get(test.question, answers) - {test.answer}
         for prompt, values in ((test.prompt, {test.answer}), (test.opposite, within or answers - {test.answer})):
-            pairs.setdefault(prompt, set()).update({(test.question, frozenset(values))},
-                                                   {(key, frozenset(v)) for key, v in where.items() if v and key != test.question})
+            pairs.setdefault(prompt, set()).update({(test.question, frozenset(values))}, {
+                (key, frozenset(v)) for key, v in where.items() if conditions and v and key != test.question})
     noun = library.neutral.split()[-1]
     colour_questions = [q.name for q in QUESTIONS.get(category, ()) if not q.shape]
     for prompt in library.appearance:
@@ -323,12 +352,15 @@ def holds(meaning: Optional[Meaning], answers: dict[str, str]) -> bool:
     return bool(applying) and all(answers[q] in values for q, values in applying)
 
 
-def distinct_distractors(prompt: str, prompts, meanings: dict[str, Meaning], before: dict[str, str]) -> list[str]:
+def distinct_distractors(prompt: str, prompts, meanings: dict[str, Meaning], before: dict[str, str],
+                         claims: Optional[dict[str, Meaning]] = None) -> list[str]:
     """The prompts a five-way choice may offer beside `prompt`: not true of whatever `prompt` is true
-    of (its synonyms, "a chair with a red seat" for "a red chair"), nor of the object before the edit
-    as the judge reads it (`before`: its answers; empty when it knows nothing of the category).
-    Either would make the choice a coin toss for a perfect edit."""
-    return [p for p in prompts if p != prompt and not entails(meanings.get(prompt), meanings.get(p))
+    of (its synonyms, "a chair with a red seat" for "a red chair"; "a chair with a star base" for
+    "an office chair": what a candidate claims, `claims`, as against where its test applies), nor of
+    the object before the edit as the judge reads it (`before`: its answers; empty when it knows
+    nothing of the category). Either would make the choice a coin toss for a perfect edit."""
+    claims = meanings if claims is None else claims
+    return [p for p in prompts if p != prompt and not entails(meanings.get(prompt), claims.get(p))
             and not holds(meanings.get(p), before)]
 
 

@@ -20,7 +20,8 @@ from clipnerf_ns.validation import MAX_RESOLUTION, Bounds
 class EvalCommand:
     """Measure a mapper run's edits on objects the mappers never trained on: edit latency, colour
     accuracy of colour prompts (CIE Lab), five-way prompt accuracy judged by a second CLIP (each
-    prompt among four others that neither follow from it nor are true of the object already),
+    prompt among four others that neither follow from it nor are true of the object already,
+    averaged over every draw of the four; overall, per prompt, and on objects that lacked it),
     disentanglement (silhouettes under appearance edits, colours under shape edits), the haze of
     the renders before and after, and the attribute judge's verdicts on shape edits: per prompt
     and per family of prompts (the question the judge asks), the share of objects lacking the

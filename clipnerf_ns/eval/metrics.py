@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -64,3 +66,14 @@ def n_way_accuracy(
     candidates = torch.nn.functional.normalize(candidates, dim=-1)
     scores = torch.einsum("nd,nkd->nk", image, candidates)
     return float((scores.argmax(-1) == correct).float().mean())
+
+
+def expected_n_way_accuracy(image: Float[Tensor, " d_clip"], texts: Float[Tensor, "m d_clip"], n: int) -> float:
+    """Chance that `texts[0]` is the most similar (cosine) to `image` among itself and `n - 1` of
+    the other texts drawn at random without replacement (all of them when fewer): an n-way choice
+    averaged over every draw of its distractors, exactly, so that the figure does not move with
+    which ones one draw offers. comb(b, k) / comb(m - 1, k), b the distractors scoring below."""
+    scores = torch.nn.functional.normalize(texts, dim=-1) @ torch.nn.functional.normalize(image, dim=-1)
+    others, drawn = len(texts) - 1, min(n - 1, len(texts) - 1)
+    below = int((scores[1:] < scores[0]).sum())
+    return math.comb(below, drawn) / math.comb(others, drawn)

@@ -158,6 +158,13 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
     red = next(e for e in edits if e["prompt"] == "a red chair")  # distinct candidates: never what the chair shows
     assert red["candidates"][0] == "a red chair" and set(red["candidates"]) <= {"a red chair", "a blue chair", "a green chair"}
     assert 1 <= summary["candidates_mean"]["shape"] <= 2 and 0.0 <= summary["five_way_any_candidates"]["edited"]["shape"] <= 1.0
+    # two distinct candidates at most: the one draw offers all of them, so it is every draw
+    assert red["five_way"] == float(red["evaluator_pick"] == "a red chair") == summary["five_way_accuracy_by_prompt"]["a red chair"]
+    new = [e["five_way"] for e in edits if e["target"] == "appearance" and e["prompt_held_before"] is False]
+    assert isinstance(red["prompt_held_before"], bool) and new  # the judge reads colours: no chair is every colour
+    assert summary["five_way_accuracy_where_new"]["appearance"] == pytest.approx(np.mean(new))
+    assert summary["five_way_accuracy_drawn"]["edited"]["appearance"] == pytest.approx(
+        sum(e["evaluator_pick"] == e["prompt"] for e in edits if e["target"] == "appearance") / 4)
     seat = next(e for e in edits if e["prompt"] == "a chair with a red seat")  # judged on the seat, the other parts apart
     assert seat["part_question"] == "seat_color" and "seat_color" not in seat["part_others_compared"]
     assert "leg_color" in seat["part_others_compared"]

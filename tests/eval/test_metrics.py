@@ -13,7 +13,15 @@ from clipnerf_ns.app.edit_evaluation import (
 )
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.editing.prompts import load_prompt_library
-from clipnerf_ns.eval.metrics import delta_e, haze, n_way_accuracy, object_mean_color, silhouette_iou, srgb_to_lab
+from clipnerf_ns.eval.metrics import (
+    delta_e,
+    expected_n_way_accuracy,
+    haze,
+    n_way_accuracy,
+    object_mean_color,
+    silhouette_iou,
+    srgb_to_lab,
+)
 
 
 def test_lab_of_reference_colours():
@@ -82,6 +90,19 @@ def test_a_part_edit_is_measured_on_the_part_and_the_rest_apart():
     assert hidden["delta_e_before"] is None and hidden["part_pixels"] == 0
 
 
+def test_expected_n_way_accuracy_is_the_mean_over_every_draw():
+    """The exact mean over draws equals brute force over every subset of distractors."""
+    import itertools
+
+    generator = torch.Generator().manual_seed(0)
+    image, texts = torch.randn(8, generator=generator), torch.randn(7, 8, generator=generator)
+    one = torch.zeros(1, dtype=torch.long)
+    draws = [n_way_accuracy(image[None], texts[[0, *d]][None], one) for d in itertools.combinations(range(1, 7), 4)]
+    assert expected_n_way_accuracy(image, texts, 5) == pytest.approx(sum(draws) / len(draws)) and 0 < sum(draws) < len(draws)
+    assert expected_n_way_accuracy(texts[0], texts, 5) == 1.0  # the prompt's own embedding: always chosen
+    assert expected_n_way_accuracy(image, texts[:3], 5) == n_way_accuracy(image[None], texts[:3][None], one)  # fewer: all
+
+
 def test_five_way_distractors_are_neither_implied_by_the_prompt_nor_already_true():
     """The shipped chairs library: what the judge reads for its prompts, and the distractors a
     five-way choice may offer for edits of a green chair with brown legs."""
@@ -104,6 +125,14 @@ def test_five_way_distractors_are_neither_implied_by_the_prompt_nor_already_true
     assert {"a chair with a short back", "a stool", "a chair with three legs", "a chair with a star base"} <= set(armchair)
     assert "a stool" not in distinct_distractors("a tall stool", library.shape, meanings, chair)  # a tall stool is a stool
     assert "a chair with four legs" in distinct_distractors("a chair with a star base", library.shape, meanings, {})
+    claims = prompt_meanings(library, "chairs", conditions=False)  # where a test applies is no claim of its prompt
+    assert claims["a chair with a star base"] == {("leg_style", frozenset({"pedestal"}))} and claims["a tall stool"] == {
+        ("stool_height", frozenset({"high"}))}
+    office = distinct_distractors("an office chair", library.shape, meanings, chair, claims)
+    assert "a chair with a star base" not in office and "a swivel chair" not in office  # its synonyms for the judge
+    assert "a chair with a star base" in distinct_distractors("an office chair", library.shape, meanings, chair)
+    assert "a tall stool" in distinct_distractors("a stool", library.shape, meanings, chair, claims)  # not every stool is tall
+    assert "a stool" not in distinct_distractors("a tall stool", library.shape, meanings, chair, claims)
     red_seat = distinct_distractors("a chair with a red seat", library.appearance, meanings, chair)
     assert "a chair with brown legs" not in red_seat and {"a red chair", "a crimson chair", "a chair with a red back"} <= set(red_seat)
     red = distinct_distractors("a red chair", library.appearance, meanings, {})  # no judge: what the prompt implies
