@@ -207,6 +207,14 @@ def fixed_by_value(learnt: Float[Tensor, "m d"], group: Sequence[int], attribute
     return torch.stack(rows)
 
 
+def top_scorers(gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float) -> tuple[Bool[Tensor, "n m"], Tensor]:
+    """Per row of `gradient` (a predicted score's gradient in code space), the `fraction` of learnt
+    codes with the highest predicted score, and the score they start at."""
+    scores = gradient @ learnt.T
+    threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
+    return scores >= threshold[:, None], threshold
+
+
 def holders_step(
     units: Float[Tensor, "n d"], gradient: Float[Tensor, "n d"], learnt: Float[Tensor, "m d"], fraction: float, shared: float,
     attributes: Sequence[Sequence[int]] = (), named: Optional[float] = None,
@@ -237,9 +245,7 @@ def holders_step(
     composes a slatted office chair though the collection has none.
 
     Returns the step and a mask of the dimensions the rest of the edit must leave as they are."""
-    scores = gradient @ learnt.T
-    threshold = torch.quantile(scores, 1.0 - fraction, dim=-1)
-    holding = scores >= threshold[:, None]
+    holding, threshold = top_scorers(gradient, learnt, fraction)
     noise: Union[float, Tensor] = shared
     names: Optional[Tensor] = None  # (n, a): the attributes each prompt names, when asked to find them
     if attributes and named is not None:
@@ -338,8 +344,7 @@ class ReadShapeMapper(nn.Module):
             ranking = (embedding.expand_as(direction) if by_prompt else direction) @ self.code_to_clip.T
             shared, keep = holders_step(units, ranking, self.learnt, self.holders, self.shared, self.attributes, self.named)
             if by_prompt:
-                ranks = ranking @ self.learnt.T
-                among = ranks >= torch.quantile(ranks, 1.0 - self.holders, dim=-1, keepdim=True)
+                among = top_scorers(ranking, self.learnt, self.holders)[0]
         change = shared + read_shape_change(units + shared, direction, self.code_to_clip, self.learnt, self.covariance,
                                             self.percentile, self.held, self.hold, self.similarity, among)
         change = change.masked_fill(keep, 0.0)
