@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import torch
 
-from clipnerf_ns.app.edit_evaluation import PART_COLOUR_QUESTIONS, named_part_color_of
+from clipnerf_ns.app.prompt_meanings import PART_COLOUR_QUESTIONS, named_part_color_of
 from clipnerf_ns.clip.domain_data import framing_of, over_white, render_views
 from clipnerf_ns.clip.encoder import SHIPPED_MODELS, ClipConfig, ClipEncoder
 from clipnerf_ns.data.render import ColoredMesh

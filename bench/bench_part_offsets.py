@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from clipnerf_ns.app.edit_evaluation import PART_COLOUR_QUESTIONS, first_answers, judged_view, part_colour_verdicts
+from clipnerf_ns.app.edit_evaluation import first_answers, judged_view, part_colour_verdicts
+from clipnerf_ns.app.prompt_meanings import PART_COLOUR_QUESTIONS
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import applies_judged
 from clipnerf_ns.data.synth_parts import NAMED_COLORS

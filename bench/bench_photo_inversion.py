@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from clipnerf_ns.app.collections import synth_object_again
-from clipnerf_ns.app.edit_evaluation import named_part_color_of
+from clipnerf_ns.app.prompt_meanings import named_part_color_of
 from clipnerf_ns.codes import model_fingerprint
 from clipnerf_ns.data.images import to_uint8
 from clipnerf_ns.data.meshes import discover_meshes, load_object
@@ -99,7 +99,8 @@ def colour_edit_rows(editor, inversion, shot, prompts: list[str], name: str) -> 
     is framed: a whole-object prompt measured as `clipnerf eval` measures colour edits, a part
     prompt ("a chair with a red seat") on the pixels of that part of the photo (the mesh's labels).
     Returns the rows and the edited renders."""
-    from clipnerf_ns.app.edit_evaluation import image_measures, named_color_of, part_measures
+    from clipnerf_ns.app.edit_evaluation import image_measures, part_measures
+    from clipnerf_ns.app.prompt_meanings import named_color_of
     from clipnerf_ns.editing.edit import Edit
 
     codes, before = inversion.result_codes(), inversion.render()

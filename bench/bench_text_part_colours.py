@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from bench_part_colours import chairs_with_backs, choice_rates, embedded, painted, part_colourings  # the bench's folder
 
-from clipnerf_ns.app.edit_evaluation import named_part_color_of
+from clipnerf_ns.app.prompt_meanings import named_part_color_of
 from clipnerf_ns.clip.domain_data import framing_of, render_objects
 from clipnerf_ns.clip.domain_eval import binary_tests, color_accuracy, image_features
 from clipnerf_ns.clip.encoder import (

@@ -11,13 +11,22 @@ from typing import Optional
 import numpy as np
 import torch
 
+from clipnerf_ns.app.prompt_meanings import (
+    PART_COLOUR_QUESTIONS,
+    category_implications,
+    distinct_distractors,
+    holds,
+    named_color_of,
+    named_part_color_of,
+    prompt_meanings,
+)
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.clip.encoder import ClipEncoder
 from clipnerf_ns.codes import Codes
 from clipnerf_ns.data.attributes import QUESTIONS, applies_judged
 from clipnerf_ns.data.cameras import VIEW_DEG, orbit_camera
 from clipnerf_ns.data.images import to_uint8
-from clipnerf_ns.data.synth_parts import COLOR_SYNONYMS, NAMED_COLORS
+from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.editing.edit import Edit, render_views
 from clipnerf_ns.eval import metrics
 from clipnerf_ns.eval.judge import Judge
@@ -50,6 +59,7 @@ class EditJudges:
     test_texts: dict  # prompt -> evaluator embeddings of (prompt, opposite)
     meanings: dict  # prompt -> what the judge sees when the prompt holds (`prompt_meanings`)
     claims: dict  # prompt -> what the prompt itself claims (`prompt_meanings(..., conditions=False)`)
+    implied: frozenset = frozenset()  # (prompt, candidate) pairs the category implies (`category_implications`)
     text_cache: dict = field(default_factory=dict)  # prompt -> evaluator embedding
 
     @staticmethod
@@ -58,8 +68,10 @@ class EditJudges:
         tests = {t.prompt: t for t in library.tests}
         with torch.no_grad():
             texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
-        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, prompt_meanings(library, nerf.category),
-                          prompt_meanings(library, nerf.category, conditions=False))
+        meanings, claims = (prompt_meanings(library, nerf.category, conditions=c) for c in (True, False))
+        prompts = [*library.appearance, *library.shape]
+        implied = category_implications(prompts, meanings, claims, nerf.category, nerf.kwargs["metadata"].get("attributes") or [])
+        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, meanings, claims, implied=implied)
 
     def framing(self, of: str) -> tuple[int, Optional[tuple]]:
         """(view size, framing box) of the evaluator's or the judge's training views."""
@@ -104,10 +116,11 @@ def edit_subjects(nerf, heldout: list[int], prior_objects: int, generator) -> li
 
 
 def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: str, codes, resolution: int,
-                generators: tuple) -> tuple[np.ndarray, list[dict]]:
+                generators: tuple, truth: Optional[tuple] = None) -> tuple[np.ndarray, list[dict]]:
     """Every prompt of the library applied to one object: a record per edit, and the row of
     edits.png (before, then the pictured prompts' edits). `generators` draw the five-way candidates:
-    any of the library's prompts, and distinct ones (`distinct_distractors`)."""
+    any of the library's prompts, and distinct ones (`distinct_distractors`), these from the
+    object's true answers where known (`truth`: `true_answers`), else from the judge's reading."""
 
     nerf, evaluator = judges.nerf, judges.evaluator
     any_generator, distinct_generator = generators
@@ -117,6 +130,7 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
         seen_before = judges.view(codes, "evaluator")
         image_before = evaluator.encode_image(seen_before)[0]
         answers_before = first_answers(judges.answers(codes, seen_before))
+    known, undecided = truth or (answers_before, frozenset())  # what the distractors must not be true of
     shape_questions = judges.shape_questions()
     tiles, records = {}, []
     for target in ("appearance", "shape"):
@@ -132,9 +146,10 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
                       **image_measures(before, after, named_color_of(prompt, library.neutral.split()[-1]))}
             with torch.no_grad():
                 seen = judges.view(edited, "evaluator")
-                distinct = distinct_distractors(prompt, prompts, judges.meanings, answers_before, judges.claims)
+                distinct = distinct_distractors(prompt, prompts, judges.meanings, known, judges.claims, judges.implied, undecided)
                 drawn = torch.randperm(len(distinct), generator=distinct_generator)[:4].tolist()
                 record["candidates"] = [prompt] + [distinct[i] for i in drawn]
+                record["candidates_from"] = "attributes" if truth else "judge"
                 record.update(_image=evaluator.encode_image(seen)[0], _image_before=image_before,
                               _text=judges.texts(record["candidates"]), _text_any=judges.texts(candidates_any),
                               _text_distinct=judges.texts([prompt] + distinct))
@@ -266,104 +281,6 @@ def edit_latency(editor, codes, prompt: str, resolution: int, repeats: int) -> d
     return {"median": float(np.median(times)), "max": float(np.max(times)), "resolution": resolution}
 
 
-def named_color_of(prompt: str, noun: str) -> Optional[str]:
-    """The colour name of a whole-object colour prompt ('a crimson chair' -> 'red'), else None."""
-    words = prompt.strip().lower()
-    for article in ("a ", "an "):
-        if words.startswith(article) and words.endswith(" " + noun):
-            middle = words[len(article) : -len(noun) - 1]
-            for name, synonyms in COLOR_SYNONYMS.items():
-                if middle in synonyms:
-                    return name
-    return None
-
-
-PART_WORDS = {"seat": "seat", "seat cushion": "seat", "back": "back", "backrest": "back", "legs": "base",
-              "base": "base", "arms": "arms", "armrests": "arms"}
-"""The words of a part colour prompt -> the part ("seat", "back", "base", "arms": PartNet's groups)."""
-
-
-def named_part_color_of(prompt: str, noun: str) -> Optional[tuple[str, str]]:
-    """(part, colour name) of a part colour prompt ('a chair with a crimson seat' -> ('seat', 'red')), else None."""
-    words = prompt.strip().lower()
-    head = f"a {noun} with "
-    if not words.startswith(head):
-        return None
-    rest = words[len(head):].removeprefix("an ").removeprefix("a ")
-    for word, part in PART_WORDS.items():
-        if rest.endswith(" " + word):
-            colour = rest[: -len(word) - 1]
-            for name, synonyms in COLOR_SYNONYMS.items():
-                if colour in synonyms:
-                    return part, name
-    return None
-
-
-Meaning = frozenset  # of (judge question, the answers that make a prompt hold)
-
-MATERIAL_COLORS = {"wooden": "brown"}
-"""Material words of colour prompts, as the captions use them: a chair of one colour with brown legs is wooden."""
-
-
-def prompt_meanings(library, category: str, conditions: bool = True) -> dict[str, Meaning]:
-    """What the judge reads when each prompt of `library` holds, as (question, answers) pairs, all of
-    which must hold where they apply: a binary test's prompt its answer, its opposite any other
-    (within the test's `where` when that names the question: a solid back is not a stool's lack of
-    one), both the test's `where` on other judged questions (a tall stool is a stool) unless
-    `conditions` is False (what the prompt itself claims: a star base is a pedestal, whatever its
-    leg count); a colour prompt every colour question of the category (chairs: seat, back, legs,
-    arms) and a part colour prompt its part's. Prompts the judge cannot read are absent."""
-    pairs: dict[str, set] = {}
-    for test in library.tests:
-        answers = answers_of(category, test.question)
-        where = {key: answers_of(category, key) & set(values) for key, values in test.where if answers_of(category, key)}
-        within = where.get(test.question, answers) - {test.answer}
-        for prompt, values in ((test.prompt, {test.answer}), (test.opposite, within or answers - {test.answer})):
-            pairs.setdefault(prompt, set()).update({(test.question, frozenset(values))}, {
-                (key, frozenset(v)) for key, v in where.items() if conditions and v and key != test.question})
-    noun = library.neutral.split()[-1]
-    colour_questions = [q.name for q in QUESTIONS.get(category, ()) if not q.shape]
-    for prompt in library.appearance:
-        words = prompt.strip().lower().removeprefix("a ").removeprefix("an ").removesuffix(" " + noun)
-        colour, part = named_color_of(prompt, noun) or MATERIAL_COLORS.get(words), named_part_color_of(prompt, noun)
-        if colour is not None:
-            pairs[prompt] = {(q, frozenset({colour})) for q in colour_questions}
-        elif part is not None:
-            pairs[prompt] = {(PART_COLOUR_QUESTIONS[part[0]], frozenset({part[1]}))}
-    return {prompt: frozenset(p) for prompt, p in pairs.items()}
-
-
-def answers_of(category: str, name: str) -> set[str]:
-    """The answers of the judge's question `name` ({} when it asks no such question: "kind")."""
-    return {a for q in QUESTIONS.get(category, ()) if q.name == name for a in q.answers}
-
-
-def entails(meaning: Optional[Meaning], other: Optional[Meaning]) -> bool:
-    """Whether whatever shows `meaning` shows `other` too: each pair of `other` is narrowed by one
-    of `meaning` (a red chair has a red seat; a tall stool is a stool). Unknown meanings entail nothing."""
-    return bool(meaning) and bool(other) and all(
-        any(q == q2 and values <= values2 for q, values in meaning) for q2, values2 in other)
-
-
-def holds(meaning: Optional[Meaning], answers: dict[str, str]) -> bool:
-    """Whether the judge's `answers` show what a prompt of this `meaning` asks: every pair that
-    applies holds, and at least one applies."""
-    applying = [(q, values) for q, values in meaning or () if q in answers and applies_judged(q, answers)]
-    return bool(applying) and all(answers[q] in values for q, values in applying)
-
-
-def distinct_distractors(prompt: str, prompts, meanings: dict[str, Meaning], before: dict[str, str],
-                         claims: Optional[dict[str, Meaning]] = None) -> list[str]:
-    """The prompts a five-way choice may offer beside `prompt`: not true of whatever `prompt` is true
-    of (its synonyms, "a chair with a red seat" for "a red chair"; "a chair with a star base" for
-    "an office chair": what a candidate claims, `claims`, as against where its test applies), nor of
-    the object before the edit as the judge reads it (`before`: its answers; empty when it knows
-    nothing of the category). Either would make the choice a coin toss for a perfect edit."""
-    claims = meanings if claims is None else claims
-    return [p for p in prompts if p != prompt and not entails(meanings.get(prompt), claims.get(p))
-            and not holds(meanings.get(p), before)]
-
-
 def first_answers(answers: dict[str, list[str]]) -> dict[str, str]:
     """{question: answer} of the first image of a judge's answers."""
     return {q: a[0] for q, a in answers.items()}
@@ -393,10 +310,6 @@ def judge_verdicts(test, answers: tuple[dict, dict], shape_questions: list[str],
             "judge_has_before": before[test.question] == test.answer, "judge_has_after": after[test.question] == test.answer,
             "judge_others_compared": others, "judge_others_changed": [q for q in others if before[q] != after[q]],
             "evaluator_has_before": picks[0], "evaluator_has_after": picks[1]}
-
-
-PART_COLOUR_QUESTIONS = {"seat": "seat_color", "back": "back_color", "base": "leg_color", "arms": "arm_color"}
-"""The judge's colour question of each part a part colour prompt names."""
 
 
 def part_colour_verdicts(part: str, colour: str, answers: tuple[dict, dict]) -> dict:

@@ -10,14 +10,16 @@ seen; the shipped `compact` is trained so), and described by captions (`synth.ma
 composites the renders over mostly white backgrounds and softens, shifts and perturbs them
 towards what NeRF renders look like.
 
-The loss is open_clip's symmetric InfoNCE with four additions that make the model see what
+The loss is open_clip's symmetric InfoNCE with five additions that make the model see what
 captions name, not only colour: a share of the captions is built around one attribute question
 (`data.attribute_captions`), each such caption's image is also contrasted with its hard negative
 (the same caption with that attribute changed, as NegCLIP does), each image must pick the true
 one of a question's short answer captions ("a chair with a slatted back" / "... a solid back" /
 "a stool", or the twelve "a <colour> chair": the zero-shot choice that mappers and benches
-make), and linear heads on the image embedding predict every attribute question's answer (an
-auxiliary loss; the heads are not saved).
+make), optionally prefer each such true answer over the false answers of its other questions
+("four legs" over "a wide seat" for a narrow chair: the choice across questions that
+`clipnerf eval`'s five-way test makes), and linear heads on the image embedding predict every
+attribute question's answer (an auxiliary loss; the heads are not saved).
 The result is a self-describing .safetensors file that `ClipEncoder` loads.
 """
 
@@ -107,6 +109,22 @@ def answer_loss(image_f: Float[Tensor, "b d"], answer_f: Float[Tensor, "u d"], c
         picked = picked + offset
     terms = F.cross_entropy(picked.masked_fill(choices < 0, float("-inf")), target, reduction="none")
     return (terms if weight is None else terms * weight).mean()
+
+
+def cross_answer_choices(choices: Tensor, true_answer: Tensor, rows: Tensor) -> Tensor:
+    """For each asked question (rows of `choices`, as `answer_loss` takes them), its true answer
+    caption (column 0) and the false answer captions of the other questions asked of the same
+    image (`rows`: the image of each question), -1 padded; duplicates of the true caption left out.
+    With target 0, `answer_loss` of these is the choice among prompts of different questions."""
+    true_caption = choices.gather(1, true_answer[:, None])[:, 0]
+    columns = torch.arange(choices.shape[1])
+    sets = []
+    for k in range(len(choices)):
+        others = (rows == rows[k]) & (torch.arange(len(choices)) != k)
+        false = choices[others][(columns[None] != true_answer[others][:, None]) & (choices[others] >= 0)]
+        sets.append([int(true_caption[k])] + [int(c) for c in false.unique() if c != true_caption[k]])
+    width = max(len(s) for s in sets)
+    return torch.tensor([s + [-1] * (width - len(s)) for s in sets])
 
 
 def question_weights(keys: list[str], focus: tuple[str, ...], focus_weight: float) -> Tensor:
@@ -257,6 +275,10 @@ def train_step(model, heads: Optional[AttributeHeads], optimizer, batch: Batch, 
         loss = loss + config.answer_weight * answer_loss(
             image_f[batch.answer_rows], answer_f, choices, torch.tensor(batch.true_answer), model.logit_scale.exp(), offset,
             weight)
+        if config.cross_answer_weight > 0:
+            cross = cross_answer_choices(choices, torch.tensor(batch.true_answer), torch.tensor(batch.answer_rows))
+            loss = loss + config.cross_answer_weight * answer_loss(
+                image_f[batch.answer_rows], answer_f, cross, torch.zeros(len(cross), dtype=torch.long), model.logit_scale.exp())
     if heads is not None and config.attribute_weight > 0:
         rows = torch.from_numpy(batch.objects)
         loss = loss + config.attribute_weight * heads.loss(raw_image, [categories[i] for i in batch.objects], labels[rows],
@@ -351,6 +373,8 @@ def _validate(config: DomainTraining) -> None:
         (0 <= config.heldout_objects < config.num_objects,
          f"--heldout-objects must be in [0, --num-objects), got {config.heldout_objects}"),
         (len(config.categories) >= 1, "--categories needs at least one category"),
+        (config.cross_answer_weight == 0 or (config.answer_weight > 0 and config.answer_questions >= 2),
+         "--cross-answer-weight needs --answer-weight above 0 and --answer-questions 2 or more"),
         (config.out.suffix == ".safetensors", f"--out must end in .safetensors, got {config.out}"),
         (not unknown, f"--focus-questions: no question {', '.join(unknown)} in {', '.join(config.categories)}; "
                       f"valid: {', '.join(sorted(known))}"),

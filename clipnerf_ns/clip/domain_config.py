@@ -133,6 +133,13 @@ class DomainTraining:
     log of its share among the training objects, in training only), so the zero-shot choice does
     not lean towards common answers (1 chair in 6 has three legs). Off in the recorded recipes
     before stage 6."""
+    cross_answer_weight: Annotated[float, Bounds(0, 1e6)] = 0.0
+    """Weight of a loss that asks each image, for each question the answer loss asks, to prefer its
+    true answer caption over the false answers of the image's other asked questions ("a chair with
+    four legs" over "a chair with a wide seat" for a narrow four-legged chair): the choice among
+    prompts of different questions that `clipnerf eval`'s five-way test makes, which the answer
+    loss, one question at a time, never asks. Needs --answer-weight above 0 and --answer-questions
+    2 or more. 0: off (the recorded recipes before stage 10)."""
     focus_questions: tuple[str, ...] = ()
     """Attribute questions ("back_tilt", "seat_width"...) whose answer and attribute losses count
     --focus-weight times as much as the others': the ones the bench measures short. Empty: none."""

@@ -72,7 +72,8 @@ LATER_STAGES = {
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
     ) + extra for name, steps, extra in (
         ("compact", 1000, (_STAGE_7, {**_STAGE_7, "front_views": 4})),
-        ("compact-eval", 600, (_STAGE_7, {**_STAGE_7, "front_views": 4}, {**_STAGE_7, "front_views": 4, "steps": 500})),
+        ("compact-eval", 600, (_STAGE_7, {**_STAGE_7, "front_views": 4}, {**_STAGE_7, "front_views": 4, "steps": 500},
+                               {**_STAGE_7, "front_views": 4, "steps": 500, "cross_answer_weight": 6.0})),
     )
 }
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
@@ -81,7 +82,8 @@ then on four times the objects with six questions, then with four times the weig
 heads of the image embedding, then with the answer loss logit-adjusted at twice its weight;
 both then with the four questions the bench found short weighted four times in both losses
 ("Stage 7"), then with four more views per object from the front band ("Stage 8": 1000 steps for
-both, and 500 more for `compact-eval`)."""
+both, and 500 more for `compact-eval`), and `compact-eval` 500 more with the cross-question answer
+loss ("Stage 10")."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():
@@ -192,6 +194,41 @@ def test_answer_loss_can_ask_each_image_several_questions():
     loss = domain.train_step(model, None, optimizer, three, new_tokenizer(40), domain.label_table(data), data.categories,
                              dataclasses.replace(config, answer_questions=3))
     assert np.isfinite(loss)
+
+
+def test_cross_answers_offer_the_false_answers_of_the_images_other_questions(tmp_path, capsys):
+    """--cross-answer-weight: each asked question's true caption against the false captions of the
+    other questions asked of the same image, none of them true of it; the step's loss counts it,
+    and the CLI refuses it where no second question is asked."""
+    from clipnerf_ns.data.attribute_captions import applicable
+
+    data = domain_data.render_objects(0, ("chairs", "cars"), 4, 1, 1, "default", 32)
+    config = DomainTraining(out=Path("unused.safetensors"), batch_size=8, arch=TINY_ARCH, categories=("chairs", "cars"),
+                            answer_questions=3, cross_answer_weight=1.0)
+    batch = domain.sample_batch(data, np.arange(8), config, torch.Generator().manual_seed(0))
+    unique = sorted({c for a in batch.answers for c in a})
+    width = max(len(a) for a in batch.answers)
+    choices = torch.tensor([[unique.index(c) for c in a] + [-1] * (width - len(a)) for a in batch.answers])
+    cross = domain.cross_answer_choices(choices, torch.tensor(batch.true_answer), torch.tensor(batch.answer_rows))
+    for k, row in enumerate(batch.answer_rows):
+        offered = [unique[c] for c in cross[k].tolist() if c >= 0]
+        assert offered[0] == batch.answers[k][batch.true_answer[k]]
+        others = [j for j, r in enumerate(batch.answer_rows) if r == row and j != k]
+        true_of_image = {batch.answers[j][batch.true_answer[j]] for j in [k] + others}
+        false_of_others = {c for j in others for c in batch.answers[j]} - true_of_image
+        assert set(offered[1:]) == false_of_others
+    assert any(len([c for c in row if c >= 0]) >= 3 for row in cross.tolist())
+    losses = []
+    for weight in (0.0, 1.0):
+        model = domain.new_model(TINY_ARCH, 0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        losses.append(domain.train_step(model, None, optimizer, batch, new_tokenizer(40), domain.label_table(data),
+                                        data.categories, dataclasses.replace(config, cross_answer_weight=weight)))
+    assert losses[1] > losses[0]
+    assert all(len(applicable(data.categories[i], data.attributes[i])) >= 1 for i in batch.objects)
+    with pytest.raises(SystemExit):
+        entrypoint(["train-clip", "--out", str(tmp_path / "x.safetensors"), *TINY_ARGS, "--cross-answer-weight", "1"])
+    assert "--answer-questions 2 or more" in capsys.readouterr().err
 
 
 def test_contrastive_loss_with_and_without_hard_negatives():

@@ -155,6 +155,10 @@ def test_eval_on_a_small_prompt_library(pretrained_runs, tmp_path, capsys):
                                             "a green chair", "a chair with a red seat"}
     assert {len(e["candidates_any"]) for e in edits if e["target"] == "shape"} == {2}
     assert summary["candidates"] == {"appearance": 4, "shape": 2}
+    # the held-out chair's candidates come from its true attributes in the collection, not from the judge's reading
+    assert {e["candidates_from"] for e in edits} == {"attributes"}
+    prompts = {e["prompt"] for e in edits}
+    assert all(len(pair) == 2 and set(pair) <= prompts for pair in summary["five_way_implied"])
     red = next(e for e in edits if e["prompt"] == "a red chair")  # distinct candidates: never what the chair shows
     assert red["candidates"][0] == "a red chair" and set(red["candidates"]) <= {"a red chair", "a blue chair", "a green chair"}
     assert 1 <= summary["candidates_mean"]["shape"] <= 2 and 0.0 <= summary["five_way_any_candidates"]["edited"]["shape"] <= 1.0

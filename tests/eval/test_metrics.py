@@ -3,13 +3,15 @@ import math
 import pytest
 import torch
 
-from clipnerf_ns.app.edit_evaluation import (
+from clipnerf_ns.app.edit_evaluation import part_measures
+from clipnerf_ns.app.prompt_meanings import (
+    category_implications,
     distinct_distractors,
     holds,
     named_color_of,
     named_part_color_of,
-    part_measures,
     prompt_meanings,
+    true_answers,
 )
 from clipnerf_ns.data.synth_parts import NAMED_COLORS
 from clipnerf_ns.editing.prompts import load_prompt_library
@@ -138,3 +140,51 @@ def test_five_way_distractors_are_neither_implied_by_the_prompt_nor_already_true
     red = distinct_distractors("a red chair", library.appearance, meanings, {})  # no judge: what the prompt implies
     assert red == [p for p in library.appearance if p not in ("a red chair", "a crimson chair", "a chair with a red seat",
                                                                "a chair with a red back")]
+
+
+def test_the_category_implies_what_all_its_objects_that_show_a_prompt_show():
+    """Procedural chairs: every three-legged one has a round seat (so a five-way choice for "three
+    legs" offers no round seat), while no such law ties four legs, or a round seat, to anything; an
+    object lacking attributes is passed over, and a law needs enough objects to rest on."""
+    import numpy as np
+
+    from clipnerf_ns.data.synth_chairs import sample_chair_attributes
+
+    rng = np.random.default_rng(0)
+    attributes = [sample_chair_attributes(rng) for _ in range(400)] + [{"back_style": "solid"}]
+    library = load_prompt_library(None, "chairs")
+    meanings, claims = (prompt_meanings(library, "chairs", conditions=c) for c in (True, False))
+    implied = category_implications(library.shape, meanings, claims, "chairs", attributes)
+    assert ("a chair with three legs", "a chair with a round seat") in implied
+    assert ("an office chair", "a chair with a star base") in implied  # as its words say
+    assert not {pair for pair in implied if pair[0] in ("a chair with four legs", "a chair with a round seat")}
+    chair = {"back_style": "solid", "leg_style": "vertical", "leg_count": "4", "seat_shape": "rectangular"}
+    offered = distinct_distractors("a chair with three legs", library.shape, meanings, chair, claims, implied)
+    assert "a chair with a round seat" not in offered and "a chair with a round seat" in distinct_distractors(
+        "a chair with three legs", library.shape, meanings, chair, claims)
+    assert not category_implications(library.shape, meanings, claims, "chairs", attributes[:10])  # too few to say
+
+
+def test_true_answers_leave_a_middling_attribute_undecided_and_no_distractor():
+    """From true attributes: a seat of middling width has no seat-width answer and asks no wide or
+    narrow seat of a five-way choice; a chair's missing stool height is no such doubt (a chair is
+    no tall stool); a stool's middling height is; attributes that lack a key say nothing."""
+    import numpy as np
+
+    from clipnerf_ns.data.synth_chairs import sample_chair_attributes
+
+    rng = np.random.default_rng(1)
+    chairs = [sample_chair_attributes(rng) for _ in range(300)]
+    middling = next(a for a in chairs if a["back_style"] == "solid" and true_answers("chairs", a)[0].get("seat_width") is None)
+    known, undecided = true_answers("chairs", middling)
+    assert "seat_width" in undecided and "seat_width" not in known and "stool_height" not in undecided
+    assert known["back_style"] == "solid"
+    stools = [true_answers("chairs", a) for a in chairs if a["back_style"] == "none"]
+    assert any("stool_height" in u for _, u in stools) and not any("back_height" in u for _, u in stools)
+    assert true_answers("chairs", {"back_style": "solid"}) is None and true_answers("chairs", None) is None
+    library = load_prompt_library(None, "chairs")
+    meanings, claims = (prompt_meanings(library, "chairs", conditions=c) for c in (True, False))
+    offered = distinct_distractors("a chair with four legs", library.shape, meanings, known, claims, undecided=undecided)
+    assert not {"a chair with a wide seat", "a chair with a narrow seat"} & set(offered)
+    assert "a tall stool" in offered and "a chair with a wide seat" in distinct_distractors(
+        "a chair with four legs", library.shape, meanings, known, claims)
