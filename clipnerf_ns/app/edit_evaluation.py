@@ -19,6 +19,7 @@ from clipnerf_ns.app.prompt_meanings import (
     named_color_of,
     named_part_color_of,
     prompt_meanings,
+    true_answers,
 )
 from clipnerf_ns.clip.config import ClipConfig
 from clipnerf_ns.clip.encoder import ClipEncoder
@@ -60,6 +61,7 @@ class EditJudges:
     meanings: dict  # prompt -> what the judge sees when the prompt holds (`prompt_meanings`)
     claims: dict  # prompt -> what the prompt itself claims (`prompt_meanings(..., conditions=False)`)
     implied: frozenset = frozenset()  # (prompt, candidate) pairs the category implies (`category_implications`)
+    truths: dict = field(default_factory=dict)  # object id -> its true answers (`true_answers`; None: the judge reads it)
     text_cache: dict = field(default_factory=dict)  # prompt -> evaluator embedding
 
     @staticmethod
@@ -69,9 +71,11 @@ class EditJudges:
         with torch.no_grad():
             texts = {p: evaluator.encode_text([t.prompt, t.opposite]) for p, t in tests.items()}
         meanings, claims = (prompt_meanings(library, nerf.category, conditions=c) for c in (True, False))
-        prompts = [*library.appearance, *library.shape]
-        implied = category_implications(prompts, meanings, claims, nerf.category, nerf.kwargs["metadata"].get("attributes") or [])
-        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, meanings, claims, implied=implied)
+        attributes = nerf.kwargs["metadata"].get("attributes") or []
+        truths = {name: true_answers(nerf.category, a) for name, a in zip(nerf.object_ids, attributes)}
+        implied = category_implications([*library.appearance, *library.shape], meanings, claims,
+                                        [t[0] for t in truths.values() if t is not None])
+        return EditJudges(nerf, evaluator, Judge.load(judge_path), tests, texts, meanings, claims, implied, truths)
 
     def framing(self, of: str) -> tuple[int, Optional[tuple]]:
         """(view size, framing box) of the evaluator's or the judge's training views."""
@@ -116,11 +120,12 @@ def edit_subjects(nerf, heldout: list[int], prior_objects: int, generator) -> li
 
 
 def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: str, codes, resolution: int,
-                generators: tuple, truth: Optional[tuple] = None) -> tuple[np.ndarray, list[dict]]:
+                generators: tuple) -> tuple[np.ndarray, list[dict]]:
     """Every prompt of the library applied to one object: a record per edit, and the row of
     edits.png (before, then the pictured prompts' edits). `generators` draw the five-way candidates:
     any of the library's prompts, and distinct ones (`distinct_distractors`), these from the
-    object's true answers where known (`truth`: `true_answers`), else from the judge's reading."""
+    object's true answers where known (`EditJudges.truths`: held-out objects of the collection),
+    else from the judge's reading (draws from the prior)."""
 
     nerf, evaluator = judges.nerf, judges.evaluator
     any_generator, distinct_generator = generators
@@ -130,6 +135,7 @@ def judge_edits(editor, judges: EditJudges, library, pictured: list[str], name: 
         seen_before = judges.view(codes, "evaluator")
         image_before = evaluator.encode_image(seen_before)[0]
         answers_before = first_answers(judges.answers(codes, seen_before))
+    truth = judges.truths.get(name)
     known, undecided = truth or (answers_before, frozenset())  # what the distractors must not be true of
     shape_questions = judges.shape_questions()
     tiles, records = {}, []

@@ -64,7 +64,6 @@ class EvalCommand:
         from rich.progress import track
 
         from clipnerf_ns.app.edit_evaluation import EditJudges, edit_latency, edit_subjects, judge_edits, summarize_edits
-        from clipnerf_ns.app.prompt_meanings import true_answers
         from clipnerf_ns.editing.edit import editor_for
         from clipnerf_ns.editing.prompts import load_prompt_library
         from clipnerf_ns.pipelines.runs import load_run
@@ -89,10 +88,8 @@ class EvalCommand:
         subjects = edit_subjects(model.nerf, heldout, self.prior_objects, generator)
         generators = (generator, torch.Generator().manual_seed(self.seed + 1))  # five-way candidates: any, distinct
         rows, records = [], []
-        attributes = dict(zip(model.nerf.object_ids, model.nerf.kwargs["metadata"].get("attributes") or []))
         for name, codes in track(subjects, description="editing held-out objects"):
-            truth = true_answers(model.nerf.category, attributes.get(name))  # prior draws: None, the judge reads them
-            row, edits = judge_edits(editor, judges, library, pictured, name, codes, self.resolution, generators, truth)
+            row, edits = judge_edits(editor, judges, library, pictured, name, codes, self.resolution, generators)
             rows.append(row)
             records += edits
         latency = edit_latency(editor, subjects[0][1], library.appearance[0], self.latency_resolution, self.latency_repeats)

@@ -131,14 +131,13 @@ def true_answers(category: str, attributes: Optional[dict]) -> Optional[tuple[di
     return {q: a for q, a in answers.items() if a is not None}, undecided
 
 
-def category_implications(prompts, meanings: dict[str, Meaning], claims: dict[str, Meaning], category: str,
-                          attributes: list[dict], min_objects: int = 20) -> frozenset:
-    """(prompt, candidate) pairs where every object of a collection (`attributes`, its objects'
-    true attributes) that shows what `prompt` means also shows what `candidate` claims, over at
-    least `min_objects` such objects: what the category implies beyond the words (procedural
+def category_implications(prompts, meanings: dict[str, Meaning], claims: dict[str, Meaning], truths: list[dict[str, str]],
+                          min_objects: int = 20) -> frozenset:
+    """(prompt, candidate) pairs where every object of a collection (`truths`: its objects' true
+    answers, `true_answers`) that shows what `prompt` means also shows what `candidate` claims, over
+    at least `min_objects` such objects: what the category implies beyond the words (procedural
     three-legged chairs all have round seats, so a three-legged edit of a square seat must make
     it round)."""
-    truths = [t[0] for t in (true_answers(category, a) for a in attributes) if t is not None]
     pairs = set()
     for prompt in prompts:
         showing = [t for t in truths if holds(meanings.get(prompt), t)]

@@ -154,7 +154,9 @@ def test_the_category_implies_what_all_its_objects_that_show_a_prompt_show():
     attributes = [sample_chair_attributes(rng) for _ in range(400)] + [{"back_style": "solid"}]
     library = load_prompt_library(None, "chairs")
     meanings, claims = (prompt_meanings(library, "chairs", conditions=c) for c in (True, False))
-    implied = category_implications(library.shape, meanings, claims, "chairs", attributes)
+    truths = [t[0] for t in (true_answers("chairs", a) for a in attributes) if t is not None]
+    assert len(truths) == 400  # the object without every attribute says nothing
+    implied = category_implications(library.shape, meanings, claims, truths)
     assert ("a chair with three legs", "a chair with a round seat") in implied
     assert ("an office chair", "a chair with a star base") in implied  # as its words say
     assert not {pair for pair in implied if pair[0] in ("a chair with four legs", "a chair with a round seat")}
@@ -162,7 +164,7 @@ def test_the_category_implies_what_all_its_objects_that_show_a_prompt_show():
     offered = distinct_distractors("a chair with three legs", library.shape, meanings, chair, claims, implied)
     assert "a chair with a round seat" not in offered and "a chair with a round seat" in distinct_distractors(
         "a chair with three legs", library.shape, meanings, chair, claims)
-    assert not category_implications(library.shape, meanings, claims, "chairs", attributes[:10])  # too few to say
+    assert not category_implications(library.shape, meanings, claims, truths[:10])  # too few to say
 
 
 def test_true_answers_leave_a_middling_attribute_undecided_and_no_distractor():
