@@ -132,6 +132,7 @@ def test_cache_gives_the_same_data(tmp_path):
     fresh = domain_data.load_or_render(settings, config.cache)
     cached = domain_data.load_or_render(settings, config.cache)
     assert np.array_equal(fresh.rgba, cached.rgba) and fresh.captions == cached.captions
+    assert isinstance(cached.rgba, np.memmap) and not cached.rgba.flags.writeable  # mapped from the file, not read in
     assert fresh.rgba.shape == (3, 2, 32, 32, 4) and fresh.heldout.tolist() == [False, False, True]
     assert all(c for c in fresh.colors)  # a car's body colour names the whole car
     assert cached.attributes == fresh.attributes and fresh.attributes[0]["category"] == "cars"
