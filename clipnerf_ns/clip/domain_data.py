@@ -250,9 +250,7 @@ def load_or_render_with_front(settings: dict, front_views: int, cache: Optional[
     if front_views:
         front_cache = cache.with_name(f"{cache.stem}-front.npz") if cache else None
         front = load_or_render({**settings, "views": front_views, "band": "front"}, front_cache)
-        rgba = np.empty((len(data.rgba), data.rgba.shape[1] + front.rgba.shape[1], *data.rgba.shape[2:]), np.uint8)
-        rgba[:, : data.rgba.shape[1]], rgba[:, data.rgba.shape[1]:] = data.rgba, front.rgba  # from the mapped files
-        data.rgba = rgba
+        data.rgba = np.concatenate([data.rgba, front.rgba], axis=1)  # one array in memory, copied from the mapped files
     return data
 
 
