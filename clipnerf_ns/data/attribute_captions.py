@@ -55,6 +55,7 @@ _PHRASES: dict[str, dict[str, Optional[list[str]]]] = {
                    "rectangular": ["a square seat", "a rectangular seat", "a square seat cushion"]},
     "seat_width": {"high": ["a wide seat", "a broad seat", "a wide seat cushion"],
                    "low": ["a narrow seat", "a slim seat", "a narrow seat cushion"]},
+    "seat_depth": {"high": ["a deep seat", "a deep seat cushion"], "low": ["a shallow seat", "a shallow seat cushion"]},
     "stool_height": {"high": None, "low": None},
     "spoiler": {"yes": ["a spoiler", "a rear spoiler", "a rear wing"], "no": ["no spoiler", "no rear wing"]},
     "wheel_size": {"high": ["big wheels", "large wheels", "oversized wheels"],

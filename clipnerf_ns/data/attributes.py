@@ -81,6 +81,8 @@ _CHAIRS = (
              lambda a: ("yes" if a["stretchers"] else "no") if a["leg_style"] in ("straight", "round") else None),
     Question("seat_shape", "chairs", ("rectangular", "round"), lambda a: a["seat_shape"]),
     Question("seat_width", "chairs", ("low", "high"), lambda a: _outer_third("seat_width", a["seat_width"])),
+    Question("seat_depth", "chairs", ("low", "high"),
+             lambda a: _outer_third("seat_depth", a["seat_depth"]) if a.get("seat_depth") is not None else None),
     Question("stool_height", "chairs", ("low", "high"),
              lambda a: None if _has_back(a) else _outer_third("stool_seat_height", a["seat_height"])),
     Question("seat_color", "chairs", COLOR_NAMES, _color("seat_color"), shape=False),

@@ -30,6 +30,7 @@ _TERCILES: dict[str, tuple[float, float]] = {
     "chair_seat_height": (0.387, 0.454),  # chairs with a back
     "stool_seat_height": (0.449, 0.565),  # stools only: a tall stool is taller than a tall chair seat
     "seat_width": (0.401, 0.478),
+    "seat_depth": (0.397, 0.463),
     "leg_thickness": (0.037, 0.048),
     "body_length": (0.822, 0.88),
     "roof_height": (0.402, 0.527),

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from clipnerf_ns.atomic import save_safetensors
 from clipnerf_ns.clip.domain import AttributeHeads, cli_args, head_key, init_record, jsonable, label_table, lr_at
 from clipnerf_ns.clip.domain_data import augment, frame_extents, load_or_render_with_front, over_white
-from clipnerf_ns.data.attributes import QUESTIONS
+from clipnerf_ns.data.attributes import QUESTIONS, question
 from clipnerf_ns.errors import UserError
 from clipnerf_ns.eval.judge_config import JudgeTraining
 from clipnerf_ns.progress import progress_bar
@@ -227,9 +227,10 @@ def accuracy(judge: Judge, rgba: np.ndarray, categories: list[str], attributes: 
         images = over_white(rgba[rows])
         batches = [judge.answer_probabilities(images[i : i + 512], category) for i in range(0, len(images), 512)]
         probs = {q: torch.cat([b[q] for b in batches]) for q, _ in judge.questions[category]}
-        table = torch.tensor([[q.label(attributes[i]) for q in QUESTIONS[category]] for i in rows]).repeat_interleave(views, 0)
+        asked = [question(category, name) for name, _ in judge.questions[category]]  # the judge's own, in its order
+        table = torch.tensor([[q.label(attributes[i]) for q in asked] for i in rows]).repeat_interleave(views, 0)
         figures = {}
-        for j, q in enumerate(QUESTIONS[category]):
+        for j, q in enumerate(asked):
             y = table[:, j]
             keep = y >= 0
             if bool(keep.any()):

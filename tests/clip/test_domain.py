@@ -63,6 +63,9 @@ _STAGE_4 = {"num_objects": 4000, "lr": 3e-4, "image_size": 128, "warmup_steps": 
             "answer_questions": 6}
 _STAGE_7 = {**_STAGE_4, "steps": 1000, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True,
             "focus_questions": ["back_tilt", "seat_width", "leg_thickness", "leg_count"], "focus_weight": 4.0}
+_STAGE_8 = {**_STAGE_7, "front_views": 4}
+_DEPTH = {**_STAGE_8, "steps": 600, "cross_answer_weight": 6.0, "focus_questions": ["seat_width", "seat_depth", "back_tilt"],
+          "focus_weight": 6.0}
 LATER_STAGES = {
     name: (
         {"steps": 1500, "lr": 5e-4, "image_size": 128},
@@ -71,9 +74,9 @@ LATER_STAGES = {
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0},
         {**_STAGE_4, "steps": 800, "attribute_weight": 4.0, "answer_weight": 6.0, "answer_balance": True},
     ) + extra for name, steps, extra in (
-        ("compact", 1000, (_STAGE_7, {**_STAGE_7, "front_views": 4})),
-        ("compact-eval", 600, (_STAGE_7, {**_STAGE_7, "front_views": 4}, {**_STAGE_7, "front_views": 4, "steps": 500},
-                               {**_STAGE_7, "front_views": 4, "steps": 500, "cross_answer_weight": 6.0})),
+        ("compact", 1000, (_STAGE_7, _STAGE_8)),
+        ("compact-eval", 600, (_STAGE_7, _STAGE_8, {**_STAGE_8, "steps": 500},
+                               {**_STAGE_8, "steps": 500, "cross_answer_weight": 6.0}, _DEPTH, _DEPTH)),
     )
 }
 """How the shipped CLIPs were trained further, each stage from the file of the one before (`--init`;
@@ -83,7 +86,8 @@ heads of the image embedding, then with the answer loss logit-adjusted at twice 
 both then with the four questions the bench found short weighted four times in both losses
 ("Stage 7"), then with four more views per object from the front band ("Stage 8": 1000 steps for
 both, and 500 more for `compact-eval`), and `compact-eval` 500 more with the cross-question answer
-loss ("Stage 10")."""
+loss ("Stage 10"), then twice 600 steps with the cross term and the seat-depth question, weighted
+with seat width and recline ("The seat-depth question")."""
 
 
 def test_the_defaults_are_the_shipped_compacts_recipe():

@@ -20,6 +20,10 @@ def test_answers_of_a_hand_made_stool():
     assert answers["leg_style"] == "vertical" and answers["leg_count"] == "3" and answers["leg_thickness"] == "low"
     assert answers["stool_height"] == "high" and answers["seat_width"] is None  # 0.45: the middle third
     assert answers["seat_color"] == "red" and answers["back_color"] is None
+    assert answers["seat_depth"] is None  # not measured: no answer rather than a guess
+    deep, shallow = ({**STOOL, "seat_shape": "rectangular", "seat_depth": d} for d in (0.5, 0.36))
+    assert question("chairs", "seat_depth").answer(deep) == "high"
+    assert question("chairs", "seat_depth").answer(shallow) == "low"
     row = labels("chairs", STOOL)
     assert row[0] == 0 and row[1] == -1 and len(row) == len(QUESTIONS["chairs"])
     with pytest.raises(KeyError, match="valid"):
@@ -41,7 +45,8 @@ def test_judged_applicability_matches_the_true_answers(category):
     questions themselves do: where it says no, the true answer is None; where it says yes, only
     the questions with a middle class left unnamed (outer thirds, a back between upright and
     reclined) may still have none."""
-    may_be_unnamed = {"back_height", "back_tilt", "leg_thickness", "seat_width", "stool_height", "leg_count",
+    may_be_unnamed = {"back_height", "back_tilt", "leg_thickness", "seat_width", "seat_depth", "stool_height",
+                      "leg_count",
                       "wheel_size", "body_length", "roof_height"}
     rng = np.random.default_rng(1)
     for _ in range(600):
