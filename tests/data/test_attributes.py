@@ -10,8 +10,8 @@ from clipnerf_ns.data.synth import sample_attributes
 
 STOOL = {"category": "chairs", "back_style": "none", "back_height": 0.0, "back_tilt": 0.0, "armrests": False,
          "leg_style": "round", "leg_count": 3, "leg_thickness": 0.03, "stretchers": False, "seat_shape": "round",
-         "seat_width": 0.45, "seat_height": 0.6, "seat_color": "red", "back_color": None, "leg_color": "black",
-         "arm_color": None, "kind": "stool"}
+         "seat_width": 0.45, "seat_depth": 0.45, "seat_height": 0.6, "seat_color": "red", "back_color": None,
+         "leg_color": "black", "arm_color": None, "kind": "stool"}
 
 
 def test_answers_of_a_hand_made_stool():
@@ -20,7 +20,7 @@ def test_answers_of_a_hand_made_stool():
     assert answers["leg_style"] == "vertical" and answers["leg_count"] == "3" and answers["leg_thickness"] == "low"
     assert answers["stool_height"] == "high" and answers["seat_width"] is None  # 0.45: the middle third
     assert answers["seat_color"] == "red" and answers["back_color"] is None
-    assert answers["seat_depth"] is None  # not measured: no answer rather than a guess
+    assert answers["seat_depth"] is None  # a round seat's depth is its width: the middle third too
     deep, shallow = ({**STOOL, "seat_shape": "rectangular", "seat_depth": d} for d in (0.5, 0.36))
     assert question("chairs", "seat_depth").answer(deep) == "high"
     assert question("chairs", "seat_depth").answer(shallow) == "low"
