@@ -137,13 +137,14 @@ def main() -> None:
 def print_judge(judge, framing: str, args, views) -> None:
     """The judge's accuracy per question, at its own input size and framing: on real chairs, on
     their views; else on `--judge-objects` fresh objects per category, at random views of the
-    band and at the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`)."""
+    band and at the view `clipnerf eval` judges edits from (`cameras.VIEW_DEG`; once, where that is the band)."""
     title = f"\nattribute judge ({judge.name}, {framing} framing), accuracy per question"
     if args.partnet:
         judged = views(framing, args.templates[0], judge.image_size)
         print(f"{title}:\n" + format_accuracy(accuracy(judge, judged.rgba, judged.categories, judged.attributes)))
         return
-    for band, n_views in ((args.band, args.views), ("judged", 1)):
+    bands = [(args.band, args.views), ("judged", 1)] if args.band != "judged" else [("judged", 1)]
+    for band, n_views in bands:
         judged = render_objects(args.seed, args.categories, args.judge_objects, n_views, 1, args.templates[0],
                                 judge.image_size, description="rendering the judge's objects", band=band, framing=framing)
         where = f"{n_views} random '{band}' views" if band != "judged" else f"the judged view {VIEW_DEG} (azimuth, elevation)"
