@@ -46,8 +46,7 @@ def test_judged_applicability_matches_the_true_answers(category):
     the questions with a middle class left unnamed (outer thirds, a back between upright and
     reclined) may still have none."""
     may_be_unnamed = {"back_height", "back_tilt", "leg_thickness", "seat_width", "seat_depth", "stool_height",
-                      "leg_count",
-                      "wheel_size", "body_length", "roof_height"}
+                      "leg_count", "wheel_size", "body_length", "roof_height"}
     rng = np.random.default_rng(1)
     for _ in range(600):
         attributes = sample_attributes(category, rng)
